@@ -1,0 +1,112 @@
+"""The raw layer: one daily-partitioned asset per raw table, validated on the way into the lake."""
+
+
+import datetime as dt
+
+import dagster as dg
+import pandas as pd
+
+from dagster_project.defs.ingestion import simulator
+from dagster_project.defs.ingestion.schemas import RAW_TABLES, TableSpec
+from dagster_project.defs.ingestion.validation import QUARANTINE_SCHEMA, ValidationResult, read_landing_file, validate
+from dagster_project.partitions import daily_partitions
+from dagster_project.resources import LakeResource, RawSourceResource
+from dagster_project.settings import Source, get_settings
+
+RAW_LAYER = "raw"
+QUARANTINE_LAYER = "quarantine"
+VALID_ROWS_CHECK = "no_quarantined_rows"
+QUARANTINE_SHARE_CHECK = "quarantine_share_below_threshold"
+
+
+def raw_asset_key(table: str) -> dg.AssetKey:
+    return dg.AssetKey([RAW_LAYER, table])
+
+
+def load_raw(source: RawSourceResource, table: str, date: dt.date) -> tuple[pd.DataFrame, str]:
+    """The day's rows of ``table`` as they arrive, and a description of where they came from."""
+    if source.kind is Source.simulator:
+        cfg = source.simulator
+        frame = simulator.TABLES[table](cfg, date)
+        return frame, f"simulator(seed={cfg.seed}, customers={cfg.customers}, scenario={cfg.scenario.value})"
+    path = source.landing_file(table, date)
+    return read_landing_file(path), str(path)
+
+
+def _check_results(key: dg.AssetKey, result: ValidationResult, max_share: float) -> list[dg.AssetCheckResult]:
+    by_check = dg.MetadataValue.json(result.failures_by_check)
+    share = round(result.quarantined_share, 6)
+    return [
+        dg.AssetCheckResult(
+            asset_key=key,
+            check_name=VALID_ROWS_CHECK,
+            passed=result.rows_quarantined == 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"rows_quarantined": result.rows_quarantined, "failures_by_check": by_check},
+        ),
+        dg.AssetCheckResult(
+            asset_key=key,
+            check_name=QUARANTINE_SHARE_CHECK,
+            passed=result.quarantined_share <= max_share,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"quarantined_share": share, "threshold": max_share},
+        ),
+    ]
+
+
+def build_raw_asset(spec: TableSpec) -> dg.AssetsDefinition:
+    key = raw_asset_key(spec.name)
+    max_share = get_settings().thresholds.max_quarantine_share
+
+    @dg.asset(
+        key=key,
+        partitions_def=daily_partitions,
+        group_name="ingestion",
+        kinds={"pandas", "parquet"},
+        description=(
+            f"Raw `{spec.name}` of one day, validated against the pandera model `{spec.model.__name__}`. "
+            f"Valid rows land in `lake/{RAW_LAYER}/{spec.name}/date=<day>`; rows that fail a check go to "
+            f"`lake/{QUARANTINE_LAYER}/{spec.name}/date=<day>` with the failed checks and columns named."
+        ),
+        check_specs=[
+            dg.AssetCheckSpec(VALID_ROWS_CHECK, asset=key, description="Every row of the day passed validation."),
+            dg.AssetCheckSpec(
+                QUARANTINE_SHARE_CHECK,
+                asset=key,
+                description=f"At most {max_share:.0%} of the day's rows were quarantined "
+                "(PLATFORM_THRESHOLDS__MAX_QUARANTINE_SHARE).",
+            ),
+        ],
+        metadata={"keys": ", ".join(spec.keys), "columns": ", ".join(spec.columns)},
+    )
+    def _raw_table(
+        context: dg.AssetExecutionContext, lake: LakeResource, raw_source: RawSourceResource
+    ) -> dg.MaterializeResult:
+        date = dt.date.fromisoformat(context.partition_key)
+        frame, source = load_raw(raw_source, spec.name, date)
+        result = validate(frame, spec, date, source)
+        data_path = lake.write_partition(RAW_LAYER, spec.name, date, result.valid, spec.arrow_schema())
+        quarantine_path = lake.write_partition(QUARANTINE_LAYER, spec.name, date, result.quarantine, QUARANTINE_SCHEMA)
+        if result.rows_quarantined:
+            context.log.warning(
+                f"{result.rows_quarantined} of {result.rows_in} rows of {spec.name} on {date} quarantined: "
+                f"{result.failures_by_check}"
+            )
+        return dg.MaterializeResult(
+            metadata={
+                "source": source,
+                "rows_in": result.rows_in,
+                "rows_kept": result.rows_kept,
+                "rows_quarantined": result.rows_quarantined,
+                "failures_by_check": dg.MetadataValue.json(result.failures_by_check),
+                "path": dg.MetadataValue.path(str(data_path)),
+                "quarantine_path": dg.MetadataValue.path(str(quarantine_path)),
+                "dagster/row_count": result.rows_kept,
+            },
+            check_results=_check_results(key, result, max_share),
+        )
+
+    return _raw_table
+
+
+raw_assets = [build_raw_asset(spec) for spec in RAW_TABLES.values()]

@@ -1,0 +1,100 @@
+"""The one place where environment variables and paths are read.
+
+Every path in the project derives from ``REPO_ROOT`` through ``Settings``; every value can be overridden by an
+environment variable named ``PLATFORM_<FIELD>`` (for example ``PLATFORM_LAKE_ROOT``). The defaults put all
+generated data under ``<repo>/data`` so the embedded default needs no configuration at all. Nested groups
+(simulator, thresholds) use a double underscore: ``PLATFORM_SIMULATOR__CUSTOMERS=100000``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from functools import cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The package sits directly below the repository root: this is the only place that relies on it.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+
+
+class Source(StrEnum):
+    """Where the raw tables come from."""
+
+    simulator = "simulator"  # the built-in subscription-business simulator
+    landing = "landing"  # files dropped into the landing folder, one per table and day
+
+
+class Scenario(StrEnum):
+    """Drift scenarios of the simulator, starting on ``SimulatorSettings.drift_start``."""
+
+    none = "none"
+    price_rise = "price_rise"  # covariate shift: prices rise and a new, less engaged channel appears
+    concept_shift = "concept_shift"  # the relation between behaviour and churn changes
+
+
+class SimulatorSettings(BaseModel):
+    seed: int = 42
+    customers: int = Field(3_000, ge=10, description="customers already subscribed on the first day")
+    start_date: dt.date = dt.date(2025, 1, 1)
+    scenario: Scenario = Scenario.none
+    drift_start: dt.date = dt.date(2025, 4, 1)
+
+
+class Thresholds(BaseModel):
+    churn_horizon_days: int = Field(30, ge=1, description="a label is positive if the customer cancels within N days")
+    max_quarantine_share: float = Field(0.05, ge=0, le=1, description="raw check fails above this share")
+    drift_share: float = Field(0.3, ge=0, le=1, description="drift check fails when this share of features drift")
+    auc_floor: float = Field(0.7, ge=0, le=1, description="a challenger must reach this validation ROC AUC")
+    promotion_tolerance: float = Field(0.01, ge=0, le=1, description="challenger may trail the champion by this")
+    performance_tolerance: float = Field(0.05, ge=0, le=1, description="realized AUC may trail validation AUC by this")
+    retrain_cooldown_days: int = Field(7, ge=0, description="no second drift-triggered retrain within this window")
+
+
+class Settings(BaseSettings):
+    """Typed settings of the whole platform, read once from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="PLATFORM_", env_nested_delimiter="__", extra="ignore")
+
+    data_root: Path = REPO_ROOT / "data"
+    # Derived from data_root unless set explicitly (see _derive_paths).
+    lake_root: Path | None = None
+    landing_root: Path | None = None
+    warehouse_path: Path | None = None
+    dagster_home: Path | None = None
+    mlflow_tracking_uri: str | None = None
+    mlflow_artifact_root: Path | None = None
+    # Downloaded jars are no data: they live in a cache that survives wiping the data folder.
+    jars_cache: Path = REPO_ROOT / ".cache" / "jars"
+
+    source: Source = Source.simulator
+    spark_master: str = "local[*]"  # or spark://host:7077, k8s://..., sc://host:15002 (Spark Connect)
+    spark_driver_memory: str = "2g"
+    dbt_target: str = "dev"
+
+    simulator: SimulatorSettings = SimulatorSettings()
+    thresholds: Thresholds = Thresholds()
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Settings:
+        root = self.data_root
+        self.lake_root = self.lake_root or root / "lake"
+        self.landing_root = self.landing_root or root / "landing"
+        self.warehouse_path = self.warehouse_path or root / "warehouse" / "features.duckdb"
+        self.dagster_home = self.dagster_home or root / "dagster"
+        self.mlflow_artifact_root = self.mlflow_artifact_root or root / "mlflow" / "artifacts"
+        self.mlflow_tracking_uri = self.mlflow_tracking_uri or f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
+        return self
+
+    @property
+    def partitions_start(self) -> dt.date:
+        return self.simulator.start_date
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings; tests that change the environment call ``get_settings.cache_clear()``."""
+    return Settings()
