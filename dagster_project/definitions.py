@@ -2,10 +2,11 @@
 
 import dagster as dg
 
-from dagster_project.defs import ingestion
+from dagster_project.defs import automation, ingestion
 from dagster_project.resources import build_resources
 
 defs = dg.Definitions.merge(
     ingestion.defs,
+    automation.defs,
     dg.Definitions(resources=build_resources()),
 )

@@ -4,7 +4,6 @@ Each resource's defaults come from ``Settings``, so the definitions load with no
 launchpad shows the values in force; a run may still override them.
 """
 
-
 import datetime as dt
 from pathlib import Path
 

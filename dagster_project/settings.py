@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     dagster_home: Path | None = None
     mlflow_tracking_uri: str | None = None
     mlflow_artifact_root: Path | None = None
+    mlflow_experiment: str = "churn_model"
+    # The UI linked from Dagster when the tracking URI is a local store (sqlite/file): `mlflow ui --port N`.
+    mlflow_ui_port: int = 5000
+    model_name: str = "churn_model"  # the one registered model; versions carry the challenger/champion aliases
     # Downloaded jars are no data: they live in a cache that survives wiping the data folder.
     jars_cache: Path = REPO_ROOT / ".cache" / "jars"
 

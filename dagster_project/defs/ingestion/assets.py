@@ -1,6 +1,5 @@
 """The raw layer: one daily-partitioned asset per raw table, validated on the way into the lake."""
 
-
 import datetime as dt
 
 import dagster as dg

@@ -270,7 +270,8 @@ def activity_events(cfg: SimulatorSettings, date: dt.date) -> pd.DataFrame:
     logs_in = rng.random(n) < 1.0 - np.exp(-0.9 * level)
     logins = np.where(logs_in, 1 + rng.poisson(0.6 * level), 0)
     sessions = np.where(logs_in, logins + rng.poisson(0.9 * level), 0)
-    minutes = np.round(sessions * rng.gamma(2.0, 9.0 * np.sqrt(level + 0.05)), 1)
+    # Nobody is active for more than 16 hours a day.
+    minutes = np.round(np.minimum(sessions * rng.gamma(2.0, 8.0 * np.sqrt(level + 0.05)), 960.0), 1)
     purchases = np.where(logs_in, rng.poisson(0.04 * pop.engagement[idx]), 0)
     amount = np.round(purchases * rng.lognormal(np.log(6.0), 0.4, size=n), 2)
     ticket_rate = 0.012 * pop.support_propensity[idx] * np.where(winding, 4.0, 1.0)

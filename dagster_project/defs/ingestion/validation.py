@@ -140,10 +140,7 @@ def validate(frame: pd.DataFrame, spec: TableSpec, partition_date: dt.date, sour
     _check_columns(frame, spec, source)
     raw = frame[list(spec.columns)].reset_index(drop=True)
     typed = pd.DataFrame(
-        {
-            name: _coerce(raw[name], dtype, name in spec.date_columns)
-            for name, dtype in spec.columns.items()
-        }
+        {name: _coerce(raw[name], dtype, name in spec.date_columns) for name, dtype in spec.columns.items()}
     )
     failures = [_type_failures(raw, typed, spec), _null_failures(typed, spec)]
     # pandera sees only rows whose every value was read and every required value is there, typed as declared.
@@ -163,7 +160,7 @@ def validate(frame: pd.DataFrame, spec: TableSpec, partition_date: dt.date, sour
                 f"{source}: column {first['column']} fails {first['check']} ({first['failure_case']})"
             ) from errors
         failures.append(cases[["index", "column", "check", "failure_case"]])
-    failed = pd.concat(failures, ignore_index=True)
+    failed = pd.concat([f for f in failures if len(f)] or failures[:1], ignore_index=True)
     failed["index"] = failed["index"].astype("int64")
     # A value of the wrong type is also null once read: report the row's real cause once.
     failed = failed.drop_duplicates(subset=["index", "column"], keep="first")
@@ -189,7 +186,9 @@ def _null_failures(typed: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
         if columns[name].nullable:
             continue
         missing = typed[name].isna()
-        failures += [{"index": i, "column": name, "check": "not_nullable", "failure_case": None} for i in missing[missing].index]
+        failures += [
+            {"index": i, "column": name, "check": "not_nullable", "failure_case": None} for i in missing[missing].index
+        ]
     return pd.DataFrame(failures, columns=["index", "column", "check", "failure_case"])
 
 

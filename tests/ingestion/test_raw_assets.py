@@ -1,0 +1,122 @@
+"""The raw assets, run through Dagster's own ``materialize``: simulator and landing sources, idempotency, checks."""
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from dagster_project.defs.ingestion.assets import QUARANTINE_SHARE_CHECK, VALID_ROWS_CHECK, raw_assets
+from dagster_project.resources import build_resources
+from dagster_project.settings import Settings, Source
+
+DAY = "2025-01-03"
+
+
+def _materialize(settings: Settings, partition: str = DAY, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        raw_assets, partition_key=partition, resources=build_resources(settings), raise_on_error=raise_on_error
+    )
+
+
+def _metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, object]]:
+    return {
+        event.asset_key.path[-1]: {k: v.value for k, v in event.materialization.metadata.items()}
+        for event in result.get_asset_materialization_events()
+    }
+
+
+def test_simulated_day_lands_in_the_lake_with_exact_accounting(settings: Settings) -> None:
+    result = _materialize(settings)
+    assert result.success
+    metadata = _metadata(result)
+    assert set(metadata) == {"customers", "activity_events", "cancellations"}
+    for table, meta in metadata.items():
+        assert meta["rows_in"] == meta["rows_kept"] + meta["rows_quarantined"]
+        stored = pq.read_table(settings.lake_root / "raw" / table / f"date={DAY}" / "part-0.parquet")
+        assert stored.num_rows == meta["rows_kept"], table
+    events = pq.read_table(settings.lake_root / "raw" / "activity_events" / f"date={DAY}" / "part-0.parquet")
+    assert str(events.schema.field("event_date").type) == "date32[day]"
+    customers = pq.read_table(settings.lake_root / "raw" / "customers" / f"date={DAY}" / "part-0.parquet")
+    assert str(customers.schema.field("updated_at").type) == "timestamp[us]"  # Spark reads microseconds
+    checks = {(c.asset_key.path[-1], c.check_name): c.passed for c in result.get_asset_check_evaluations()}
+    assert len(checks) == 6 and all(checks.values())
+
+
+def test_rematerializing_a_day_replaces_it(settings: Settings) -> None:
+    path = settings.lake_root / "raw" / "activity_events" / f"date={DAY}"
+    _materialize(settings)
+    first = pd.read_parquet(path)
+    _materialize(settings)
+    assert sorted(p.name for p in path.iterdir()) == ["part-0.parquet"]  # no leftovers, no second file
+    pd.testing.assert_frame_equal(first, pd.read_parquet(path))
+
+
+def _write_landing(settings: Settings, table: str, content: str) -> Path:
+    path = Path(settings.landing_root) / table / f"{DAY}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def landing_settings(settings: Settings) -> Settings:
+    settings = settings.model_copy(update={"source": Source.landing})
+    _write_landing(
+        settings,
+        "customers",
+        "customer_id,signup_date,plan,contract,monthly_price,region,acquisition_channel,payment_method,updated_at\n"
+        "A1,2024-06-01,basic,monthly,9.99,north,organic,card,2025-01-03T08:00:00\n"
+        "A2,2025-01-03,premium,annual,19.54,south,referral,paypal,2025-01-03T09:30:00\n",
+    )
+    _write_landing(
+        settings,
+        "activity_events",
+        "customer_id,event_date,logins,sessions,minutes_active,purchases,purchase_amount,support_tickets,payment_failures\n"
+        "A1,2025-01-03,2,3,40.0,0,0,0,0\n"
+        "A2,2025-01-03,1,1,12.5,1,-5.0,0,0\n",
+    )
+    _write_landing(settings, "cancellations", "customer_id,cancel_date,cancel_reason,cancelled_at\n")
+    return settings
+
+
+def test_landing_files_go_through_the_same_validation(landing_settings: Settings) -> None:
+    result = _materialize(landing_settings)
+    assert result.success
+    metadata = _metadata(result)
+    assert metadata["customers"]["rows_kept"] == 2
+    assert metadata["activity_events"]["rows_in"] == 2
+    assert metadata["activity_events"]["rows_quarantined"] == 1
+    assert metadata["cancellations"]["rows_in"] == 0
+    assert metadata["activity_events"]["source"].endswith(f"activity_events/{DAY}.csv")
+    quarantine = pd.read_parquet(landing_settings.lake_root / "quarantine" / "activity_events" / f"date={DAY}")
+    assert quarantine["failed_checks"].tolist() == ["purchase_amount:greater_than_or_equal_to(0)"]
+    checks = {(c.asset_key.path[-1], c.check_name): c for c in result.get_asset_check_evaluations()}
+    assert not checks[("activity_events", VALID_ROWS_CHECK)].passed
+    assert not checks[("activity_events", QUARANTINE_SHARE_CHECK)].passed  # half the rows is far above 5%
+    assert checks[("activity_events", QUARANTINE_SHARE_CHECK)].severity == dg.AssetCheckSeverity.ERROR
+    assert checks[("customers", QUARANTINE_SHARE_CHECK)].passed
+
+
+def test_a_file_missing_a_column_fails_the_run_naming_file_and_column(landing_settings: Settings) -> None:
+    path = _write_landing(landing_settings, "cancellations", "customer_id,cancel_date,cancelled_at\n")
+    result = _materialize(landing_settings, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    message = failure.step_failure_data.error.cause.message
+    assert str(path) in message and "cancel_reason" in message
+
+
+def test_a_missing_landing_file_fails_saying_where_it_was_expected(landing_settings: Settings) -> None:
+    result = _materialize(landing_settings, partition="2025-01-04", raise_on_error=False)
+    assert not result.success
+    failures = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert any("activity_events/2025-01-04.csv" in e.step_failure_data.error.cause.message for e in failures)
+
+
+def test_partitions_start_on_the_simulation_start(settings: Settings) -> None:
+    partitions = raw_assets[0].partitions_def
+    assert partitions.get_first_partition_key() == settings.partitions_start.isoformat()
+    assert dt.date.fromisoformat(partitions.get_last_partition_key()) < dt.date.today()

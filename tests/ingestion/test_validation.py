@@ -1,0 +1,184 @@
+"""A corpus of bad input: every kind ends quarantined with a named reason, or in an error naming file and column.
+
+Each case goes through the landing path a user's file takes (read, then validate) and the row accounting is
+checked exactly: rows in = rows kept + rows quarantined.
+"""
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from dagster_project.defs.ingestion.schemas import RAW_TABLES
+from dagster_project.defs.ingestion.validation import RawInputError, ValidationResult, read_landing_file, validate
+
+DAY = dt.date(2025, 3, 1)
+EVENTS_HEADER = (
+    "customer_id,event_date,logins,sessions,minutes_active,purchases,purchase_amount,support_tickets,payment_failures"
+)
+GOOD_EVENT = "C1,2025-03-01,2,3,41.5,0,0.0,0,0"
+CUSTOMERS_HEADER = (
+    "customer_id,signup_date,plan,contract,monthly_price,region,acquisition_channel,payment_method,updated_at"
+)
+GOOD_CUSTOMER = "C1,2024-05-01,basic,monthly,9.99,north,organic,card,2025-03-01T10:00:00"
+
+
+def _load(tmp_path: Path, table: str, content: str | bytes, suffix: str = ".csv") -> ValidationResult:
+    path = tmp_path / table / f"{DAY}{suffix}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, str):
+        path.write_text(content, encoding="utf-8")
+    else:
+        path.write_bytes(content)
+    return validate(read_landing_file(path), RAW_TABLES[table], DAY, str(path))
+
+
+def _assert_accounting(result: ValidationResult, rows_in: int, quarantined: int) -> None:
+    assert result.rows_in == rows_in
+    assert result.rows_quarantined == quarantined
+    assert result.rows_kept + result.rows_quarantined == result.rows_in
+
+
+def _only_failure(result: ValidationResult) -> str:
+    assert len(result.quarantine) == 1, result.quarantine
+    return result.quarantine.iloc[0]["failed_checks"]
+
+
+def test_clean_file_loads_whole(tmp_path: Path) -> None:
+    result = _load(tmp_path, "activity_events", f"{EVENTS_HEADER}\n{GOOD_EVENT}\nC2,2025-03-01,1,1,5,1,4.5,1,0\n")
+    _assert_accounting(result, 2, 0)
+    assert result.valid["logins"].dtype == "int64"
+    assert str(result.valid["event_date"].dtype) == "datetime64[us]"
+
+
+def test_wrong_type_is_quarantined_with_column_and_value(tmp_path: Path) -> None:
+    result = _load(tmp_path, "activity_events", f"{EVENTS_HEADER}\n{GOOD_EVENT}\nC2,2025-03-01,many,1,5,0,0,0,0\n")
+    _assert_accounting(result, 2, 1)
+    row = result.quarantine.iloc[0]
+    assert row["failed_checks"] == "logins:type(int64)"
+    assert row["row_number"] == 1
+    assert '"many"' in row["failure_values"]
+    assert '"customer_id": "C2"' in row["record"]
+
+
+def test_fractional_count_is_a_type_failure(tmp_path: Path) -> None:
+    result = _load(tmp_path, "activity_events", f"{EVENTS_HEADER}\nC2,2025-03-01,1.5,1,5,0,0,0,0\n")
+    _assert_accounting(result, 1, 1)
+    assert _only_failure(result) == "logins:type(int64)"
+
+
+def test_missing_column_fails_naming_file_and_column(tmp_path: Path) -> None:
+    header = EVENTS_HEADER.replace(",support_tickets", "")
+    with pytest.raises(RawInputError, match=r"2025-03-01\.csv: missing required column\(s\) support_tickets"):
+        _load(tmp_path, "activity_events", f"{header}\nC1,2025-03-01,2,3,41.5,0,0.0,0\n")
+
+
+def test_extra_column_fails_naming_file_and_column(tmp_path: Path) -> None:
+    with pytest.raises(RawInputError, match=r"2025-03-01\.csv: unexpected column\(s\) coupon_code"):
+        _load(tmp_path, "activity_events", f"{EVENTS_HEADER},coupon_code\n{GOOD_EVENT},SPRING\n")
+
+
+def test_null_key_is_quarantined(tmp_path: Path) -> None:
+    result = _load(tmp_path, "activity_events", f"{EVENTS_HEADER}\n{GOOD_EVENT}\n,2025-03-01,1,1,5,0,0,0,0\n")
+    _assert_accounting(result, 2, 1)
+    assert _only_failure(result) == "customer_id:not_nullable"
+
+
+def test_duplicate_key_keeps_the_first_and_quarantines_the_rest(tmp_path: Path) -> None:
+    content = f"{EVENTS_HEADER}\n{GOOD_EVENT}\nC1,2025-03-01,9,9,99,0,0,0,0\nC1,2025-03-01,7,7,70,0,0,0,0\n"
+    result = _load(tmp_path, "activity_events", content)
+    _assert_accounting(result, 3, 2)
+    assert result.valid.iloc[0]["logins"] == 2  # the first occurrence is the one kept
+    assert sorted(result.quarantine["row_number"]) == [1, 2]
+    assert all("multiple_fields_uniqueness" in checks for checks in result.quarantine["failed_checks"])
+
+
+def test_negative_amount_is_quarantined(tmp_path: Path) -> None:
+    result = _load(tmp_path, "activity_events", f"{EVENTS_HEADER}\nC1,2025-03-01,2,3,41.5,1,-12.0,0,0\n")
+    _assert_accounting(result, 1, 1)
+    assert _only_failure(result) == "purchase_amount:greater_than_or_equal_to(0)"
+
+
+def test_event_on_another_day_is_out_of_range(tmp_path: Path) -> None:
+    result = _load(tmp_path, "activity_events", f"{EVENTS_HEADER}\n{GOOD_EVENT}\nC2,2025-03-02,1,1,5,0,0,0,0\n")
+    _assert_accounting(result, 2, 1)
+    assert _only_failure(result) == "event_date:on_partition_day(2025-03-01)"
+
+
+def test_impossible_and_ancient_dates_are_quarantined(tmp_path: Path) -> None:
+    content = (
+        f"{CUSTOMERS_HEADER}\n{GOOD_CUSTOMER}\n"
+        "C2,1899-12-31,basic,monthly,9.99,north,organic,card,2025-03-01T10:00:00\n"
+        "C3,2025-13-45,basic,monthly,9.99,north,organic,card,2025-03-01T10:00:00\n"
+        "C4,2025-03-05,basic,monthly,9.99,north,organic,card,2025-03-01T10:00:00\n"
+    )
+    result = _load(tmp_path, "customers", content)
+    _assert_accounting(result, 4, 3)
+    reasons = dict(zip(result.quarantine["row_number"], result.quarantine["failed_checks"], strict=True))
+    assert reasons[1] == "signup_date:greater_than_or_equal_to(1990-01-01 00:00:00)"
+    assert reasons[2] == "signup_date:type(datetime64[ns])"
+    assert reasons[3] == "signup_date:not_after_partition_day(2025-03-01)"
+
+
+def test_value_outside_the_allowed_set_is_quarantined(tmp_path: Path) -> None:
+    content = (
+        f"{CUSTOMERS_HEADER}\n{GOOD_CUSTOMER}\nC2,2024-05-01,gold,monthly,9.99,north,organic,card,2025-03-01T10:00:00\n"
+    )
+    result = _load(tmp_path, "customers", content)
+    _assert_accounting(result, 2, 1)
+    assert _only_failure(result).startswith("plan:isin(")
+
+
+def test_several_failures_in_one_row_are_all_named(tmp_path: Path) -> None:
+    content = f"{CUSTOMERS_HEADER}\nC2,2024-05-01,gold,weekly,-1,north,organic,card,2025-03-01T10:00:00\n"
+    result = _load(tmp_path, "customers", content)
+    _assert_accounting(result, 1, 1)
+    assert result.quarantine.iloc[0]["failed_columns"] == "contract, monthly_price, plan"
+
+
+def test_unparseable_csv_fails_naming_the_file(tmp_path: Path) -> None:
+    with pytest.raises(RawInputError, match=r"2025-03-01\.csv: not a readable CSV file"):
+        _load(tmp_path, "activity_events", f"{EVENTS_HEADER}\n{GOOD_EVENT}\n{GOOD_EVENT},1,2,3\n")
+
+
+def test_corrupt_parquet_fails_naming_the_file(tmp_path: Path) -> None:
+    with pytest.raises(RawInputError, match=r"2025-03-01\.parquet: not a readable Parquet file"):
+        _load(tmp_path, "activity_events", b"PAR1 this is not parquet", suffix=".parquet")
+
+
+def test_empty_file_fails(tmp_path: Path) -> None:
+    with pytest.raises(RawInputError, match=r"2025-03-01\.csv: the file is empty"):
+        _load(tmp_path, "activity_events", b"")
+
+
+def test_header_only_file_is_an_empty_day(tmp_path: Path) -> None:
+    result = _load(tmp_path, "cancellations", "customer_id,cancel_date,cancel_reason,cancelled_at\n")
+    _assert_accounting(result, 0, 0)
+
+
+def test_wrong_encoding_fails_naming_file_and_line(tmp_path: Path) -> None:
+    zurich = "C2,2024-05-01,basic,monthly,9.99,Zürich,organic,card,2025-03-01T10:00:00"
+    content = f"{CUSTOMERS_HEADER}\n{GOOD_CUSTOMER}\n{zurich}\n"
+    with pytest.raises(RawInputError, match=r"2025-03-01\.csv: not valid UTF-8 \(byte 0xfc on line 3\)"):
+        _load(tmp_path, "customers", content.encode("latin-1"))
+
+
+def test_parquet_with_nanosecond_timestamps_is_read_and_typed(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["C1", "C2"],
+            "cancel_date": pd.to_datetime(["2025-03-01", "2025-03-01"]),
+            "cancel_reason": ["price", None],
+            "cancelled_at": pd.to_datetime(["2025-03-01 10:00:00.123456789", "2025-03-01 11:00:00"], format="ISO8601"),
+        }
+    )
+    path = tmp_path / "cancellations" / f"{DAY}.parquet"
+    path.parent.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pandas(frame), path)
+    result = validate(read_landing_file(path), RAW_TABLES["cancellations"], DAY, str(path))
+    _assert_accounting(result, 2, 0)
+    assert str(result.valid["cancelled_at"].dtype) == "datetime64[us]"
+    assert result.valid["cancel_reason"].isna().sum() == 1  # the reason is optional
