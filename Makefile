@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DAYS ?= 30
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint ui clean-data java
+.PHONY: setup manifest run test lint ui clean-data java
 
 setup: $(STAMP)
 
@@ -27,16 +27,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
-run: java setup
+# The dbt manifest the feature assets are defined from: generated, never committed, prepared ahead here (the
+# definitions would otherwise parse the dbt project when they load).
+manifest: setup
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dagster-dbt project prepare-and-package --file dagster_project/defs/features/project.py
+
+run: java setup manifest
 	$(BIN)/python -m dagster_project.cli run --days $(DAYS)
 
 lint: setup
 	$(BIN)/ruff check .
 
-test: java setup lint
+test: java setup lint manifest
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-ui: setup
+ui: setup manifest
 	$(BIN)/python -m dagster_project.cli ui
 
 clean-data: setup

@@ -1,67 +1,95 @@
 """The main command: run the platform on the embedded default for a range of days, and open its UI.
 
-    python -m dagster_project.cli run --days 30
+    python -m dagster_project.cli run --days 120 [--scenario price_rise] [--drift-day 91]
     python -m dagster_project.cli ui
 
-Each day is one real Dagster run of the ``nightly_pipeline`` job for that day's partition, recorded in the
-instance under the data root, so ``make ui`` shows the history afterwards.
+The whole story: each simulated day is one real Dagster run of ``nightly_pipeline`` for that day's partition,
+requested by the nightly schedule's own logic; once enough labels have matured the first model is trained; the
+``retrain_on_drift`` sensor is evaluated after every night and the retraining it requests runs at once. All of it
+is recorded in the instance under the data root, so ``make ui`` shows the history afterwards.
+(``dagster_project.defs.automation.story`` has the day-by-day logic.)
 """
 
 import argparse
 import datetime as dt
 import os
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 from tqdm import tqdm
 
 from dagster_project.instance import local_instance
-from dagster_project.settings import REPO_ROOT, get_settings
+from dagster_project.settings import REPO_ROOT, Scenario, get_settings
 
-# The progress bar speaks for the runs; their full logs are in the instance (`make ui`).
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+DEFAULT_DAYS = 120
 
 
 def _days(start: dt.date, count: int) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range(count)]
 
 
-def run(days: int, start: dt.date | None) -> int:
-    # Imported here so that `--help` answers at once.
+def _story_settings(scenario: str | None, drift_day: int | None) -> None:
+    """Put the story's scenario in the environment the definitions read (before they are imported).
+
+    The story shows a drift, so the scenario defaults to ``price_rise`` unless the environment names one; the
+    drift starts on day ``drift_day`` (1 = the first day) or on ``PLATFORM_SIMULATOR__DRIFT_START``.
+    """
+    chosen = scenario or os.environ.get("PLATFORM_SIMULATOR__SCENARIO") or Scenario.price_rise.value
+    os.environ["PLATFORM_SIMULATOR__SCENARIO"] = chosen
+    if drift_day is not None:
+        start = get_settings().partitions_start
+        os.environ["PLATFORM_SIMULATOR__DRIFT_START"] = (start + dt.timedelta(days=drift_day - 1)).isoformat()
+    get_settings.cache_clear()
+
+
+def run(days: int, start: dt.date | None, scenario: str | None = None, drift_day: int | None = None) -> int:
+    _story_settings(scenario, drift_day)
+    # Imported here so that `--help` answers at once, and the definitions see the story's settings.
     from dagster_project.definitions import defs
+    from dagster_project.defs.automation import story
+    from dagster_project.resources import MlflowResource
 
     settings = get_settings()
     first = start or settings.partitions_start
     instance = local_instance(settings)
-    job = defs.resolve_job_def("nightly_pipeline")
-    totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    failed: list[str] = []
+    calendar = _days(first, days)
     print(f"data root: {settings.data_root}")
-    print(f"source: {settings.source.value}, scenario: {settings.simulator.scenario.value}")
-    for day in tqdm(_days(first, days), desc="nightly runs", unit="day"):
-        result = job.execute_in_process(
-            partition_key=day.isoformat(), instance=instance, raise_on_error=False, run_config=QUIET
-        )
-        if not result.success:
-            failed.append(day.isoformat())
-            continue
-        for event in result.get_asset_materialization_events():
-            metadata = event.materialization.metadata
-            table = event.asset_key.to_user_string()
-            for field in ("rows_in", "rows_kept", "rows_quarantined"):
-                if field in metadata:
-                    totals[table][field] += int(metadata[field].value)
-    print(f"\n{days - len(failed)} of {days} days ran ({first} to {first + dt.timedelta(days=days - 1)})")
-    for table, counts in sorted(totals.items()):
+    print(
+        f"source: {settings.source.value}, scenario: {settings.simulator.scenario.value} "
+        f"from {settings.simulator.drift_start}, {settings.simulator.customers:,} customers"
+    )
+    first_model = story.first_training_day(settings)
+    if calendar[-1] < first_model:
+        print(f"note: the first model can be trained from {first_model} (labels need time to mature): run at least "
+              f"{(first_model - first).days + 1} days to see scores, drift and retraining")
+
+    with tqdm(total=len(calendar), desc="nightly runs", unit="day") as bar:
+
+        def progress(record: story.DayRecord, summary: story.StorySummary) -> None:
+            bar.update(1)
+            bar.set_postfix(
+                day=str(record.day),
+                champion=f"v{record.champion}" if record.champion else "-",
+                drift="-" if record.drift_share is None else f"{record.drift_share:.0%}",
+                retrains=sum(r.reason != "bootstrap" for r in summary.retrains),
+                refresh=False,
+            )
+
+        summary = story.run_story(defs, instance, settings, calendar, MlflowResource.from_settings(settings), progress)
+
+    print()
+    print(story.format_summary(summary))
+    for table, counts in sorted(summary.totals.items()):
         print(
             f"  {table:<28} in {counts['rows_in']:>10,}  kept {counts['rows_kept']:>10,}"
             f"  quarantined {counts['rows_quarantined']:>7,}"
         )
+    failed = [d.day.isoformat() for d in summary.days if not d.success]
     if failed:
         print(f"failed days: {', '.join(failed)} (see `make ui`, Runs)", file=sys.stderr)
         return 1
-    print(f"Run history is in {settings.dagster_home}: `make ui` opens it.")
+    print(f"Run history is in {settings.dagster_home}: `make ui` opens it (drift reports are linked from "
+          "monitoring/drift_report).")
     return 0
 
 
@@ -76,15 +104,23 @@ def ui(port: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dagster_project.cli", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    run_parser = sub.add_parser("run", help="run the nightly pipeline for a range of days")
-    run_parser.add_argument("--days", type=int, default=30, help="how many days to run (default 30)")
+    run_parser = sub.add_parser("run", help="run the whole story (nightly runs, schedule, sensor) for a range of days")
+    run_parser.add_argument("--days", type=int, default=DEFAULT_DAYS, help=f"how many days to run ({DEFAULT_DAYS})")
     run_parser.add_argument("--start", type=dt.date.fromisoformat, help="first day (default: the partitions' start)")
+    run_parser.add_argument(
+        "--scenario", choices=[s.value for s in Scenario],
+        help="drift scenario (default: PLATFORM_SIMULATOR__SCENARIO, else price_rise)",
+    )
+    run_parser.add_argument(
+        "--drift-day", type=int, help="the day the scenario starts, 1 = the first day "
+        "(default: PLATFORM_SIMULATOR__DRIFT_START, 2025-04-01 = day 91)",
+    )
     ui_parser = sub.add_parser("ui", help="open the Dagster UI (dagster dev) on the recorded history")
     ui_parser.add_argument("--port", type=int, default=3000)
     args = parser.parse_args(argv)
     if args.command == "ui":
         return ui(args.port)
-    return run(args.days, args.start)
+    return run(args.days, args.start, args.scenario, args.drift_day)
 
 
 if __name__ == "__main__":

@@ -5,14 +5,26 @@ launchpad shows the values in force; a run may still override them.
 """
 
 import datetime as dt
+import os
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
+import duckdb
 import pandas as pd
 import pyarrow as pa
+from dagster_dbt import DbtCliInvocation, DbtCliResource
 
 from dagster_project import lake
-from dagster_project.settings import Scenario, Settings, SimulatorSettings, Source, get_settings
+from dagster_project.settings import DBT_PROJECT_DIR, Scenario, Settings, SimulatorSettings, Source, get_settings
+
+if TYPE_CHECKING:  # mlflow is imported lazily: loading the definitions stays fast
+    from mlflow import MlflowClient
+    from pyspark.sql import SparkSession
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -72,12 +84,186 @@ class RawSourceResource(dg.ConfigurableResource):
         return found[0]
 
 
+class MlflowResource(dg.ConfigurableResource):
+    """The MLflow tracking store and model registry: a local SQLite store under the data root by default, any
+    tracking URI (an MLflow server) by setting ``PLATFORM_MLFLOW_TRACKING_URI``."""
+
+    tracking_uri: str
+    artifact_root: str  # where runs of a local (database or file) store keep their artifacts
+    experiment_name: str
+    model_name: str  # the one registered model; its versions carry the challenger and champion aliases
+    ui_port: int = 5000  # of `mlflow ui` over a local store, for the links shown in Dagster
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> "MlflowResource":
+        s = settings or get_settings()
+        return cls(
+            tracking_uri=str(s.mlflow_tracking_uri),
+            artifact_root=str(s.mlflow_artifact_root),
+            experiment_name=s.mlflow_experiment,
+            model_name=s.model_name,
+            ui_port=s.mlflow_ui_port,
+        )
+
+    @property
+    def is_server(self) -> bool:
+        """A tracking server decides where artifacts go; a database or file store is told by us."""
+        return self.tracking_uri.split(":", 1)[0].lower() in {"http", "https", "databricks"}
+
+    def client(self) -> "MlflowClient":
+        """Point MLflow's fluent API at this store (it is process-wide state) and return a client for it."""
+        import mlflow
+        from mlflow import MlflowClient
+
+        if self.tracking_uri.startswith("sqlite:///"):
+            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def experiment_id(self) -> str:
+        """The experiment's id, creating it (with its artifact location, for a local store) on first use."""
+        client = self.client()
+        experiment = client.get_experiment_by_name(self.experiment_name)
+        if experiment is not None:
+            return experiment.experiment_id
+        location = None if self.is_server else (Path(self.artifact_root) / self.experiment_name).resolve().as_uri()
+        return client.create_experiment(self.experiment_name, artifact_location=location)
+
+    @property
+    def ui_url(self) -> str:
+        return self.tracking_uri.rstrip("/") if self.is_server else f"http://127.0.0.1:{self.ui_port}"
+
+    def run_url(self, experiment_id: str, run_id: str) -> str:
+        return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def model_version_url(self, version: str | int) -> str:
+        return f"{self.ui_url}/#/models/{self.model_name}/versions/{version}"
+
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB warehouse dbt builds the feature tables in (``settings.warehouse_path``)."""
+
+    path: str
+
+    @contextmanager
+    def connect(self, read_only: bool = True, attempts: int = 6) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection to the warehouse, read-only unless asked. DuckDB allows one writing process per file, and
+        that process is dbt: runs that touch the warehouse share the ``duckdb_warehouse`` pool, and a connection
+        that still meets a lock (a dbt run started by hand) waits for it, as dbt itself does (profiles.yml)."""
+        for attempt in range(attempts):
+            try:
+                connection = duckdb.connect(self.path, read_only=read_only)
+                break
+            except duckdb.IOException as error:
+                if "lock" not in str(error).lower() or attempt == attempts - 1:
+                    raise
+                time.sleep(2**attempt)
+        try:
+            yield connection
+        finally:
+            connection.close()
+
+
+# The dbt of this Python environment: the one installed beside the interpreter, so that dbt is found (and is the
+# right one) even when the virtual environment is not activated; otherwise whatever `dbt` is on PATH.
+DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt")) if Path(sys.executable).with_name("dbt").exists() else "dbt"
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """``values`` set in the process environment for the duration of the block, then restored."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+class DbtResource(DbtCliResource):
+    """dbt on the feature project, pointed at the same warehouse and lake as every other resource.
+
+    The dbt project reads its paths from the ``PLATFORM_*`` environment variables (``profiles.yml``, the
+    sources), which is what lets it run from the dbt CLI alone. From Dagster each invocation gets exactly the
+    paths of these settings, whatever the process environment holds, and the vars of the days it builds.
+    """
+
+    warehouse_path: str
+    lake_root: str
+    artifacts_root: str  # each invocation's target folder (run results, logs) goes below it, not into the repo
+    history_start_date: str  # the first day of history (the first daily partition)
+    churn_horizon_days: int
+
+    def cli(self, args: Sequence[str], *, target_path: Path | None = None, **kwargs: Any) -> DbtCliInvocation:
+        if target_path is None:
+            target_path = Path(self.artifacts_root) / f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{os.urandom(3).hex()}"
+        # dbt runs in a subprocess that inherits the environment at spawn time (inside super().cli).
+        paths = {"PLATFORM_WAREHOUSE_PATH": self.warehouse_path, "PLATFORM_LAKE_ROOT": self.lake_root}
+        with _environment(paths):
+            return super().cli(args, target_path=target_path, **kwargs)
+
+    def snapshot_vars(self, first: dt.date, last: dt.date) -> dict[str, str | int]:
+        """The dbt vars of a run that builds the snapshot days ``first`` through ``last``."""
+        days: dict[str, str | int] = (
+            {"snapshot_date": first.isoformat()}
+            if first == last
+            else {"snapshot_date_from": first.isoformat(), "snapshot_date_to": last.isoformat()}
+        )
+        return {
+            **days,
+            "history_start_date": self.history_start_date,
+            "churn_horizon_days": self.churn_horizon_days,
+        }
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> "DbtResource":
+        s = settings or get_settings()
+        return cls(
+            project_dir=os.fspath(DBT_PROJECT_DIR),
+            profiles_dir=os.fspath(DBT_PROJECT_DIR),
+            target=s.dbt_target,
+            dbt_executable=DBT_EXECUTABLE,
+            warehouse_path=str(s.warehouse_path),
+            lake_root=str(s.lake_root),
+            artifacts_root=str(s.data_root / "dbt"),
+            history_start_date=s.partitions_start.isoformat(),
+            churn_horizon_days=s.thresholds.churn_horizon_days,
+        )
+
+
+class SparkResource(dg.ConfigurableResource):
+    """Spark with Delta Lake (``spark_jobs.session``): one session per process, started on first use and shared
+    by every asset of the run. ``master`` is ``local[*]``, ``spark://``, ``k8s://`` or ``sc://`` (Spark Connect)."""
+
+    master: str
+    driver_memory: str
+    jars_cache: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "SparkResource":
+        return cls(master=settings.spark_master, driver_memory=settings.spark_driver_memory,
+                   jars_cache=str(settings.jars_cache))  # fmt: skip
+
+    def get_session(self) -> "SparkSession":
+        from spark_jobs.session import get_spark  # pyspark loads only when a Spark asset runs
+
+        return get_spark(master=self.master, driver_memory=self.driver_memory, jars_cache=Path(self.jars_cache))
+
+
 def build_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
     """The resources of every code location and test, all derived from ``settings``."""
     s = settings or get_settings()
     sim = s.simulator
     return {
+        "dbt": DbtResource.from_settings(s),
         "lake": LakeResource(root=str(s.lake_root)),
+        "mlflow": MlflowResource.from_settings(s),
         "raw_source": RawSourceResource(
             kind=s.source,
             landing_root=str(s.landing_root),
@@ -87,4 +273,6 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
             scenario=sim.scenario,
             drift_start=sim.drift_start.isoformat(),
         ),
+        "spark": SparkResource.from_settings(s),
+        "warehouse": WarehouseResource(path=str(s.warehouse_path)),
     }

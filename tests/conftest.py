@@ -1,11 +1,18 @@
 """Fixtures shared by the whole suite. Every test gets its own data root: nothing writes into the repo's data/."""
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+# PostgreSQL-backed Dagster and MLflow with one night run on them, shared by tests/deploy and tests/ui.
+from deployed_platform import deployed_platform, postgres_server  # noqa: F401  (fixtures)
+
+from dagster_project.resources import MlflowResource
 from dagster_project.settings import Settings, get_settings
+
+WORLD_CHAMPION_DAYS = 60  # snapshot days the shared churn-world champion is trained on
 
 
 @pytest.fixture
@@ -21,3 +28,42 @@ def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 @pytest.fixture
 def settings(data_root: Path) -> Settings:
     return get_settings()
+
+
+@pytest.fixture(scope="session")
+def mlflow_template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite store with its schema migrated, made once per session (migrations take seconds)."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    path = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
+    SqlAlchemyStore(f"sqlite:///{path}", (path.parent / "artifacts").as_uri())
+    return path
+
+
+@pytest.fixture
+def mlflow_store(settings: Settings, mlflow_template_db: Path) -> MlflowResource:
+    """The test's own MLflow tracking store and registry (SQLite and artifacts under its data root), empty."""
+    store = MlflowResource.from_settings(settings)
+    db = Path(store.tracking_uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(mlflow_template_db, db)
+    return store
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark session with Delta for the whole run (it takes seconds to start); the same one that
+    ``spark_jobs.session.get_spark`` (and so Dagster's ``SparkResource``) returns in this process."""
+    from spark_jobs.session import get_spark
+
+    return get_spark(master="local[2]", extra_conf={"spark.ui.enabled": "false"})
+
+
+@pytest.fixture(scope="session")
+def world_champion(tmp_path_factory: pytest.TempPathFactory, mlflow_template_db: Path) -> MlflowResource:
+    """An MLflow store (its own folder) whose champion was trained on the churn world of ``tests/churn_world.py``
+    over its first 60 days. Shared by the scoring and monitoring tests: read it, never move its aliases."""
+    from churn_world import START, ChurnWorld, days, register_champion
+
+    root = tmp_path_factory.mktemp("world_champion")
+    return register_champion(root, mlflow_template_db, ChurnWorld(), days(START, WORLD_CHAMPION_DAYS))

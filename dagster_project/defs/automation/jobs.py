@@ -1,15 +1,34 @@
-"""Jobs over the daily partitions: what the nightly run materializes for one day."""
+"""Jobs: what the nightly run materializes for one day, and what a retraining runs."""
 
 import dagster as dg
 
-from dagster_project.partitions import daily_partitions
+from dagster_project.defs.ml.assets import CHAMPION_MODEL_KEY, CHURN_MODEL_KEY, TRAINING_SET_KEY
 
 # The groups a night runs through, in the order the data flows; later layers join this list.
-NIGHTLY_GROUPS = ["ingestion"]
+NIGHTLY_GROUPS = ["ingestion", "features", "offline_store", "scoring", "monitoring"]
+# Retraining: a fresh point-in-time training set, a challenger trained on it, and the promotion gate.
+RETRAIN_KEYS = [TRAINING_SET_KEY, CHURN_MODEL_KEY, CHAMPION_MODEL_KEY]
+RETRAIN_JOB = "retrain"
 
 nightly_pipeline = dg.define_asset_job(
     name="nightly_pipeline",
-    selection=dg.AssetSelection.groups(*NIGHTLY_GROUPS),
-    partitions_def=daily_partitions,
-    description="Everything one day of data flows through: raw tables first, then each layer downstream.",
+    # The training set shares the offline store's group but is not nightly work: retraining builds it.
+    selection=dg.AssetSelection.groups(*NIGHTLY_GROUPS) - dg.AssetSelection.assets(*RETRAIN_KEYS),
+    description=(
+        "Everything one day of data flows through: raw tables, dbt features and labels, the offline store's "
+        "snapshot, batch scores with the champion, the drift report and the realized performance of matured "
+        "scores. Run for partition D on the night after D (the `nightly_pipeline_schedule`)."
+    ),
+)
+
+retrain = dg.define_asset_job(
+    name=RETRAIN_JOB,
+    # The two model assets and what they are trained from, one step upstream: the offline store's training set.
+    selection=dg.AssetSelection.assets(CHURN_MODEL_KEY, CHAMPION_MODEL_KEY).upstream(depth=1),
+    description=(
+        "Retrain the churn model: build the point-in-time training set from the offline store, train and register "
+        "a challenger in MLflow, and run the promotion gate, which decides whether it becomes the champion. "
+        "Requested by the `retrain_on_drift` sensor when a drift or performance check fails."
+    ),
+    tags={"kind": "retrain"},
 )

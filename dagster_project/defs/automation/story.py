@@ -1,0 +1,327 @@
+"""The whole story, day by day: what the main command runs.
+
+For every simulated day D, in order:
+
+1. once enough labels have matured to train on (``first_training_day``) and no champion exists yet, the first
+   model is trained by a run of the ``retrain`` job (tagged ``retrain/reason=bootstrap``): the platform's first
+   model is a deliberate act, not a sensor's reaction;
+2. the nightly schedule is evaluated at its tick after D (02:00 UTC on D + 1), and its run request for partition D
+   is executed: the whole graph from raw data to drift and performance. Before the first champion exists there is
+   nothing to score with, so those nights stop at the offline store (the warm-up);
+3. the ``retrain_on_drift`` sensor is evaluated; a retrain it requests runs at once (training set, model,
+   promotion gate), so the next night scores with whatever the gate decided.
+
+Everything runs as real Dagster runs against the instance under the data root, tagged as the daemon would tag
+them (``replay``), so ``dagster dev`` shows the whole history afterwards.
+"""
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+
+from dagster_project.defs.automation import replay
+from dagster_project.defs.automation.jobs import RETRAIN_JOB
+from dagster_project.defs.automation.sensors import TAG_REASON, TAG_TRIGGER_PARTITION
+from dagster_project.defs.ml.training import TrainingParams
+from dagster_project.defs.monitoring.assets import (
+    DRIFT_CHECK,
+    DRIFT_REPORT_KEY,
+    MODEL_PERFORMANCE_KEY,
+    PERFORMANCE_CHECK,
+)
+from dagster_project.defs.scoring.assets import BATCH_SCORES_KEY
+from dagster_project.resources import MlflowResource
+from dagster_project.settings import Settings
+
+# Days of training snapshots the first model needs beyond the label horizon and the validation window.
+MIN_TRAINING_DAYS = 7
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+CHURN_MODEL = "ml/churn_model"
+
+
+def first_training_day(settings: Settings) -> dt.date:
+    """The first day whose matured labels can train and validate a model.
+
+    Labels of snapshot S mature on S + N (the horizon); the model validates on the last ``validation_days`` of
+    matured snapshots and trains on rows whose label window closes before validation starts, so training rows
+    exist once ``2 N + validation_days`` days have passed; a week more gives the first model something to learn.
+    """
+    horizon = settings.thresholds.churn_horizon_days
+    return settings.partitions_start + dt.timedelta(
+        days=2 * horizon + TrainingParams().validation_days + MIN_TRAINING_DAYS
+    )
+
+
+@dataclass
+class Retrain:
+    day: dt.date  # the simulated day it ran after
+    reason: str  # bootstrap | drift | performance | drift+performance
+    trigger: str | None  # the failing day that triggered it
+    success: bool
+    version: str | None = None  # the registered challenger
+    decision: str | None = None  # promoted | rejected
+    holdout_auc: float | None = None
+    champion_auc: float | None = None  # the champion's on the same holdout, before the decision
+
+
+@dataclass
+class DayRecord:
+    day: dt.date
+    success: bool
+    warm_up: bool
+    champion: str | None = None  # the version that scored
+    drift_share: float | None = None
+    drift_failed: bool = False
+    drifted_features: str = ""
+    prediction_drift: float | None = None
+    realized_auc: float | None = None
+    realized_version: str | None = None  # the version whose matured scores were judged
+    performance_failed: bool = False
+    sensor: str = ""  # the sensor's skip reason, or the run key it requested
+    error: str | None = None
+
+
+@dataclass
+class StorySummary:
+    first: dt.date
+    last: dt.date
+    scenario: str
+    drift_start: dt.date
+    customers: int
+    first_training_day: dt.date
+    days: list[DayRecord] = field(default_factory=list)
+    retrains: list[Retrain] = field(default_factory=list)
+    versions: dict[str, dict[str, Any]] = field(default_factory=dict)  # registered versions and their AUCs
+    totals: dict[str, dict[str, int]] = field(default_factory=dict)  # raw tables: rows in/kept/quarantined
+
+
+def _metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict[str, Any]:
+    for event in result.get_asset_materialization_events():
+        if event.asset_key == key:
+            return {k: v.value for k, v in event.materialization.metadata.items()}
+    return {}
+
+
+def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def _error(result: dg.ExecuteInProcessResult) -> str:
+    failures = [e for e in result.all_events if e.is_step_failure]
+    if not failures:
+        return "run failed"
+    event = failures[0]
+    message = event.step_failure_data.error.message.strip().splitlines()[0] if event.step_failure_data.error else ""
+    return f"{event.step_key}: {message}"
+
+
+def _retrain_record(day: dt.date, reason: str, trigger: str | None, result: dg.ExecuteInProcessResult) -> Retrain:
+    model = _metadata(result, dg.AssetKey(CHURN_MODEL.split("/")))
+    return Retrain(
+        day=day,
+        reason=reason,
+        trigger=trigger,
+        success=result.success,
+        version=str(model["model_version"]) if "model_version" in model else None,
+        decision=model.get("decision"),
+        holdout_auc=model.get("holdout_roc_auc"),
+        champion_auc=model.get("champion_holdout_roc_auc"),
+    )
+
+
+def _champion_version(store: MlflowResource) -> str | None:
+    from dagster_project.defs.ml import registry
+
+    version = registry.version_by_alias(store, "champion")
+    return None if version is None else str(version.version)
+
+
+def _versions(store: MlflowResource) -> dict[str, dict[str, Any]]:
+    """Every registered version: its validation AUC, the gate's decision, whether it is the champion."""
+    from mlflow.exceptions import MlflowException
+
+    client = store.client()
+    try:
+        found = client.search_model_versions(f"name='{store.model_name}'")
+    except MlflowException:
+        return {}
+    champion = _champion_version(store)
+    out = {}
+    for mv in sorted(found, key=lambda v: int(v.version)):
+        auc = mv.tags.get("metric.roc_auc")
+        out[str(mv.version)] = {
+            "validation_auc": None if auc is None else float(auc),
+            "decision": mv.tags.get("promotion.decision", "pending"),
+            "champion": str(mv.version) == champion,
+        }
+    return out
+
+
+def run_story(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    settings: Settings,
+    days: list[dt.date],
+    store: MlflowResource,
+    on_day: Callable[[DayRecord, StorySummary], None] | None = None,
+    training_config: dict[str, Any] | None = None,
+) -> StorySummary:
+    """Run the story over ``days``; ``on_day`` is called after each day (the progress bar)."""
+    sim = settings.simulator
+    summary = StorySummary(
+        first=days[0],
+        last=days[-1],
+        scenario=sim.scenario.value,
+        drift_start=sim.drift_start,
+        customers=sim.customers,
+        first_training_day=first_training_day(settings),
+    )
+    retrain_config = {**QUIET, **({"ops": {"churn_model": {"config": training_config}}} if training_config else {})}
+    nightly_job = defs.resolve_job_def("nightly_pipeline")
+    model_free = [
+        key for key in nightly_job.asset_layer.executable_asset_keys
+        if key not in {BATCH_SCORES_KEY, DRIFT_REPORT_KEY, MODEL_PERFORMANCE_KEY}
+    ]
+    cursor: str | None = None
+    champion = _champion_version(store)
+    for day in days:
+        if champion is None and day >= summary.first_training_day:
+            request = dg.RunRequest(tags={TAG_REASON: "bootstrap"})
+            result = replay.execute_request(defs, instance, RETRAIN_JOB, request, {}, run_config=retrain_config)
+            summary.retrains.append(_retrain_record(day, "bootstrap", None, result))
+            champion = _champion_version(store)
+
+        warm_up = champion is None
+        _, result = replay.run_nightly(
+            defs, instance, day, asset_selection=model_free if warm_up else None, run_config=QUIET
+        )
+        record = DayRecord(day=day, success=result.success, warm_up=warm_up)
+        if not result.success:
+            record.error = _error(result)
+        _collect_night(result, record, summary)
+
+        if not warm_up:
+            tick = replay.tick_sensor(defs, instance, cursor, run_config=retrain_config)
+            cursor = tick.cursor
+            record.sensor = tick.skip_message or ", ".join(r.run_key or "" for r in tick.run_requests)
+            for request, launched in zip(tick.run_requests, tick.launched, strict=False):
+                summary.retrains.append(
+                    _retrain_record(day, request.tags.get(TAG_REASON, "?"), request.tags.get(TAG_TRIGGER_PARTITION),
+                                    launched)
+                )
+            champion = _champion_version(store)
+        summary.days.append(record)
+        if on_day is not None:
+            on_day(record, summary)
+    summary.versions = _versions(store)
+    return summary
+
+
+def _collect_night(result: dg.ExecuteInProcessResult, record: DayRecord, summary: StorySummary) -> None:
+    for event in result.get_asset_materialization_events():
+        metadata = event.materialization.metadata
+        table = event.asset_key.to_user_string()
+        for name in ("rows_in", "rows_kept", "rows_quarantined"):
+            if name in metadata:
+                counts = summary.totals.setdefault(table, {"rows_in": 0, "rows_kept": 0, "rows_quarantined": 0})
+                counts[name] += int(metadata[name].value)
+    scores = _metadata(result, BATCH_SCORES_KEY)
+    record.champion = scores.get("model_version")
+    drift = _metadata(result, DRIFT_REPORT_KEY)
+    if drift:
+        record.drift_share = drift.get("share_of_drifted_features")
+        record.drifted_features = drift.get("drifted_features", "")
+        record.prediction_drift = drift.get("prediction_drift_score")
+    performance = _metadata(result, MODEL_PERFORMANCE_KEY)
+    if performance.get("evaluated"):
+        record.realized_auc = performance.get("realized_roc_auc")
+        record.realized_version = performance.get("model_version")
+    checks = _checks(result)
+    record.drift_failed = DRIFT_CHECK in checks and not checks[DRIFT_CHECK].passed
+    record.performance_failed = PERFORMANCE_CHECK in checks and not checks[PERFORMANCE_CHECK].passed
+
+
+def _span(days: list[dt.date]) -> str:
+    """Consecutive days as ranges: 2025-04-03..2025-04-09, 2025-04-12."""
+    if not days:
+        return "none"
+    parts, start, previous = [], days[0], days[0]
+    for day in [*days[1:], None]:
+        if day is not None and day == previous + dt.timedelta(days=1):
+            previous = day
+            continue
+        parts.append(str(start) if start == previous else f"{start}..{previous}")
+        if day is not None:
+            start = previous = day
+    return ", ".join(parts)
+
+
+def _auc(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def format_summary(summary: StorySummary) -> str:
+    """The short printed summary: days scored, drift days, retrains, champions and their AUCs."""
+    days = summary.days
+    ran = [d for d in days if d.success]
+    scored = [d.day for d in days if d.champion is not None]
+    drifted = [d for d in days if d.drift_failed]
+    judged = [d for d in days if d.realized_auc is not None]
+    lines = [
+        f"{len(ran)} of {len(days)} nights ran ({summary.first} to {summary.last}); scenario {summary.scenario}"
+        + (f" from {summary.drift_start}" if summary.scenario != "none" else "")
+        + f"; {summary.customers:,} customers at the start",
+        f"  warm-up (no model yet): {sum(d.warm_up for d in days)} nights; enough matured labels to train from "
+        f"{summary.first_training_day}",
+        f"  days scored: {len(scored)} ({_span(scored)})",
+    ]
+    if drifted:
+        peak = max(drifted, key=lambda d: d.drift_share or 0)
+        lines.append(
+            f"  drift detected on {len(drifted)} days: {_span([d.day for d in drifted])} (peak "
+            f"{(peak.drift_share or 0):.0%} of features on {peak.day}: {peak.drifted_features})"
+        )
+    else:
+        shares = [d.drift_share for d in days if d.drift_share is not None]
+        lines.append(f"  drift detected on no day (largest share of drifted features {max(shares, default=0):.0%})")
+    if judged:
+        aucs = [d.realized_auc for d in judged if d.realized_auc is not None]
+        failed = [d.day for d in judged if d.performance_failed]
+        lines.append(
+            f"  realized ROC AUC on matured labels: {len(judged)} days, {min(aucs):.3f}..{max(aucs):.3f}"
+            + (f"; below tolerance on {_span(failed)}" if failed else "; within tolerance every day")
+        )
+    else:
+        lines.append("  realized ROC AUC: no scored day has matured labels yet (labels mature after the horizon)")
+    triggered = [r for r in summary.retrains if r.reason != "bootstrap"]
+    lines.append(f"  retrains triggered by the sensor: {len(triggered)}")
+    for r in summary.retrains:
+        outcome = "failed" if not r.success else f"v{r.version} {r.decision or 'pending'}"
+        trigger = f"for {r.trigger}" if r.trigger else ""
+        lines.append(
+            f"    {r.day}  {r.reason:<11} {trigger:<14} {outcome:<14} holdout AUC {_auc(r.holdout_auc)}"
+            f" (champion before: {_auc(r.champion_auc)})"
+        )
+    realized: dict[str, list[float]] = {}
+    for d in judged:
+        if d.realized_version and d.realized_auc is not None:
+            realized.setdefault(d.realized_version, []).append(d.realized_auc)
+
+    def describe(version: str) -> str:
+        info = summary.versions.get(version, {})
+        seen = realized.get(version)
+        mean = f", realized {sum(seen) / len(seen):.3f} over {len(seen)} days" if seen else ""
+        return f"v{version} (validation AUC {_auc(info.get('validation_auc'))}{mean})"
+
+    scorers = list(dict.fromkeys(d.champion for d in days if d.champion))
+    if scorers:
+        lines.append("  champions, in the order they scored: " + " -> ".join(describe(v) for v in scorers))
+        before = next((d.champion for d in days if d.champion and d.day >= summary.drift_start), None)
+        if summary.scenario != "none" and before is not None:
+            lines.append(f"  before the drift: {describe(before)}; at the end: {describe(scorers[-1])}")
+    for d in [d for d in days if not d.success][:5]:
+        lines.append(f"  FAILED {d.day}: {d.error}")
+    return "\n".join(lines)

@@ -1,0 +1,124 @@
+"""The dbt feature project as Dagster assets: every dbt model an asset, every dbt data test an asset check.
+
+One daily partition is one dbt build of that snapshot day (dbt vars), incremental: each partitioned table
+replaces the rows of the day, so re-running a partition never duplicates anything. Days are built in order (the
+daily activity model depends on its previous day), in backfills too, where up to ``MAX_DAYS_PER_RUN`` days are
+one dbt build (one parse, windows computed together) instead of one run per day.
+"""
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import dagster as dg
+import duckdb
+from dagster_dbt import dbt_assets
+
+from dagster_project.defs.features.project import dbt_project, prepare_manifest
+from dagster_project.defs.features.translator import FeatureTranslator
+from dagster_project.partitions import daily_partitions
+from dagster_project.resources import DbtResource, WarehouseResource
+
+# DuckDB has one writing process per file: every run that writes or reads the warehouse takes this pool, whose
+# limit is 1 (set in the instance's dagster.yaml: concurrency: pools: default_limit, or per pool in the UI).
+WAREHOUSE_POOL = "duckdb_warehouse"
+# A backfill builds up to a month of days per run, as the offline store's snapshots do: the policies agree, so a
+# backfill of the whole graph moves in the same chunks.
+MAX_DAYS_PER_RUN = 31
+BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_DAYS_PER_RUN)
+
+MANIFEST: Mapping[str, Any] = json.loads(prepare_manifest().read_text())
+
+
+def partitioned_models(manifest: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """The models that hold rows per day (config meta ``run_days_column``): name -> relation and day column."""
+    models = {}
+    for node in manifest["nodes"].values():
+        column = (node.get("config", {}).get("meta") or {}).get("run_days_column")
+        if node["resource_type"] == "model" and column and node["config"].get("materialized") != "view":
+            models[node["name"]] = {
+                "relation": f'"{node["schema"]}"."{node["alias"]}"',
+                "day_column": column,
+                "unique_id": node["unique_id"],
+                "checksum": node["checksum"]["checksum"],
+            }
+    return models
+
+
+def run_days(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
+    """The first and last snapshot day of the run's partitions."""
+    window = context.partition_time_window
+    return window.start.date(), (window.end - dt.timedelta(days=1)).date()
+
+
+def day_stats(
+    warehouse: WarehouseResource, models: Iterable[str], first: dt.date, last: dt.date
+) -> dict[str, dict[str, Any]]:
+    """What the on-call person wants on a partitioned table's materialization: the rows of the run's days."""
+    stats: dict[str, dict[str, Any]] = {}
+    partitioned = partitioned_models(MANIFEST)
+    with warehouse.connect() as connection:
+        for name in models:
+            relation, column = partitioned[name]["relation"], partitioned[name]["day_column"]
+            days = {"first": first, "last": last}
+            rows, customers, total = connection.execute(
+                f"""
+                select
+                    count(*) filter (where {column} between $first and $last),
+                    count(distinct customer_id) filter (where {column} between $first and $last),
+                    count(*)
+                from {relation}
+                """,
+                days,
+            ).fetchone()
+            stats[name] = {"dagster/row_count": rows, "customers": customers, "rows_in_table": total}
+            if name == "churn_labels":
+                query = f"select count(*) from {relation} where {column} between $first and $last and churned"
+                positives = connection.execute(query, days).fetchone()[0]
+                stats[name]["positive_labels"] = positives
+                stats[name]["positive_rate"] = round(positives / rows, 4) if rows else 0.0
+    return stats
+
+
+@dbt_assets(
+    manifest=MANIFEST,
+    project=dbt_project,
+    dagster_dbt_translator=FeatureTranslator(),
+    partitions_def=daily_partitions,
+    backfill_policy=BACKFILL_POLICY,
+    pool=WAREHOUSE_POOL,
+    name="feature_tables",
+)
+def feature_tables(context: dg.AssetExecutionContext, dbt: DbtResource, warehouse: WarehouseResource) -> Iterator[Any]:
+    """`dbt build` of the partition's snapshot days: staging views over the raw lake, the daily activity, the
+    feature snapshot and the labels that matured on those days, each model followed by its tests."""
+    first, last = run_days(context)
+    dbt_vars = dbt.snapshot_vars(first, last)
+    context.log.info(f"dbt build with vars {dbt_vars}")
+    invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context, raise_on_error=False)
+    # dbt holds the warehouse file until it exits, so the events are collected first and the rows of the run's
+    # days read afterwards, to go on the materializations.
+    events = list(invocation.stream())
+    by_unique_id = {model["unique_id"]: name for name, model in partitioned_models(MANIFEST).items()}
+
+    def model_of(event: Any) -> str | None:
+        unique_id = getattr(event, "metadata", {}).get("unique_id")
+        return by_unique_id.get(getattr(unique_id, "value", unique_id))
+
+    built = {model_of(event) for event in events if isinstance(event, dg.Output)} - {None}
+    try:
+        stats = day_stats(warehouse, sorted(built), first, last)
+    except duckdb.Error as error:  # the metadata must never hide the outcome of dbt itself
+        context.log.warning(f"Could not read the rows of the run's days from the warehouse: {error}")
+        stats = {}
+    days = f"{first} .. {last}" if first != last else str(first)
+    for event in events:
+        if isinstance(event, dg.Output):
+            extra = {**stats.get(model_of(event) or "", {}), "days": days, "dbt_vars": dg.MetadataValue.json(dbt_vars)}
+            yield event.with_metadata({**event.metadata, **extra})
+        else:
+            yield event
+    error = invocation.get_error()
+    if error is not None:
+        raise error

@@ -1,0 +1,134 @@
+"""The feature tables of each day, exported from the warehouse to the lake as Parquet for the Spark offline store.
+
+``<lake>/features/customer_features/date=D/part-0.parquet`` holds the snapshot of day D;
+``<lake>/features/churn_labels/date=D/part-0.parquet`` the labels that matured on day D (snapshot D - N). Each
+file is replaced atomically, so re-exporting a day is idempotent and a reader never sees half a file.
+"""
+
+import datetime as dt
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+from dagster_dbt import get_asset_key_for_model
+
+from dagster_project.defs.features.assets import (
+    BACKFILL_POLICY,
+    MANIFEST,
+    WAREHOUSE_POOL,
+    feature_tables,
+    partitioned_models,
+    run_days,
+)
+from dagster_project.defs.features.translator import GROUP_NAME
+from dagster_project.lake import write_partition_atomically
+from dagster_project.partitions import daily_partitions
+from dagster_project.resources import LakeResource, WarehouseResource
+
+FEATURES_LAYER = "features"  # <lake>/features/<table>/date=YYYY-MM-DD/part-0.parquet
+
+
+def export_key(model: str) -> dg.AssetKey:
+    """The asset key of a table's export: ``lake/<table>``."""
+    return dg.AssetKey(["lake", model])
+
+
+def _model_node(manifest: Mapping[str, Any], model: str) -> Mapping[str, Any]:
+    return next(n for n in manifest["nodes"].values() if n["resource_type"] == "model" and n["name"] == model)
+
+
+def feature_columns(manifest: Mapping[str, Any] = MANIFEST, model: str = "customer_features") -> list[str]:
+    """The model's input columns as the dbt YAML declares them (column meta ``feature: true``), in order."""
+    columns = _model_node(manifest, model)["columns"]
+    return [name for name, column in columns.items() if (column.get("config", {}).get("meta") or {}).get("feature")]
+
+
+def read_day(warehouse: WarehouseResource, relation: str, day_column: str, day: dt.date) -> pa.Table:
+    """One day of a warehouse table, in a stable order, so that exporting a day twice gives the same file."""
+    with warehouse.connect() as connection:
+        return connection.sql(
+            f"select * from {relation} where {day_column} = $day order by customer_id, snapshot_date",
+            params={"day": day},
+        ).to_arrow_table()
+
+
+def _export_asset(model: str, description: str, allow_empty_day: bool) -> dg.AssetsDefinition:
+    spec = partitioned_models(MANIFEST)[model]
+    upstream = get_asset_key_for_model([feature_tables], model)
+    # Written into each file's Parquet metadata too: which definition of the table produced the file.
+    provenance = {"dbt_model": spec["unique_id"], "dbt_model_checksum": spec["checksum"]}
+    version = (_model_node(MANIFEST, model)["config"].get("meta") or {}).get("feature_set_version")
+    if version is not None:
+        provenance["feature_set_version"] = str(version)
+
+    # backfill_policy is a beta parameter of @asset (not of @dbt_assets): the notice is silenced so that loading
+    # the definitions prints no warning; the policy is the dbt assets' own.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+
+        @dg.asset(
+            key=export_key(model),
+            deps=[upstream],
+            partitions_def=daily_partitions,
+            backfill_policy=BACKFILL_POLICY,
+            pool=WAREHOUSE_POOL,
+            group_name=GROUP_NAME,
+            kinds={"duckdb", "parquet"},
+            description=description,
+            metadata={"lake_layout": f"{FEATURES_LAYER}/{model}/date=YYYY-MM-DD/part-0.parquet", **provenance},
+        )
+        def _export(
+            context: dg.AssetExecutionContext, warehouse: WarehouseResource, lake: LakeResource
+        ) -> dg.MaterializeResult:
+            first, last = run_days(context)
+            rows_by_day: dict[str, int] = {}
+            day, path, columns = first, None, 0
+            while day <= last:
+                table = read_day(warehouse, spec["relation"], spec["day_column"], day)
+                if table.num_rows == 0 and not allow_empty_day:
+                    raise dg.Failure(
+                        f"{spec['relation']} holds no row for {day}: materialize {upstream.to_user_string()} "
+                        "for that day first."
+                    )
+                table = table.replace_schema_metadata({**(table.schema.metadata or {}), **provenance})
+                path = lake.partition_path(FEATURES_LAYER, model, day)
+                write_partition_atomically(table, path)
+                rows_by_day[day.isoformat()] = table.num_rows
+                columns = len(table.schema)
+                day += dt.timedelta(days=1)
+            return dg.MaterializeResult(
+                metadata={
+                    "dagster/row_count": sum(rows_by_day.values()),
+                    "rows_by_day": dg.MetadataValue.json(rows_by_day),
+                    "path": dg.MetadataValue.path(str(path)),
+                    "columns": columns,
+                    **provenance,
+                }
+            )
+
+    return _export
+
+
+customer_features_export = _export_asset(
+    "customer_features",
+    description=(
+        "The day's feature snapshot (`features/customer_features`), exported from DuckDB to "
+        "`<lake>/features/customer_features/date=<day>/part-0.parquet` for the Spark offline store. Each file "
+        "carries the dbt model's checksum and the feature set version in its Parquet metadata."
+    ),
+    allow_empty_day=False,
+)
+
+churn_labels_export = _export_asset(
+    "churn_labels",
+    description=(
+        "The labels that matured on the day (`features/churn_labels`: the snapshot of the day minus the "
+        "horizon), exported to `<lake>/features/churn_labels/date=<day>/part-0.parquet`. Empty during the first "
+        "N days of history, before any label has matured."
+    ),
+    allow_empty_day=True,
+)
+
+export_assets = [customer_features_export, churn_labels_export]

@@ -1,0 +1,8 @@
+"""Machine learning: training tracked in MLflow, the registry's champion/challenger aliases, the promotion gate
+and rollback."""
+
+import dagster as dg
+
+from dagster_project.defs.ml.assets import champion_serves, churn_model, rollback_champion
+
+defs = dg.Definitions(assets=[churn_model], asset_checks=[champion_serves], jobs=[rollback_champion])

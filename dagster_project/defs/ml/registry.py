@@ -1,0 +1,386 @@
+"""The model registry's life: the promotion gate, rollback, the champion for scoring, protected lineage.
+
+Aliases: ``challenger`` marks the most recently trained version, ``champion`` the one production scores with.
+Scoring resolves ``models:/<name>@champion`` on every run, so moving the alias (promotion or rollback) takes
+effect on the next scoring run with no deployment.
+
+The gate (``run_promotion_gate``) scores the challenger and the current champion on the same rows: the
+validation days of the challenger's own training set, rebuilt by Delta time travel from the version recorded in
+its tags. The challenger becomes champion if
+
+* its ROC AUC on those rows reaches ``auc_floor``, and
+* there is no champion yet, or its ROC AUC is at least the champion's minus ``promotion_tolerance``.
+
+The decision, both AUCs and the reason are written as tags of the challenger's model version (``promotion.*``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from dagster_project.defs.ml import tracking
+from dagster_project.defs.ml.tracking import CHALLENGER, CHAMPION
+from dagster_project.defs.ml.training import LABEL, churn_probability, load_training_set, model_input, time_split
+from dagster_project.resources import MlflowResource
+from spark_jobs.paths import OfflineStorePaths
+
+TAG_PASSED = "promotion.passed"  # "true" once a version has passed the gate: it may be rolled back to
+
+
+class NoChampionError(LookupError):
+    """No version carries the ``champion`` alias yet."""
+
+
+class RollbackRefusedError(ValueError):
+    """The requested version cannot become champion without ``force``."""
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    """What the gate decided, and on which evidence."""
+
+    promoted: bool
+    decision: str  # promoted | rejected | unchanged
+    reason: str
+    challenger_version: str
+    challenger_roc_auc: float
+    champion_version: str | None  # the champion before the decision
+    champion_roc_auc: float | None
+    auc_floor: float
+    promotion_tolerance: float
+    holdout: dict[str, Any]
+
+    def as_tags(self) -> dict[str, str]:
+        return {
+            "promotion.decision": self.decision,
+            "promotion.reason": self.reason,
+            "promotion.challenger_roc_auc": repr(self.challenger_roc_auc),
+            "promotion.champion_roc_auc": "none" if self.champion_roc_auc is None else repr(self.champion_roc_auc),
+            "promotion.champion_version": self.champion_version or "none",
+            "promotion.auc_floor": repr(self.auc_floor),
+            "promotion.tolerance": repr(self.promotion_tolerance),
+            "promotion.holdout": json.dumps(self.holdout, sort_keys=True),
+        }
+
+
+@dataclass(frozen=True)
+class ChampionModel:
+    """The model production scores with, loaded, and what it is."""
+
+    name: str
+    version: str
+    run_id: str
+    model: Any  # the fitted scikit-learn Pipeline: ``predict_proba`` takes the raw feature columns
+    validation_roc_auc: float | None
+    tags: dict[str, str]
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    def feature_columns(self) -> list[str]:
+        return list(self.model.feature_names_in_)
+
+    def churn_probability(self, frame: pd.DataFrame) -> np.ndarray:
+        """Churn probability per row of ``frame`` (any frame holding the model's feature columns)."""
+        return churn_probability(self.model, model_input(frame, self.feature_columns()))
+
+    def reference_sample(self) -> pd.DataFrame:
+        """The training rows (features, prediction, label) logged with the model, for drift monitoring."""
+        import mlflow
+
+        local = mlflow.artifacts.download_artifacts(run_id=self.run_id, artifact_path=tracking.REFERENCE_ARTIFACT)
+        return pd.read_parquet(local)
+
+
+def decide_promotion(
+    challenger_auc: float, champion_auc: float | None, auc_floor: float, tolerance: float
+) -> tuple[bool, str]:
+    """The gate's rule, on two numbers: promote, and why (or why not)."""
+    if not np.isfinite(challenger_auc) or challenger_auc < auc_floor:
+        return False, f"challenger ROC AUC {challenger_auc:.4f} is below the floor {auc_floor:.4f}"
+    if champion_auc is None:
+        return True, f"no champion yet and the challenger clears the floor ({challenger_auc:.4f} >= {auc_floor:.4f})"
+    bar = champion_auc - tolerance
+    if challenger_auc >= bar:
+        return True, (
+            f"challenger ROC AUC {challenger_auc:.4f} >= champion {champion_auc:.4f} - tolerance {tolerance:.4f} "
+            f"and clears the floor {auc_floor:.4f}"
+        )
+    return False, (
+        f"challenger ROC AUC {challenger_auc:.4f} trails the champion's {champion_auc:.4f} by more than the "
+        f"tolerance {tolerance:.4f}"
+    )
+
+
+def version_by_alias(store: MlflowResource, alias: str) -> Any | None:
+    """The ``ModelVersion`` holding ``alias``, or None (also when the registered model does not exist yet)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return store.client().get_model_version_by_alias(store.model_name, alias)
+    except MlflowException as error:
+        if error.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}:
+            return None
+        raise
+
+
+def load_version(store: MlflowResource, version: str) -> Any:
+    """Load a registered version as the scikit-learn pipeline, through the registry like production does."""
+    import mlflow
+
+    store.client()
+    return mlflow.sklearn.load_model(f"models:/{store.model_name}/{version}")
+
+
+def holdout_for(version: Any) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any]]:
+    """The validation rows of a model version's own training set, rebuilt from the lineage in its tags."""
+    tags = version.tags
+    try:
+        path = tags[tracking.TAG_TRAINING_SET_PATH]
+        ts_version = int(tags[tracking.TAG_TRAINING_SET_VERSION])
+        validation_days = int(tags[tracking.TAG_VALIDATION_DAYS])
+        horizon = int(tags[tracking.TAG_HORIZON])
+    except (KeyError, ValueError) as error:
+        raise ValueError(
+            f"model version {version.version} lacks the lineage tags to rebuild its holdout: {error}"
+        ) from error
+    training_set = load_training_set(path, ts_version)
+    split = time_split(training_set.frame, validation_days, horizon)
+    description = {
+        "training_set": path,
+        "training_set_version": ts_version,
+        "start": split.validation_start.isoformat(),
+        "end": split.validation_end.isoformat(),
+        "rows": len(split.validation),
+        "positives": int(split.validation[LABEL].sum()),
+    }
+    return split.validation, split.validation[LABEL].to_numpy(), description
+
+
+def score_auc(model: Any, rows: pd.DataFrame, y: np.ndarray) -> float:
+    """ROC AUC of ``model`` on ``rows``, fed exactly the columns the model was fitted on."""
+    X = model_input(rows, list(model.feature_names_in_))
+    return float(roc_auc_score(y, churn_probability(model, X)))
+
+
+def run_promotion_gate(
+    store: MlflowResource,
+    auc_floor: float,
+    tolerance: float,
+    lake_root: str | Path | None = None,
+    dagster_run_id: str | None = None,
+) -> PromotionDecision:
+    """Decide whether the ``challenger`` replaces the ``champion``; move the alias if so; record why.
+
+    ``lake_root``: where to update the protected-versions file (skipped if None).
+    """
+    client = store.client()
+    challenger = version_by_alias(store, CHALLENGER)
+    if challenger is None:
+        raise LookupError(
+            f"registered model {store.model_name!r} has no {CHALLENGER!r} version: materialize ml/churn_model first"
+        )
+    champion = version_by_alias(store, CHAMPION)
+    rows, y, holdout = holdout_for(challenger)
+    challenger_auc = score_auc(load_version(store, challenger.version), rows, y)
+
+    champion_auc: float | None = None
+    notes: list[str] = []
+    if champion is not None and champion.version == challenger.version:
+        promoted, decision = False, "unchanged"
+        reason = f"version {challenger.version} is already the champion"
+        champion_auc = challenger_auc
+    else:
+        if champion is not None:
+            try:
+                champion_auc = score_auc(load_version(store, champion.version), rows, y)
+            except KeyError as error:  # the features changed since the champion was trained
+                notes.append(f"champion v{champion.version} cannot score the current features ({error})")
+            last_label = champion.tags.get(tracking.TAG_TRAIN_LAST_LABEL_END)
+            if last_label and dt.datetime.fromisoformat(last_label).date() > dt.date.fromisoformat(holdout["start"]):
+                notes.append(
+                    f"champion v{champion.version} was trained on labels up to {last_label}, inside the "
+                    "holdout: its AUC is optimistic"
+                )
+        promoted, reason = decide_promotion(challenger_auc, champion_auc, auc_floor, tolerance)
+        if promoted and champion is not None and champion_auc is None:
+            reason = (
+                f"the champion could not be scored, so the floor alone decides: {challenger_auc:.4f} >= {auc_floor:.4f}"
+            )
+        decision = "promoted" if promoted else "rejected"
+    if notes:
+        reason = f"{reason}; note: {'; '.join(notes)}"
+
+    result = PromotionDecision(
+        promoted=promoted,
+        decision=decision,
+        reason=reason,
+        challenger_version=str(challenger.version),
+        challenger_roc_auc=challenger_auc,
+        champion_version=None if champion is None else str(champion.version),
+        champion_roc_auc=champion_auc,
+        auc_floor=auc_floor,
+        promotion_tolerance=tolerance,
+        holdout=holdout,
+    )
+    now = _now()
+    if decision == "unchanged":
+        # The verdict that made it champion stays on record; only the re-check is noted.
+        client.set_model_version_tag(store.model_name, challenger.version, "promotion.rechecked_at", now)
+    else:
+        stamp = {"promotion.decided_at": now, "promotion.dagster_run_id": dagster_run_id or "none"}
+        for key, value in {**result.as_tags(), **stamp}.items():
+            client.set_model_version_tag(store.model_name, challenger.version, key, value)
+    if promoted:
+        client.set_registered_model_alias(store.model_name, CHAMPION, challenger.version)
+        # Durable: a later verdict on the same version (a re-run of the gate) does not erase that it once passed.
+        client.set_model_version_tag(store.model_name, challenger.version, TAG_PASSED, "true")
+        client.set_model_version_tag(store.model_name, challenger.version, "champion.since", now)
+        if champion is not None:
+            client.set_model_version_tag(store.model_name, champion.version, "champion.replaced_by", challenger.version)
+    if lake_root is not None:
+        write_protected_versions(store, lake_root)
+    return result
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    name: str
+    version: str
+    previous_version: str | None
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def rollback_champion(
+    store: MlflowResource,
+    version: int | str,
+    reason: str = "manual rollback",
+    force: bool = False,
+    lake_root: str | Path | None = None,
+) -> RollbackResult:
+    """Point ``champion`` at an earlier version; the next scoring run uses it.
+
+    Only versions that once passed the promotion gate qualify, unless ``force``: a rollback should not put a
+    model into production that the gate refused (or never saw).
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = store.client()
+    version = str(version)
+    try:
+        target = client.get_model_version(store.model_name, version)
+    except MlflowException as error:
+        known = sorted(int(v.version) for v in client.search_model_versions(f"name='{store.model_name}'"))
+        raise LookupError(f"{store.model_name!r} has no version {version}; versions: {known}") from error
+    if target.tags.get(TAG_PASSED) != "true" and not force:
+        decision = target.tags.get("promotion.decision", "none")
+        raise RollbackRefusedError(
+            f"version {version} never passed the promotion gate (promotion.decision={decision}); "
+            "pass force=True (--force) to make it champion anyway"
+        )
+    current = version_by_alias(store, CHAMPION)
+    previous = None if current is None else str(current.version)
+    client.set_registered_model_alias(store.model_name, CHAMPION, version)
+    now = _now()
+    for key, value in {
+        "champion.since": now,
+        "rollback.at": now,
+        "rollback.from_version": previous or "none",
+        "rollback.reason": reason,
+        "rollback.forced": str(force).lower(),
+    }.items():
+        client.set_model_version_tag(store.model_name, version, key, value)
+    if previous is not None and previous != version:
+        client.set_model_version_tag(store.model_name, previous, "champion.replaced_by", version)
+    if lake_root is not None:
+        write_protected_versions(store, lake_root)
+    return RollbackResult(name=store.model_name, version=version, previous_version=previous, reason=reason)
+
+
+def load_champion(store: MlflowResource) -> ChampionModel:
+    """The current champion, loaded: what the scoring and monitoring assets use.
+
+    The alias is resolved to a version once and that version is loaded, so the version recorded with the
+    scores is the one that made them even if the alias moves meanwhile.
+    """
+    champion = version_by_alias(store, CHAMPION)
+    if champion is None:
+        raise NoChampionError(
+            f"registered model {store.model_name!r} has no {CHAMPION!r} at {store.tracking_uri}: materialize "
+            "ml/churn_model and ml/champion_model (the training set must exist), or roll back to a version with "
+            "`python -m dagster_project.defs.ml.rollback --version N`"
+        )
+    auc = champion.tags.get("metric.roc_auc")
+    return ChampionModel(
+        name=store.model_name,
+        version=str(champion.version),
+        run_id=champion.run_id,
+        model=load_version(store, champion.version),
+        validation_roc_auc=None if auc is None else float(auc),
+        tags=dict(champion.tags),
+    )
+
+
+def protected_versions(store: MlflowResource) -> dict[str, list[int]]:
+    """The offline-store versions that registered models still need readable (Delta VACUUM must keep them).
+
+    Kept: the versions behind every alias (champion, challenger) and behind every version that ever passed the
+    gate, since any of those can be rolled back to.
+    """
+    client = store.client()
+    aliased = {str(v) for v in _aliases(store).values()}
+    training_set: set[int] = set()
+    feature_snapshots: set[int] = set()
+    for mv in client.search_model_versions(f"name='{store.model_name}'"):
+        if str(mv.version) not in aliased and mv.tags.get(TAG_PASSED) != "true":
+            continue
+        for key, bucket in (
+            (tracking.TAG_TRAINING_SET_VERSION, training_set),
+            (tracking.TAG_FEATURE_STORE_VERSION, feature_snapshots),
+        ):
+            value = mv.tags.get(key)
+            if value is not None and value.isdigit():
+                bucket.add(int(value))
+    return {"feature_snapshots": sorted(feature_snapshots), "training_set": sorted(training_set)}
+
+
+def write_protected_versions(store: MlflowResource, lake_root: str | Path) -> Path:
+    """Write ``<lake_root>/offline_store/_protected_versions.json`` atomically (the maintenance job reads it)."""
+    path = OfflineStorePaths(Path(lake_root)).protected_versions_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = json.dumps(protected_versions(store), indent=2, sort_keys=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(payload + "\n")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def _aliases(store: MlflowResource) -> dict[str, str]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return dict(store.client().get_registered_model(store.model_name).aliases)
+    except MlflowException:
+        return {}
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -1,0 +1,172 @@
+"""Realized model performance: the scores of a day, judged once that day's labels have matured.
+
+A churn label says whether the customer cancelled within ``churn_horizon_days`` after the prediction, so the
+scores of day D can be judged on day D + N at the earliest. The daily partition P of ``monitoring/model_performance``
+therefore evaluates the scores of P - N against the labels of snapshot P - N, which matured with partition P.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+LABELS_PATH = Path("features") / "churn_labels"  # the feature layer's export contract, under the lake
+LABEL = "churned"
+# Below this many churners (or non-churners) an AUC is too noisy to act on: the check is not evaluated.
+MIN_CLASS_ROWS = 10
+
+PERFORMANCE_SCHEMA = pa.schema(
+    [
+        pa.field("evaluated_on", pa.date32()),
+        pa.field("scored_date", pa.date32()),
+        pa.field("model_name", pa.string()),
+        pa.field("model_version", pa.string()),
+        pa.field("rows", pa.int64()),
+        pa.field("positives", pa.int64()),
+        pa.field("label_coverage", pa.float64()),
+        pa.field("realized_roc_auc", pa.float64()),
+        pa.field("roc_auc_standard_error", pa.float64()),
+        pa.field("realized_pr_auc", pa.float64()),
+        pa.field("brier", pa.float64()),
+        pa.field("base_rate", pa.float64()),
+        pa.field("mean_churn_probability", pa.float64()),
+        pa.field("validation_roc_auc", pa.float64()),
+    ]
+)
+
+
+def labels_root(lake_root: str | Path) -> Path:
+    return Path(lake_root) / LABELS_PATH
+
+
+def read_matured_labels(lake_root: str | Path, snapshot_date: dt.date, partitions: list[dt.date]) -> pd.DataFrame:
+    """The labels of ``snapshot_date`` found in the label export's ``partitions`` (missing partitions skipped).
+
+    Rows are selected by their ``snapshot_date`` column, not by the folder they sit in, so this does not depend on
+    which partition the export files a matured label under.
+    """
+    root = labels_root(lake_root)
+    files = [
+        str(root / f"date={d.isoformat()}" / "part-0.parquet")
+        for d in dict.fromkeys(partitions)
+        if (root / f"date={d.isoformat()}" / "part-0.parquet").exists()
+    ]
+    empty = pd.DataFrame({"customer_id": pd.Series(dtype=object), LABEL: pd.Series(dtype="int64")})
+    if not files:
+        return empty
+    dataset = ds.dataset(files, format="parquet")
+    table = dataset.to_table(
+        columns=["customer_id", "snapshot_date", LABEL],
+        filter=ds.field("snapshot_date") == pa.scalar(snapshot_date, pa.date32()),
+    )
+    frame = table.to_pandas()
+    if frame.empty:
+        return empty
+    frame = frame.drop_duplicates(["customer_id"], keep="last")
+    return frame[["customer_id", LABEL]].astype({LABEL: "int64"}).reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class RealizedPerformance:
+    """How the scores of ``scored_date`` did against their matured labels (``evaluated`` False: why not)."""
+
+    evaluated_on: dt.date
+    scored_date: dt.date
+    evaluated: bool
+    reason: str
+    model_name: str | None = None
+    model_version: str | None = None
+    rows: int = 0
+    positives: int = 0
+    label_coverage: float = 0.0  # share of the day's scored customers that have a matured label
+    realized_roc_auc: float | None = None
+    roc_auc_standard_error: float | None = None
+    realized_pr_auc: float | None = None
+    brier: float | None = None
+    base_rate: float | None = None
+    mean_churn_probability: float | None = None
+    validation_roc_auc: float | None = None
+
+    def as_record(self) -> dict[str, object]:
+        record = asdict(self)
+        return {name: record[name] for name in PERFORMANCE_SCHEMA.names}
+
+
+def hanley_mcneil_se(auc: float, positives: int, negatives: int) -> float:
+    """Standard error of a ROC AUC (Hanley & McNeil, 1982): how much it moves by chance at this sample size."""
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    variance = (
+        auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)
+    ) / (positives * negatives)
+    return math.sqrt(max(variance, 0.0))
+
+
+def realized_performance(
+    scores: pd.DataFrame, labels: pd.DataFrame, *, evaluated_on: dt.date, scored_date: dt.date
+) -> RealizedPerformance:
+    """Join the scores of ``scored_date`` with their labels and measure them (ROC AUC, PR AUC, Brier)."""
+    if scores.empty:
+        return RealizedPerformance(
+            evaluated_on, scored_date, False, f"no scores for {scored_date}: the day was not scored (no champion yet?)"
+        )
+    versions = sorted(scores["model_version"].astype(str).unique())
+    name, version = str(scores["model_name"].iloc[0]), versions[-1]
+    if labels.empty:
+        return RealizedPerformance(
+            evaluated_on,
+            scored_date,
+            False,
+            f"no matured labels for {scored_date} yet (due {(evaluated_on - scored_date).days} days after it)",
+            model_name=name,
+            model_version=version,
+        )
+    joined = scores.merge(labels, on="customer_id", how="inner", validate="one_to_one")
+    y, p = joined[LABEL].to_numpy(), joined["churn_probability"].to_numpy()
+    positives, rows = int(y.sum()), len(joined)
+    common = dict(
+        model_name=name,
+        model_version=version,
+        rows=rows,
+        positives=positives,
+        label_coverage=rows / len(scores),
+        base_rate=positives / rows if rows else None,
+        mean_churn_probability=float(p.mean()) if rows else None,
+    )
+    if min(positives, rows - positives) < MIN_CLASS_ROWS:
+        return RealizedPerformance(
+            evaluated_on,
+            scored_date,
+            False,
+            f"{positives} churners and {rows - positives} non-churners among {rows} labelled customers: fewer "
+            f"than {MIN_CLASS_ROWS} in a class, an AUC would be noise",
+            **common,
+        )
+    auc = float(roc_auc_score(y, p))
+    return RealizedPerformance(
+        evaluated_on,
+        scored_date,
+        True,
+        f"{rows} labelled customers, {positives} churned",
+        realized_roc_auc=auc,
+        roc_auc_standard_error=hanley_mcneil_se(auc, positives, rows - positives),
+        realized_pr_auc=float(average_precision_score(y, p)),
+        brier=float(brier_score_loss(y, p)),
+        **common,
+    )
+
+
+def performance_table(result: RealizedPerformance) -> pa.Table:
+    record = {k: [v] for k, v in result.as_record().items()}
+    return pa.Table.from_pydict(record, schema=PERFORMANCE_SCHEMA)
+
+
+def within_tolerance(realized: float, validation: float, tolerance: float) -> bool:
+    return bool(np.isfinite(realized) and realized >= validation - tolerance)

@@ -1,0 +1,275 @@
+"""The offline store's assets: daily Delta feature snapshots, the point-in-time training set, and their upkeep.
+
+The assets only wire Dagster to the jobs in ``spark_jobs`` (which run alone as well) and turn what the jobs
+report into metadata and checks. They share the run process's one Spark session through ``SparkResource``.
+"""
+
+import datetime as dt
+import hashlib
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+from pyspark.sql import types as T
+
+from dagster_project.partitions import daily_partitions
+from dagster_project.resources import LakeResource, SparkResource
+from dagster_project.settings import DBT_PROJECT_DIR
+from spark_jobs import feature_snapshots as snapshots_job
+from spark_jobs import maintenance as maintenance_job
+from spark_jobs import training_set as training_set_job
+from spark_jobs.paths import OfflineStorePaths
+
+GROUP = "offline_store"
+CUSTOMER_FEATURES = dg.AssetKey(["lake", "customer_features"])  # the dbt export, one Parquet file per day
+CHURN_LABELS = dg.AssetKey(["lake", "churn_labels"])  # matured labels, one Parquet file per day
+FEATURE_SNAPSHOTS = dg.AssetKey([GROUP, "feature_snapshots"])
+TRAINING_SET = dg.AssetKey([GROUP, "training_set"])
+TABLE_MAINTENANCE = dg.AssetKey([GROUP, "table_maintenance"])
+
+NO_FUTURE_FEATURES = "no_feature_from_the_future"
+EVERY_LABEL_HAS_A_SNAPSHOT = "every_label_has_a_snapshot"
+PROTECTED_VERSIONS_READABLE = "protected_versions_readable"
+
+
+def _column_schema(schema: T.StructType) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(f.name, f.dataType.simpleString()) for f in schema.fields])
+
+
+def dbt_manifest_hash(context: dg.AssetExecutionContext, day: str) -> str | None:
+    """The dbt manifest behind the day's ``customer_features``: what its materialization recorded (any metadata
+    key naming a manifest), else a hash of the dbt project's compiled manifest, else None."""
+    try:
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=CUSTOMER_FEATURES, asset_partitions=[day]), limit=1
+        ).records
+    except Exception:  # an instance without event storage for this key: fall through to the file
+        records = []
+    for record in records:
+        materialization = record.asset_materialization
+        for key, value in (materialization.metadata if materialization else {}).items():
+            if "manifest" in key.lower() and getattr(value, "value", None):
+                return str(value.value)
+    manifest = DBT_PROJECT_DIR / "target" / "manifest.json"
+    return hashlib.sha256(manifest.read_bytes()).hexdigest()[:16] if manifest.exists() else None
+
+
+class FeatureSnapshotsConfig(dg.Config):
+    evolve_schema: bool = Field(
+        default=False,
+        description="Accept new feature columns (an additive schema change; earlier days read them as null). "
+        "Removed or retyped columns are always refused: they need a new, versioned table.",
+    )
+
+
+@dg.asset(
+    key=FEATURE_SNAPSHOTS,
+    deps=[CUSTOMER_FEATURES],
+    partitions_def=daily_partitions,
+    group_name=GROUP,
+    kinds={"spark", "delta"},
+)
+def feature_snapshots(
+    context: dg.AssetExecutionContext, config: FeatureSnapshotsConfig, spark: SparkResource, lake: LakeResource
+) -> dg.MaterializeResult:
+    """The day's `customer_features` in the Delta table `lake/offline_store/feature_snapshots`, partitioned by
+    `snapshot_date`. Each day is replaced whole with `replaceWhere` (a rerun is idempotent), its schema must match
+    the table's (see `evolve_schema`), and the commit names the Dagster run and the dbt manifest."""
+    session = spark.get_session()
+    paths = OfflineStorePaths(lake.root_path)
+    written = []
+    for day in context.partition_keys:
+        done = snapshots_job.snapshot_day(
+            session,
+            dt.date.fromisoformat(day),
+            paths,
+            dagster_run_id=context.run_id,
+            dbt_manifest_hash=dbt_manifest_hash(context, day),
+            evolve_schema=config.evolve_schema,
+        )
+        context.log.info(f"{day}: {done.rows} rows -> version {done.version} ({done.seconds}s)")
+        written.append(done)
+    last = written[-1]
+    schema = session.read.format("delta").option("versionAsOf", last.version).load(str(paths.feature_snapshots))
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": sum(w.rows for w in written),
+            "dagster/column_schema": _column_schema(schema.schema),
+            "table_version": last.version,
+            "table_path": dg.MetadataValue.path(str(paths.feature_snapshots)),
+            "feature_columns": len(last.feature_columns),
+            "dbt_manifest_hash": last.commit_metadata.get("dbt_manifest_hash") or "unknown",
+            "source_metadata": dg.MetadataValue.json(last.commit_metadata.get("source_metadata") or {}),
+            "schema_change": last.schema_change.describe(),
+            "days": dg.MetadataValue.json(
+                {str(w.snapshot_date): {"rows": w.rows, "version": w.version} for w in written}
+            ),
+            "seconds": round(sum(w.seconds for w in written), 3),
+        }
+    )
+
+
+class TrainingSetConfig(dg.Config):
+    feature_store_version: int | None = Field(
+        default=None,
+        description="Build from this version of feature_snapshots (Delta time travel); the latest if unset.",
+    )
+    max_snapshot_age_days: int | None = Field(
+        default=None,
+        description="Ignore snapshots older than this many days before a label's cutoff (like a feature TTL); "
+        "such labels count as having no snapshot. No limit if unset.",
+    )
+
+
+@dg.asset(
+    key=TRAINING_SET,
+    deps=[FEATURE_SNAPSHOTS, CHURN_LABELS],
+    group_name=GROUP,
+    kinds={"spark", "delta"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            NO_FUTURE_FEATURES,
+            asset=TRAINING_SET,
+            blocking=True,
+            description="No row uses a snapshot that was not complete at its prediction_time "
+            "(a snapshot of day D is complete at the end of D). Checked on the version written.",
+        ),
+        dg.AssetCheckSpec(
+            EVERY_LABEL_HAS_A_SNAPSHOT,
+            asset=TRAINING_SET,
+            description="Every matured label found a snapshot at or before its cutoff; those that did not are "
+            "left out of the table and sampled in this check's metadata.",
+        ),
+    ],
+)
+def training_set(
+    context: dg.AssetExecutionContext, config: TrainingSetConfig, spark: SparkResource, lake: LakeResource
+) -> dg.MaterializeResult:
+    """Every matured label joined to the latest feature snapshot complete at its own `prediction_time`, never a
+    later one, written as a new version of the Delta table `lake/offline_store/training_set`. The version of
+    `feature_snapshots` it read is recorded here and in the commit, so the set can be rebuilt identically
+    (`spark_jobs.training_set.rebuild_training_set`)."""
+    session = spark.get_session()
+    paths = OfflineStorePaths(lake.root_path)
+    done = training_set_job.run(
+        session,
+        paths,
+        feature_store_version=config.feature_store_version,
+        max_snapshot_age_days=config.max_snapshot_age_days,
+        dagster_run_id=context.run_id,
+    )
+    stats = done.stats
+    if stats.without_snapshot:
+        context.log.warning(
+            f"{stats.without_snapshot} of {stats.labels} labels have no snapshot at or before their cutoff; "
+            f"left out of the training set (sample in the metadata)"
+        )
+    written = session.read.format("delta").option("versionAsOf", done.version).load(done.table_path)
+    meta = done.commit_metadata
+    metadata: dict[str, Any] = {
+        "dagster/row_count": stats.rows,
+        "dagster/column_schema": _column_schema(written.schema),
+        "feature_store_version": done.feature_store_version,
+        "training_set_version": done.version,
+        "dagster_run_id": context.run_id,
+        "table_path": dg.MetadataValue.path(done.table_path),
+        "labels": stats.labels,
+        "labels_exact_snapshot": stats.exact,
+        "labels_earlier_snapshot": stats.earlier,
+        "labels_without_snapshot": stats.without_snapshot,
+        "max_snapshot_age_days": stats.max_snapshot_age_days if stats.max_snapshot_age_days is not None else -1,
+        "label_partitions": f"{meta['labels_first_partition']}..{meta['labels_last_partition']} "
+        f"({meta['label_partitions']})",
+        "dbt_manifest_hashes": dg.MetadataValue.json(meta["dbt_manifest_hashes"]),
+        "content_fingerprint": done.fingerprint,
+        "seconds": done.seconds,
+    }
+    if stats.without_snapshot_sample:
+        metadata["without_snapshot_sample"] = dg.MetadataValue.json(stats.without_snapshot_sample)
+    return dg.MaterializeResult(
+        metadata=metadata,
+        data_version=dg.DataVersion(done.fingerprint),
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=NO_FUTURE_FEATURES,
+                passed=done.future_feature_rows == 0,
+                metadata={"rows_with_future_features": done.future_feature_rows},
+            ),
+            dg.AssetCheckResult(
+                check_name=EVERY_LABEL_HAS_A_SNAPSHOT,
+                passed=stats.without_snapshot == 0,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "labels_without_snapshot": stats.without_snapshot,
+                    "sample": dg.MetadataValue.json(stats.without_snapshot_sample),
+                },
+            ),
+        ],
+    )
+
+
+class TableMaintenanceConfig(dg.Config):
+    min_retention_hours: float = Field(
+        default=maintenance_job.DEFAULT_MIN_RETENTION_HOURS,
+        description="Removed files are kept at least this long (168 h = 7 days, Delta's default), longer when "
+        "a protected version needs it.",
+    )
+    safety_margin_hours: float = Field(default=maintenance_job.DEFAULT_SAFETY_MARGIN_HOURS)
+    optimize: bool = Field(default=True, description="Compact small files (OPTIMIZE).")
+    vacuum: bool = Field(default=True, description="Delete files outside the retention (VACUUM).")
+
+
+@dg.asset(
+    key=TABLE_MAINTENANCE,
+    deps=[FEATURE_SNAPSHOTS, TRAINING_SET],
+    # Its own group: jobs that select the offline store's group by name (the nightly one) must not vacuum.
+    group_name=f"{GROUP}_maintenance",
+    kinds={"spark", "delta"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            PROTECTED_VERSIONS_READABLE,
+            asset=TABLE_MAINTENANCE,
+            description="After VACUUM, every protected version (referenced by a registered model) still has "
+            "all its files and its log: time travel to it works.",
+        )
+    ],
+)
+def table_maintenance(
+    context: dg.AssetExecutionContext, config: TableMaintenanceConfig, spark: SparkResource, lake: LakeResource
+) -> dg.MaterializeResult:
+    """Weekly upkeep of the offline store's Delta tables: OPTIMIZE (compaction) and VACUUM, with a retention
+    that never breaks time travel to a protected version. Protected versions come from
+    `lake/offline_store/_protected_versions.json` (`{"feature_snapshots": [..], "training_set": [..]}`, written by
+    the ML side), the table property `churn_platform.protected_versions`, and the feature-store version each
+    protected training set was built from. See `spark_jobs/maintenance.py` for the retention rule."""
+    reports = maintenance_job.run(
+        spark.get_session(),
+        OfflineStorePaths(lake.root_path),
+        min_retention_hours=config.min_retention_hours,
+        safety_margin_hours=config.safety_margin_hours,
+        optimize=config.optimize,
+        vacuum=config.vacuum,
+        dagster_run_id=context.run_id,
+    )
+    metadata: dict[str, Any] = {}
+    for r in reports:
+        metadata[f"{r.table}/latest_version"] = r.latest_version if r.latest_version is not None else -1
+        metadata[f"{r.table}/protected_versions"] = dg.MetadataValue.json(r.protected_versions)
+        metadata[f"{r.table}/retention_hours"] = r.retention_hours if r.retention_hours is not None else -1.0
+        metadata[f"{r.table}/files_compacted"] = r.files_compacted
+        metadata[f"{r.table}/files_vacuumed"] = r.files_vacuumed
+    unreadable = {r.table: {"unreadable": r.unreadable_protected_versions, "unknown": r.unknown_protected_versions}
+                  for r in reports if not r.protected_readable}  # fmt: skip
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=PROTECTED_VERSIONS_READABLE,
+                passed=not unreadable,
+                metadata={"problems": dg.MetadataValue.json(unreadable)},
+            )
+        ],
+    )
+
+
+offline_store_assets = [feature_snapshots, training_set, table_maintenance]

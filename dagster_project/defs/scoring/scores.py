@@ -1,0 +1,351 @@
+"""Nightly batch scoring as plain functions: read a day's feature snapshot, score it, store the scores.
+
+No Dagster here: the asset, the benchmark and the tests call the same functions.
+
+Storage. The scores are a Delta table, ``<lake>/scoring/batch_scores``, partitioned by ``snapshot_date`` and
+written with delta-rs (the ``deltalake`` package), not Spark: scoring is a single-node pandas/scikit-learn step
+whose input already sits in memory, so a JVM would add its start-up time and a pandas-to-Spark copy for nothing,
+while delta-rs writes the same Delta protocol that Spark, DuckDB and Trino read. Each day is written with an
+overwrite restricted by a predicate on its partition (Delta's ``replaceWhere``): re-scoring a day replaces that
+day's rows in one atomic commit and leaves every other day untouched.
+
+The top-risk list, one CSV per day for the business, sits beside it:
+``<lake>/scoring/top_risk/date=YYYY-MM-DD/top_risk.csv``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from dagster_project.defs.ml.training import FeatureColumns, churn_probability, feature_frame
+
+SCORING_LAYER = "scoring"
+BATCH_SCORES_TABLE = "batch_scores"
+TOP_RISK_TABLE = "top_risk"
+TOP_RISK_FILE = "top_risk.csv"
+FEATURE_SNAPSHOTS_PATH = Path("offline_store") / "feature_snapshots"  # the offline store's contract, under the lake
+KEY_COLUMNS = ("customer_id", "snapshot_date")
+# Descriptive columns copied into the top-risk list when the snapshot has them: what a retention team looks at.
+TOP_RISK_CONTEXT = (
+    "plan",
+    "contract",
+    "monthly_price",
+    "tenure_days",
+    "region",
+    "acquisition_channel",
+    "payment_method",
+)
+# Checkpoint the Delta log every N commits so readers replay a short log, not one JSON file per night.
+CHECKPOINT_EVERY = 25
+
+SCORES_SCHEMA = pa.schema(
+    [
+        pa.field("customer_id", pa.string(), nullable=False),
+        pa.field("snapshot_date", pa.date32(), nullable=False),
+        pa.field("churn_probability", pa.float64(), nullable=False),
+        pa.field("risk_band", pa.string(), nullable=False),
+        pa.field("model_name", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+        # UTC, microseconds: Spark reads Delta `timestamp` as microseconds and cannot read nanoseconds.
+        pa.field("scored_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+SCORE_COLUMNS = tuple(SCORES_SCHEMA.names)
+
+
+class NoFeatureSnapshotError(LookupError):
+    """The offline store holds no feature snapshot for the requested day."""
+
+
+@dataclass(frozen=True)
+class RiskBands:
+    """Cut points on the churn probability: ``low`` below ``medium``, ``high`` from ``high`` up.
+
+    Fixed probabilities, not daily quantiles: a quantile band would put 10% of customers in ``high`` every day,
+    hiding exactly the rise in risk that a retention team needs to see.
+    """
+
+    medium: float = 0.1
+    high: float = 0.3
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.medium < self.high <= 1.0:
+            raise ValueError(f"risk bands need 0 < medium < high <= 1, got medium={self.medium}, high={self.high}")
+
+    def assign(self, probability: np.ndarray) -> np.ndarray:
+        """The band of each probability, as strings."""
+        return np.array(["low", "medium", "high"], dtype=object)[
+            np.searchsorted([self.medium, self.high], probability, side="right")
+        ]
+
+
+def batch_scores_path(lake_root: str | Path) -> Path:
+    return Path(lake_root) / SCORING_LAYER / BATCH_SCORES_TABLE
+
+
+def feature_snapshots_path(lake_root: str | Path) -> Path:
+    return Path(lake_root) / FEATURE_SNAPSHOTS_PATH
+
+
+def top_risk_path(lake_root: str | Path, date: dt.date) -> Path:
+    return Path(lake_root) / SCORING_LAYER / TOP_RISK_TABLE / f"date={date.isoformat()}" / TOP_RISK_FILE
+
+
+def _partition_filter(date: dt.date) -> list[tuple[str, str, str]]:
+    return [("snapshot_date", "=", date.isoformat())]
+
+
+def read_feature_snapshot(
+    lake_root: str | Path, date: dt.date, columns: list[str] | None = None, optional: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """The features of every customer on ``date``, from the Delta offline store (latest table version).
+
+    Only ``columns`` (plus the keys, plus those of ``optional`` the table has) are read when given: the scoring
+    step needs the model's features only.
+    """
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    path = feature_snapshots_path(lake_root)
+    try:
+        table = DeltaTable(str(path))
+    except TableNotFoundError as error:
+        raise NoFeatureSnapshotError(
+            f"no offline store at {path}: materialize offline_store/feature_snapshots for {date} first"
+        ) from error
+    wanted = None
+    if columns is not None:
+        available = set(pa.schema(table.schema().to_arrow()).names)
+        missing = [c for c in [*KEY_COLUMNS, *columns] if c not in available]
+        if missing:
+            raise KeyError(
+                f"the offline store {path} lacks the columns {missing}: the features changed since the champion "
+                "was trained; retrain it (the `retrain` job)"
+            )
+        wanted = list(dict.fromkeys([*KEY_COLUMNS, *columns, *(c for c in optional if c in available)]))
+    frame = table.to_pandas(partitions=_partition_filter(date), columns=wanted)
+    if frame.empty:
+        raise NoFeatureSnapshotError(
+            f"the offline store {path} has no snapshot for {date}: materialize offline_store/feature_snapshots "
+            f"for partition {date} first"
+        )
+    frame["snapshot_date"] = pd.to_datetime(frame["snapshot_date"]).dt.date
+    return frame
+
+
+def model_features(model: Any, frame: pd.DataFrame) -> FeatureColumns:
+    """The columns ``model`` was fitted on, split into numeric and categorical by their type in ``frame``."""
+    columns = [str(c) for c in getattr(model, "feature_names_in_", [])]
+    if not columns:
+        raise TypeError("the model does not record its input columns (feature_names_in_): fit it on a DataFrame")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise KeyError(
+            f"the feature snapshot lacks columns the model was trained on: {missing}; the features changed since "
+            "the champion was trained: retrain it (materialize the retrain job)"
+        )
+    numeric = [c for c in columns if pd.api.types.is_numeric_dtype(frame[c].dtype)]
+    return FeatureColumns(numeric=numeric, categorical=[c for c in columns if c not in numeric])
+
+
+def model_input(model: Any, frame: pd.DataFrame) -> pd.DataFrame:
+    """Exactly what the model was fitted on, in its column order, typed as training typed it."""
+    features = model_features(model, frame)
+    return feature_frame(frame, features)[list(model.feature_names_in_)]
+
+
+def score_snapshot(
+    model: Any,
+    features: pd.DataFrame,
+    *,
+    model_name: str,
+    model_version: str,
+    bands: RiskBands | None = None,
+    scored_at: dt.datetime | None = None,
+) -> pd.DataFrame:
+    """Score one day's feature snapshot: one row per customer with its churn probability and risk band.
+
+    ``features`` holds ``customer_id``, ``snapshot_date`` (a single day) and at least the model's feature columns.
+    Returns the columns of ``SCORES_SCHEMA``.
+    """
+    missing = [c for c in KEY_COLUMNS if c not in features.columns]
+    if missing:
+        raise KeyError(f"the feature snapshot lacks the key columns {missing}")
+    days = pd.unique(features["snapshot_date"])
+    if len(days) != 1:
+        raise ValueError(f"score one snapshot day at a time; got {len(days)} days: {sorted(map(str, days))[:5]}")
+    duplicated = features["customer_id"].duplicated()
+    if duplicated.any():
+        raise ValueError(
+            f"the snapshot of {days[0]} has {int(duplicated.sum())} duplicated customer_id values, e.g. "
+            f"{features.loc[duplicated, 'customer_id'].head(3).tolist()}: the offline store must hold one row per "
+            "customer and day"
+        )
+    probability = churn_probability(model, model_input(model, features))
+    stamp = pd.Timestamp(scored_at or dt.datetime.now(dt.UTC))
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return pd.DataFrame(
+        {
+            "customer_id": features["customer_id"].to_numpy(),
+            "snapshot_date": features["snapshot_date"].to_numpy(),
+            "churn_probability": probability.astype("float64"),
+            "risk_band": (bands or RiskBands()).assign(probability),
+            "model_name": model_name,
+            "model_version": str(model_version),
+            "scored_at": stamp.floor("us"),
+        }
+    )
+
+
+def scores_to_arrow(scores: pd.DataFrame) -> pa.Table:
+    """The scores in the table's schema (raises if a column is missing or null where it must not be)."""
+    frame = scores.loc[:, list(SCORE_COLUMNS)].copy()
+    frame["scored_at"] = pd.to_datetime(frame["scored_at"], utc=True).astype("datetime64[us, UTC]")
+    return pa.Table.from_pandas(frame, schema=SCORES_SCHEMA, preserve_index=False)
+
+
+@dataclass(frozen=True)
+class WrittenScores:
+    path: Path
+    table_version: int
+    rows: int
+    replaced_rows: int  # rows of the same day that the write replaced (0 on the first scoring of a day)
+
+
+def _stored_rows(path: Path, date: dt.date) -> int:
+    """Rows of ``date`` in the table, from the Delta log's file statistics (no data file is read)."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        actions = pa.table(DeltaTable(str(path)).get_add_actions(flatten=True))
+    except TableNotFoundError:
+        return 0
+    if actions.num_rows == 0:
+        return 0
+    frame = actions.select(["partition.snapshot_date", "num_records"]).to_pandas()
+    return int(frame.loc[pd.to_datetime(frame["partition.snapshot_date"]).dt.date == date, "num_records"].sum())
+
+
+def write_scores(
+    lake_root: str | Path, date: dt.date, scores: pd.DataFrame, commit_metadata: dict[str, str] | None = None
+) -> WrittenScores:
+    """Replace the scores of ``date`` in the Delta table with ``scores``, atomically; other days are untouched."""
+    from deltalake import CommitProperties, DeltaTable, write_deltalake
+
+    days = set(pd.unique(scores["snapshot_date"]))
+    if days != {date}:
+        raise ValueError(f"scores for {date} must all carry snapshot_date {date}; got {sorted(map(str, days))[:5]}")
+    path = batch_scores_path(lake_root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    replaced = _stored_rows(path, date)
+    metadata = {"snapshot_date": date.isoformat(), **(commit_metadata or {})}
+    write_deltalake(
+        str(path),
+        scores_to_arrow(scores),
+        mode="overwrite",
+        predicate=f"snapshot_date = '{date.isoformat()}'",
+        partition_by=["snapshot_date"],
+        commit_properties=CommitProperties(custom_metadata={"userMetadata": json.dumps(metadata, sort_keys=True)}),
+    )
+    table = DeltaTable(str(path))
+    version = table.version()
+    if version > 0 and version % CHECKPOINT_EVERY == 0:
+        table.create_checkpoint()
+    return WrittenScores(path=path, table_version=version, rows=len(scores), replaced_rows=replaced)
+
+
+def read_scores(lake_root: str | Path, date: dt.date) -> pd.DataFrame:
+    """The stored scores of ``date`` (empty, with the table's columns, if the day was never scored)."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        table = DeltaTable(str(batch_scores_path(lake_root)))
+    except TableNotFoundError:
+        return SCORES_SCHEMA.empty_table().to_pandas()
+    frame = table.to_pandas(partitions=_partition_filter(date))
+    frame["snapshot_date"] = pd.to_datetime(frame["snapshot_date"]).dt.date
+    return frame
+
+
+def top_risk(scores: pd.DataFrame, features: pd.DataFrame, size: int) -> pd.DataFrame:
+    """The ``size`` customers most likely to churn, ranked, with the descriptive columns a retention team reads.
+
+    Ties are broken by customer id, so the list is the same every time the day is scored with the same model.
+    """
+    ranked = scores.sort_values(["churn_probability", "customer_id"], ascending=[False, True], kind="mergesort")
+    top = ranked.head(size).reset_index(drop=True)
+    context = [c for c in TOP_RISK_CONTEXT if c in features.columns]
+    if context:
+        top = top.merge(features[["customer_id", *context]], on="customer_id", how="left", validate="one_to_one")
+    top.insert(0, "rank", np.arange(1, len(top) + 1))
+    return top[["rank", "customer_id", "snapshot_date", "churn_probability", "risk_band", *context,
+                "model_name", "model_version"]]
+
+
+def write_top_risk(lake_root: str | Path, date: dt.date, top: pd.DataFrame) -> Path:
+    """Write the day's top-risk list as CSV, replacing the previous one atomically (temporary file, rename)."""
+    path = top_risk_path(lake_root, date)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        top.to_csv(tmp, index=False, float_format="%.6f")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+@dataclass(frozen=True)
+class ScoreSanity:
+    """What the scores-are-sane check found in the stored scores of one day."""
+
+    snapshot_customers: int
+    scored_rows: int
+    duplicated_customers: int
+    missing_customers: int  # in the snapshot, not scored
+    unexpected_customers: int  # scored, not in the snapshot
+    null_values: int
+    out_of_range: int  # probabilities outside [0, 1] (NaN counts as null, not here)
+
+    @property
+    def passed(self) -> bool:
+        return (
+            self.scored_rows == self.snapshot_customers
+            and self.duplicated_customers == 0
+            and self.missing_customers == 0
+            and self.unexpected_customers == 0
+            and self.null_values == 0
+            and self.out_of_range == 0
+        )
+
+    def as_metadata(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.__dict__.items()}
+
+
+def check_scores(stored: pd.DataFrame, snapshot_customers: pd.Series) -> ScoreSanity:
+    """One score per customer of the snapshot, no nulls, probabilities in [0, 1]."""
+    expected = set(snapshot_customers)
+    scored = stored["customer_id"]
+    seen = set(scored.dropna())
+    probability = stored["churn_probability"]
+    return ScoreSanity(
+        snapshot_customers=len(expected),
+        scored_rows=len(stored),
+        duplicated_customers=int(scored.duplicated().sum()),
+        missing_customers=len(expected - seen),
+        unexpected_customers=len(seen - expected),
+        null_values=int(stored[list(SCORE_COLUMNS)].isna().sum().sum()),
+        out_of_range=int(((probability < 0) | (probability > 1)).sum()),
+    )

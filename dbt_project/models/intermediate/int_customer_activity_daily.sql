@@ -1,0 +1,125 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ replace_run_days('activity_date') }}",
+    )
+}}
+{#-
+    The daily activity model: one row per customer subscribed at the end of a day, with the record in force then
+    and the day's activity (zeros on a quiet day). Rows exist only for days the customer could be observed on,
+    from sign-up (or the first day of history) to cancellation, so counting rows in a window counts the days it
+    was possible to be active.
+-#}
+{%- if snapshot_range() is not none -%}
+    {{ fail_if_any_row(
+        "select day from (" ~ requested_days_sql() ~ ") as requested
+         where day < " ~ day_literal(history_start()) ~ "
+            or day > coalesce(" ~ raw_complete_through() ~ ", date '0001-01-01')
+         order by day",
+        "Cannot build the daily activity of these days: the raw layer must hold a partition of customers, "
+        ~ "activity_events and cancellations for every day from " ~ history_start() ~ " (history_start_date) "
+        ~ "through the day. Materialize the missing raw partitions first. Days"
+    ) }}
+{%- endif %}
+
+with loaded_days as (
+    -- Every day the raw layer holds completely, with no gap since the start of history.
+    select cast(range as date) as activity_date
+    from range(
+        {{ day_literal(history_start()) }},
+        coalesce({{ raw_complete_through() }}, {{ day_literal(history_start()) }} - 1) + 1,
+        interval 1 day
+    )
+),
+
+run_days as (
+    select activity_date from loaded_days
+    where {{ run_days_predicate('activity_date') }}
+),
+
+records as (
+    select * from {{ ref('stg_customers') }}
+    where {{ run_days_prune('loaded_date', upto=true) }}
+),
+
+known_customers as (
+    select distinct customer_id from records
+),
+
+customer_days as (
+    select
+        known_customers.customer_id,
+        run_days.activity_date,
+        -- The end of the day: only what happened strictly before it counts.
+        cast(run_days.activity_date + interval 1 day as timestamp) as day_end
+    from known_customers
+    cross join run_days
+),
+
+in_force as (
+    -- The record in force at the end of each day: the latest version updated before the day ended.
+    select
+        customer_days.customer_id,
+        customer_days.activity_date,
+        customer_days.day_end,
+        records.signup_date,
+        records.plan,
+        records.contract,
+        records.monthly_price,
+        records.region,
+        records.acquisition_channel,
+        records.payment_method
+    from customer_days
+    asof join records
+        on customer_days.customer_id = records.customer_id
+        and customer_days.day_end > records.updated_at
+),
+
+cancellations as (
+    select customer_id, min(cancelled_at) as cancelled_at
+    from {{ ref('stg_cancellations') }}
+    where {{ run_days_prune('loaded_date', upto=true) }}
+    group by customer_id
+),
+
+subscribed as (
+    select in_force.*
+    from in_force
+    left join cancellations
+        on in_force.customer_id = cancellations.customer_id
+        and cancellations.cancelled_at < in_force.day_end
+    where cancellations.customer_id is null
+        and in_force.signup_date <= in_force.activity_date
+),
+
+events as (
+    select * from {{ ref('stg_activity_events') }}
+    where {{ run_days_prune('loaded_date') }}
+),
+
+daily as (
+    select
+        subscribed.customer_id,
+        subscribed.activity_date,
+        subscribed.signup_date,
+        subscribed.plan,
+        subscribed.contract,
+        subscribed.monthly_price,
+        subscribed.region,
+        subscribed.acquisition_channel,
+        subscribed.payment_method,
+        {%- for measure in var('activity_measures') %}
+        {%- set type = 'double' if measure in ('minutes_active', 'spend') else 'bigint' %}
+        cast(coalesce(events.{{ measure }}, 0) as {{ type }}) as {{ measure }},
+        {%- endfor %}
+        coalesce(events.logins, 0) > 0 as is_active,
+        events.customer_id is not null as has_events
+    from subscribed
+    left join events
+        on subscribed.customer_id = events.customer_id
+        and subscribed.activity_date = events.activity_date
+)
+
+select * from daily

@@ -1,0 +1,281 @@
+"""OPTIMIZE and VACUUM of the offline store, never breaking time travel to a version a model still references.
+
+Protected versions
+------------------
+A version is protected when any of these names it:
+
+1. the file ``<lake_root>/offline_store/_protected_versions.json``, which the ML side writes when it registers or
+   promotes a model: ``{"feature_snapshots": [3, 7], "training_set": [12]}`` (the versions its models were
+   trained on; either key may be absent);
+2. the table property ``churn_platform.protected_versions`` of either table, a comma-separated list, set with
+   ``ALTER TABLE delta.`<path>` SET TBLPROPERTIES ('churn_platform.protected_versions' = '3,7')``;
+3. a protected ``training_set`` version: the ``feature_store_version`` its commit names is protected too, so the
+   training set can still be rebuilt from it.
+
+A file that exists but cannot be read stops the maintenance: vacuuming on a guess could delete what a champion
+model needs.
+
+Retention
+---------
+VACUUM deletes a data file only when the current version no longer uses it and it was removed from the table
+longer ago than ``delta.deletedFileRetentionDuration``. Every file a version ``v`` reads is either still in use or
+was removed by a commit made *after* ``v``. So a retention of at least ``now - commit time of v`` keeps ``v``
+readable. Each run sets, per table::
+
+    retention = max(min_retention_hours,                      # 168 h (7 days) by default: Delta's own default
+                    now - commit time of the oldest protected version + safety_margin_hours)   # 1 h default
+
+as ``delta.deletedFileRetentionDuration`` (Delta 4 ignores VACUUM's ``RETAIN`` argument unless it is 0), and
+raises ``delta.logRetentionDuration`` to at least ``retention + 30 days``, so that log cleanup at checkpoints
+never removes the commits time travel to a protected version needs before the next weekly run. It never lowers a
+longer log retention set by hand. Versions that nothing protects are kept for the minimum retention only.
+
+Run alone: ``python -m spark_jobs.maintenance [--min-retention-hours 168] [--dry-run]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from pyspark.sql import SparkSession
+
+from spark_jobs import tables
+from spark_jobs.paths import FEATURE_SNAPSHOTS, TRAINING_SET, OfflineStorePaths
+
+JOB = "maintenance"
+PROTECTED_PROPERTY = "churn_platform.protected_versions"
+TOMBSTONE_RETENTION = "delta.deletedFileRetentionDuration"
+LOG_RETENTION = "delta.logRetentionDuration"
+DEFAULT_MIN_RETENTION_HOURS = 168.0  # 7 days
+DEFAULT_SAFETY_MARGIN_HOURS = 1.0  # clock skew between writers, and the minutes a run takes
+LOG_RETENTION_HEADROOM_HOURS = 30 * 24.0  # covers the weeks between runs, and then some
+DEFAULT_LOG_RETENTION_HOURS = 30 * 24.0  # Delta's default
+_UNIT_HOURS = {"second": 1 / 3600, "minute": 1 / 60, "hour": 1.0, "day": 24.0, "week": 168.0}
+
+
+def parse_interval_hours(value: str | None) -> float | None:
+    """``'interval 30 days'`` -> 720.0; None when absent or not understood."""
+    match = re.fullmatch(r"\s*(?:interval\s+)?(\d+(?:\.\d+)?)\s+(second|minute|hour|day|week)s?\s*", value or "", re.I)
+    return float(match.group(1)) * _UNIT_HOURS[match.group(2).lower()] if match else None
+
+
+def _interval(hours: float) -> str:
+    return f"interval {math.ceil(hours * 3600)} seconds"
+
+
+def _versions(value: Any, where: str) -> set[int]:
+    if value is None:
+        return set()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple | set):
+        raise ValueError(f"{where}: expected a list of versions, got {value!r}")
+    try:
+        return {int(str(v).strip()) for v in items if str(v).strip()}
+    except ValueError as error:
+        raise ValueError(f"{where}: not a list of integer versions: {value!r}") from error
+
+
+def protected_versions_from_file(path: Path) -> dict[str, set[int]]:
+    """The versions the ML side protects, from ``_protected_versions.json`` (empty if there is no file)."""
+    if not path.exists():
+        return {}
+    try:
+        content = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}): refusing to vacuum on a guess") from error
+    if not isinstance(content, dict):
+        raise ValueError(f"{path} must hold an object like {{'training_set': [12]}}, not {type(content).__name__}")
+    return {table: _versions(content.get(table), f"{path}[{table}]") for table in (FEATURE_SNAPSHOTS, TRAINING_SET)}
+
+
+def protected_versions(spark: SparkSession, paths: OfflineStorePaths) -> dict[str, set[int]]:
+    """Every protected version of both tables: the file, the table properties and the training sets' inputs."""
+    from_file = protected_versions_from_file(paths.protected_versions_file)
+    found: dict[str, set[int]] = {}
+    for name, path in ((FEATURE_SNAPSHOTS, paths.feature_snapshots), (TRAINING_SET, paths.training_set)):
+        versions = set(from_file.get(name, set()))
+        if tables.is_delta_table(spark, path):
+            prop = tables.properties(spark, path).get(PROTECTED_PROPERTY)
+            versions |= _versions(prop, f"{path} property {PROTECTED_PROPERTY}")
+        found[name] = versions
+    if found[TRAINING_SET] and tables.is_delta_table(spark, paths.training_set):
+        commits = {c.version: c for c in tables.history(spark, paths.training_set)}
+        for version in found[TRAINING_SET]:
+            source = commits[version].user_metadata.get("feature_store_version") if version in commits else None
+            if source is not None:
+                found[FEATURE_SNAPSHOTS].add(int(source))
+    return found
+
+
+def retention_hours(
+    oldest_protected_commit: dt.datetime | None,
+    now: dt.datetime,
+    min_retention_hours: float = DEFAULT_MIN_RETENTION_HOURS,
+    safety_margin_hours: float = DEFAULT_SAFETY_MARGIN_HOURS,
+) -> float:
+    """How long removed files must be kept so that the oldest protected version stays readable."""
+    if oldest_protected_commit is None:
+        return min_retention_hours
+    age = (now - oldest_protected_commit).total_seconds() / 3600
+    return max(min_retention_hours, age + safety_margin_hours)
+
+
+def _missing_files(spark: SparkSession, path: str | Path, version: int) -> list[str]:
+    """Data files of ``version`` that are gone from a local file system (time travel to it would fail)."""
+    files = spark.read.format("delta").option("versionAsOf", version).load(str(path)).inputFiles()
+    local = [urlparse(f) for f in files]
+    return [
+        f for f, u in zip(files, local, strict=True) if u.scheme in ("", "file") and not Path(unquote(u.path)).exists()
+    ]
+
+
+@dataclass
+class TableMaintenance:
+    """What maintenance did to one table."""
+
+    table: str
+    path: str
+    latest_version: int | None = None
+    protected_versions: list[int] = field(default_factory=list)
+    unknown_protected_versions: list[int] = field(default_factory=list)  # named but absent from the history
+    oldest_protected_commit: str | None = None
+    retention_hours: float | None = None
+    properties_set: dict[str, str] = field(default_factory=dict)
+    files_compacted: int = 0
+    files_written_by_optimize: int = 0
+    files_vacuumed: int = 0
+    unreadable_protected_versions: dict[int, int] = field(default_factory=dict)  # version -> missing files
+    seconds: float = 0.0
+
+    @property
+    def protected_readable(self) -> bool:
+        return not self.unreadable_protected_versions and not self.unknown_protected_versions
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "protected_readable": self.protected_readable}
+
+
+def maintain_table(
+    spark: SparkSession,
+    name: str,
+    path: str | Path,
+    protected: set[int],
+    min_retention_hours: float = DEFAULT_MIN_RETENTION_HOURS,
+    safety_margin_hours: float = DEFAULT_SAFETY_MARGIN_HOURS,
+    optimize: bool = True,
+    vacuum: bool = True,
+    dagster_run_id: str | None = None,
+    now: dt.datetime | None = None,
+    dry_run: bool = False,
+) -> TableMaintenance:
+    """Set the retention the protected versions need, compact small files, vacuum, then check the protected.
+
+    ``dry_run`` only works out and reports the retention (and what VACUUM would delete today): no change at all.
+    """
+    started = time.monotonic()
+    report = TableMaintenance(table=name, path=str(path))
+    if not tables.is_delta_table(spark, path):
+        return report
+    commits = {c.version: c for c in tables.history(spark, path)}
+    report.latest_version = max(commits)
+    report.protected_versions = sorted(v for v in protected if v in commits)
+    report.unknown_protected_versions = sorted(v for v in protected if v not in commits)
+    oldest = commits[report.protected_versions[0]].timestamp if report.protected_versions else None
+    report.oldest_protected_commit = oldest.isoformat() if oldest else None
+    now = now or dt.datetime.now(dt.UTC)
+    hours = retention_hours(oldest, now, min_retention_hours, safety_margin_hours)
+    report.retention_hours = round(hours, 4)
+
+    current = tables.properties(spark, path)
+    wanted = {TOMBSTONE_RETENTION: _interval(hours)}
+    log_hours = parse_interval_hours(current.get(LOG_RETENTION)) or DEFAULT_LOG_RETENTION_HOURS
+    if log_hours < hours + LOG_RETENTION_HEADROOM_HOURS:
+        wanted[LOG_RETENTION] = _interval(hours + LOG_RETENTION_HEADROOM_HOURS)
+    changes = {k: v for k, v in wanted.items() if current.get(k) != v}
+    metadata = {"job": JOB, "dagster_run_id": dagster_run_id, "retention_hours": report.retention_hours,
+                "protected_versions": report.protected_versions}  # fmt: skip
+    if dry_run:
+        report.files_vacuumed = spark.sql(f"VACUUM {tables.sql_path(path)} DRY RUN").count()
+        optimize = vacuum = False
+    elif changes:
+        tables.set_properties(spark, path, changes, metadata)
+        report.properties_set = changes
+    if optimize:
+        with tables.commit_user_metadata(spark, metadata):
+            row = spark.sql(f"OPTIMIZE {tables.sql_path(path)}").first()
+        if row is not None and row["metrics"] is not None:
+            report.files_compacted = int(row["metrics"]["numFilesRemoved"])
+            report.files_written_by_optimize = int(row["metrics"]["numFilesAdded"])
+    if vacuum:
+        report.files_vacuumed = spark.sql(f"VACUUM {tables.sql_path(path)} DRY RUN").count()
+        with tables.commit_user_metadata(spark, metadata):
+            spark.sql(f"VACUUM {tables.sql_path(path)}").collect()
+    for version in report.protected_versions:
+        missing = _missing_files(spark, path, version)
+        if missing:
+            report.unreadable_protected_versions[version] = len(missing)
+    report.seconds = round(time.monotonic() - started, 3)
+    return report
+
+
+def run(
+    spark: SparkSession,
+    paths: OfflineStorePaths | None = None,
+    min_retention_hours: float = DEFAULT_MIN_RETENTION_HOURS,
+    safety_margin_hours: float = DEFAULT_SAFETY_MARGIN_HOURS,
+    optimize: bool = True,
+    vacuum: bool = True,
+    dagster_run_id: str | None = None,
+    dry_run: bool = False,
+) -> list[TableMaintenance]:
+    """Maintain both tables of the offline store."""
+    paths = paths or OfflineStorePaths.from_settings()
+    protected = protected_versions(spark, paths)
+    return [
+        maintain_table(
+            spark,
+            name,
+            path,
+            protected[name],
+            min_retention_hours,
+            safety_margin_hours,
+            optimize,
+            vacuum,
+            dagster_run_id,
+            dry_run=dry_run,
+        )
+        for name, path in ((FEATURE_SNAPSHOTS, paths.feature_snapshots), (TRAINING_SET, paths.training_set))
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m spark_jobs.maintenance", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lake-root", type=Path, default=None, help="default: settings.lake_root")
+    parser.add_argument("--min-retention-hours", type=float, default=DEFAULT_MIN_RETENTION_HOURS)
+    parser.add_argument("--safety-margin-hours", type=float, default=DEFAULT_SAFETY_MARGIN_HOURS)
+    parser.add_argument("--no-optimize", action="store_true")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="report protected versions and retention; change nothing"
+    )
+    parser.add_argument("--run-id", default=None)
+    args = parser.parse_args(argv)
+    from spark_jobs.session import get_spark
+
+    paths = OfflineStorePaths(args.lake_root) if args.lake_root else OfflineStorePaths.from_settings()
+    reports = run(get_spark(), paths, args.min_retention_hours, args.safety_margin_hours, not args.no_optimize,
+                  True, args.run_id, dry_run=args.dry_run)  # fmt: skip
+    print(json.dumps([r.as_dict() for r in reports], indent=2, default=str))
+    return 0 if all(r.protected_readable for r in reports) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,291 @@
+"""The one Spark session builder of the project, configured for Delta Lake.
+
+Where the session runs comes from the settings (``PLATFORM_SPARK_MASTER``), so the same jobs run anywhere with
+no code change:
+
+* ``local[*]`` (the default) or ``local[N]``: in this process, on this machine;
+* ``spark://host:7077`` (standalone) or ``k8s://https://host:443`` (Kubernetes, client mode): the driver runs
+  here and ships the cached Delta jars to the executors;
+* ``sc://host:15002``: Spark Connect. The client sends plans only; the server must already have Delta on its
+  class path. ``python -m spark_jobs.session --connect-server-conf`` prints the ``--packages`` and ``--conf``
+  arguments to start such a server with.
+
+The Delta jars come from Maven Central and are cached under ``settings.jars_cache``: the first session (or
+``python -m spark_jobs.session --fetch-jars``, which CI and ``make`` call) resolves them once with the Ivy that
+ships inside pyspark; every later session starts from the cached files, offline. Jars that Spark already ships
+(Hadoop, Parquet, Jackson, logging) are left out so the class path holds one copy of each library.
+
+The jobs in this package use DataFrames and Delta SQL only (no ``DeltaTable`` Python API), so they work the
+same over a classic session and over Spark Connect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dagster_project.settings import get_settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+# The Delta release whose jars the session loads. The pip package ``delta-spark`` (the Python API) and the jars
+# must share a minor version; the jars are pinned apart from the pip package because a patch release of the
+# Python package can reach PyPI without a matching jar on Maven Central (delta-spark 4.4.1 has none for Spark
+# 4.2), and a session must never start half-configured.
+DELTA_VERSION = "4.4.0"
+SCALA_BINARY_VERSION = "2.13"
+APP_NAME = "churn-platform"
+LOG_LEVEL = "WARN"
+COMPLETE_MARKER = "jars.json"  # written last: a folder without it is an interrupted download
+
+DELTA_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+# Settings every session gets, classic or Connect: runtime SQL settings.
+RUNTIME_CONF = {
+    # Wall-clock dates and times everywhere are UTC; a session in another zone would move day boundaries.
+    "spark.sql.session.timeZone": "UTC",
+    # Parquet written by pyarrow and pandas carries zone-less timestamps: keep them zone-less.
+    "spark.sql.parquet.inferTimestampNTZ.enabled": "true",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+}
+
+
+@dataclass(frozen=True)
+class DeltaJars:
+    """The cached Delta jars for this pyspark's Spark and Scala versions."""
+
+    coordinate: str  # group:artifact:version on Maven Central
+    folder: Path
+
+    @property
+    def marker(self) -> Path:
+        return self.folder / COMPLETE_MARKER
+
+    def cached(self) -> list[Path] | None:
+        """The jar files, if a complete download is in the cache (and every file is still there)."""
+        if not self.marker.exists():
+            return None
+        names = json.loads(self.marker.read_text())["jars"]
+        paths = [self.folder / name for name in names]
+        return paths if all(p.exists() for p in paths) else None
+
+
+def spark_minor_version() -> str:
+    import pyspark
+
+    return ".".join(pyspark.__version__.split(".")[:2])
+
+
+def delta_coordinate() -> str:
+    """The Maven coordinate of Delta for the installed pyspark, e.g. ``io.delta:delta-spark_4.2_2.13:4.4.0``."""
+    return f"io.delta:delta-spark_{spark_minor_version()}_{SCALA_BINARY_VERSION}:{DELTA_VERSION}"
+
+
+def delta_jars(jars_cache: Path | None = None) -> DeltaJars:
+    cache = Path(jars_cache or get_settings().jars_cache)
+    coordinate = delta_coordinate()
+    return DeltaJars(coordinate=coordinate, folder=cache / coordinate.replace(":", "_"))
+
+
+def _pyspark_jars_dir() -> Path:
+    import pyspark
+
+    return Path(pyspark.__file__).parent / "jars"
+
+
+def _artifact_name(jar_file: str, with_group: bool = False) -> str:
+    """``parquet-hadoop-1.17.0.jar`` (or ``org.apache.parquet_parquet-hadoop-1.16.0.jar`` as Ivy names it,
+    ``with_group``) -> ``parquet-hadoop``."""
+    name = jar_file.split("_", 1)[1] if with_group else jar_file
+    match = re.match(r"^(.+?)-\d[^-]*(-[a-zA-Z0-9]+)?\.jar$", name)
+    return match.group(1) if match else name.removesuffix(".jar")
+
+
+def fetch_delta_jars(jars_cache: Path | None = None, force: bool = False) -> list[Path]:
+    """Resolve Delta and its dependencies from Maven Central into the cache, once; return the jars to load.
+
+    Uses the Ivy jar that pyspark itself ships (the resolver behind ``spark.jars.packages``), with Ivy's default
+    public resolver, which is Maven Central. Idempotent: a complete cache is returned as is.
+    """
+    jars = delta_jars(jars_cache)
+    if not force and (found := jars.cached()) is not None:
+        return found
+    ivy_jars = sorted(_pyspark_jars_dir().glob("ivy-*.jar"))
+    if not ivy_jars:
+        raise RuntimeError(f"no Ivy jar in {_pyspark_jars_dir()}: is pyspark installed completely?")
+    java_home = Path(os.environ.get("JAVA_HOME", "/nonexistent"))
+    java = str(java_home / "bin" / "java") if (java_home / "bin" / "java").exists() else shutil.which("java")
+    if java is None:
+        raise RuntimeError("no `java` on PATH (or in JAVA_HOME): Spark needs Java 17 or 21")
+    group, artifact, version = jars.coordinate.split(":")
+    jars.folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=jars.folder.parent))
+    log.warning("fetching %s and its dependencies from Maven Central into %s (once)", jars.coordinate, jars.folder)
+    try:
+        cmd = [
+            java, "-cp", str(ivy_jars[-1]), "org.apache.ivy.Main",
+            "-dependency", group, artifact, version,
+            "-confs", "master,runtime",  # the jar itself and what it needs to run, as --packages resolves it
+            "-cache", str(jars.folder.parent / "ivy-cache"),
+            "-retrieve", str(staging / "[organisation]_[artifact]-[revision](-[classifier]).[ext]"),
+        ]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        retrieved = sorted(p.name for p in staging.glob("*.jar"))
+        if done.returncode != 0 or not any(n.startswith(f"{group}_{artifact}-") for n in retrieved):
+            raise RuntimeError(
+                f"could not fetch {jars.coordinate} from Maven Central (exit {done.returncode}):\n"
+                + "\n".join(done.stdout.splitlines()[-25:] + done.stderr.splitlines()[-10:])
+            )
+        # Spark already ships these libraries (often newer): a second copy would only shadow or be shadowed.
+        provided = {_artifact_name(p.name) for p in _pyspark_jars_dir().glob("*.jar")}
+        keep = [n for n in retrieved if _artifact_name(n, with_group=True) not in provided]
+        if jars.folder.exists():
+            shutil.rmtree(jars.folder)
+        jars.folder.mkdir()
+        for name in keep:
+            os.replace(staging / name, jars.folder / name)
+        skipped = sorted(set(retrieved) - set(keep))
+        jars.marker.write_text(json.dumps({"coordinate": jars.coordinate, "jars": keep, "provided_by_spark": skipped}))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [jars.folder / n for n in keep]
+
+
+def _local_cores(master: str) -> int:
+    match = re.fullmatch(r"local\[(\d+|\*)(?:,\d+)?\]", master)
+    if match and match.group(1) != "*":
+        return int(match.group(1))
+    return os.cpu_count() or 2
+
+
+def session_conf(master: str, driver_memory: str, jars: list[Path]) -> dict[str, str]:
+    """Every setting of a classic (non-Connect) session, as a plain dict (printed by ``--show-conf``)."""
+    conf = {
+        **DELTA_CONF,
+        **RUNTIME_CONF,
+        "spark.jars": ",".join(str(p) for p in jars),
+        "spark.driver.memory": driver_memory,
+        "spark.ui.showConsoleProgress": "false",  # progress bars garble Dagster's captured logs
+        # Delta's VACUUM deletes files in parallel on the executors instead of one by one on the driver.
+        "spark.databricks.delta.vacuum.parallelDelete.enabled": "true",
+    }
+    if master.startswith("local"):
+        # A shuffle of this project's data fits a few tasks per core; Spark's default of 200 mostly waits on
+        # scheduling. Clusters keep the default and let adaptive execution coalesce.
+        partitions = str(max(2, 2 * _local_cores(master)))
+        conf["spark.sql.shuffle.partitions"] = partitions
+        # Delta rebuilds a table's state from its log with a shuffle of 50 partitions by default: on a few cores
+        # that is seconds of task overhead on every commit and read of a small table.
+        conf["spark.databricks.delta.snapshotPartitions"] = partitions
+        conf["spark.driver.host"] = "127.0.0.1"  # no dependence on the host name resolving
+        conf["spark.driver.bindAddress"] = "127.0.0.1"
+    return conf
+
+
+def connect_server_conf() -> dict[str, str]:
+    """What a Spark Connect server needs for these jobs: Delta on its class path and as its catalog."""
+    return {"spark.jars.packages": delta_coordinate(), **DELTA_CONF, **RUNTIME_CONF}
+
+
+def build_session(
+    master: str | None = None,
+    driver_memory: str | None = None,
+    jars_cache: Path | None = None,
+    app_name: str = APP_NAME,
+    extra_conf: dict[str, str] | None = None,
+) -> SparkSession:
+    """Start (or join) the process's Spark session, configured for Delta. Defaults come from the settings."""
+    from pyspark.sql import SparkSession
+
+    settings = get_settings()
+    master = master or settings.spark_master
+    if master.startswith("sc://"):
+        builder = SparkSession.builder.remote(master).appName(app_name)
+        for key, value in {**RUNTIME_CONF, **(extra_conf or {})}.items():
+            builder = builder.config(key, value)
+        return builder.getOrCreate()
+
+    jars = fetch_delta_jars(jars_cache)
+    builder = SparkSession.builder.master(master).appName(app_name)
+    conf = session_conf(master, driver_memory or settings.spark_driver_memory, jars)
+    for key, value in {**conf, **(extra_conf or {})}.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel(LOG_LEVEL)
+    return session
+
+
+_lock = threading.Lock()
+_session: SparkSession | None = None
+
+
+def get_spark(**kwargs: object) -> SparkSession:
+    """The one session of this process: created on first use, then reused by every job and asset.
+
+    Arguments (those of ``build_session``) only matter for the first call; later calls return the live session.
+    """
+    global _session
+    with _lock:
+        if _session is None or _is_stopped(_session):
+            _session = build_session(**kwargs)  # type: ignore[arg-type]
+        return _session
+
+
+def _is_stopped(session: SparkSession) -> bool:
+    try:
+        return session.sparkContext._jsc is None  # classic session whose context was stopped
+    except Exception:  # Spark Connect has no SparkContext: ask the server instead
+        try:
+            session.version  # noqa: B018 - a round trip that fails once the session is closed
+            return False
+        except Exception:
+            return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="python -m spark_jobs.session")
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--fetch-jars", action="store_true", help="only fetch the Delta jars into the cache")
+    action.add_argument("--show-conf", action="store_true", help="print the session settings for this machine")
+    action.add_argument(
+        "--connect-server-conf", action="store_true", help="print spark-submit arguments for a Connect server"
+    )
+    parser.add_argument("--jars-cache", type=Path, default=None, help="default: settings.jars_cache")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    if args.connect_server_conf:
+        conf = connect_server_conf()
+        print(f"--packages {conf.pop('spark.jars.packages')} " + " ".join(f"--conf {k}={v}" for k, v in conf.items()))
+        return 0
+    jars = fetch_delta_jars(args.jars_cache)
+    if args.fetch_jars:
+        print(f"{len(jars)} Delta jars cached in {jars[0].parent}")
+        return 0
+    if args.show_conf:
+        print(json.dumps(session_conf(settings.spark_master, settings.spark_driver_memory, jars), indent=2))
+        return 0
+    spark = build_session(jars_cache=args.jars_cache)
+    print(f"Spark {spark.version} on {settings.spark_master}: Delta {DELTA_VERSION} ready")
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    sys.exit(main())

@@ -1,0 +1,493 @@
+"""Point-in-time-correct training sets: every label row joined to the features that were known when it was made.
+
+When is a snapshot known?
+-------------------------
+A label row carries ``prediction_time``, the moment the prediction would have been made (any timestamp, not
+only a day boundary). The snapshot of day ``D`` describes the customer as of the *end* of ``D``: it is complete
+at ``D + 1 day, 00:00:00``, and only from then on may a prediction use it. So a row may use snapshot ``D`` iff::
+
+    D + 1 day (at 00:00:00) <= prediction_time   <=>   D <= date(prediction_time) - 1 day
+
+for every timestamp, midnight included: a prediction at ``2025-03-02 00:00:00`` may use the snapshot of
+``2025-03-01`` (complete at that very instant); one at ``2025-03-01 23:59:59.999999`` may only use ``2025-02-28``
+or earlier. The row gets the *latest* snapshot on or before that cutoff date, never a later one. Timestamps are
+zone-less UTC wall-clock times, like everywhere in the lake (the session's time zone is UTC).
+
+How the join is done (fast, and still exact)
+--------------------------------------------
+An as-of join written as a window over every (label, earlier snapshot) pair is quadratic in the history; this
+one is not. Snapshots are daily, so each label's *candidate* snapshot date is plain arithmetic (the cutoff
+above), and almost every label finds its snapshot by an equi-join on ``(customer_id, cutoff)``. Only the labels
+whose candidate snapshot is missing (a late-arriving or skipped day, a customer who signed up after the cutoff)
+fall back to an as-of search, ``max(snapshot_date) <= cutoff``, over those few customers. Both searches read
+only the two key columns; the feature columns are then read once, by an equi-join on the resolved
+``(customer_id, feature_snapshot_date)``. Label-sized sides are broadcast, so the snapshot history is never
+shuffled.
+
+Labels with no snapshot at or before their cutoff (or none young enough, with ``max_snapshot_age_days``) cannot
+be trained on; they are left out of the table but counted and sampled in the result, the commit metadata and
+the Dagster asset's metadata, never dropped silently.
+
+Reproducibility
+---------------
+Each build overwrites the Delta table ``training_set`` (one new version) and names in its commit the version of
+``feature_snapshots`` it read (``feature_store_version``) and the exact label partitions with their content
+hash. ``rebuild_training_set`` reads that feature-store version back through Delta time travel and yields the
+same rows; ``content_fingerprint`` proves it.
+
+Run alone: ``python -m spark_jobs.training_set [--feature-store-version N] [--rebuild N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from dagster_project.settings import get_settings
+from spark_jobs import tables
+from spark_jobs.feature_snapshots import feature_columns
+from spark_jobs.paths import OfflineStorePaths
+
+JOB = "training_set"
+LABEL_INPUT_COLUMNS = ("customer_id", "snapshot_date", "prediction_time", "churned")
+KEY_COLUMNS = ["customer_id", "prediction_time", "label_snapshot_date", "churned", "feature_snapshot_date"]
+CUTOFF = "_cutoff"  # the latest snapshot date a label may use
+PARTITION = "date"  # the lake's partition folder of the label files
+# Up to this many label rows, the label side of each join is broadcast and the snapshot history streams past it
+# without a shuffle. Beyond it Spark plans ordinary shuffle joins (still correct, just not the fast path).
+BROADCAST_LABEL_LIMIT = 2_000_000
+SAMPLE_SIZE = 10
+
+
+def snapshot_cutoff(prediction_time: Column) -> Column:
+    """The latest snapshot date a prediction made at ``prediction_time`` may use: ``date(prediction_time) - 1``."""
+    return F.date_sub(F.to_date(prediction_time), 1)
+
+
+def latest_usable_snapshot_date(prediction_time: dt.datetime) -> dt.date:
+    """The same rule in plain Python (the documentation and the tests' oracle)."""
+    return prediction_time.date() - dt.timedelta(days=1)
+
+
+def content_fingerprint(frame: DataFrame) -> str:
+    """An order-independent hash of every row and column: equal fingerprints mean equal tables (to 64-bit hashes)."""
+    row = frame.agg(
+        F.count(F.lit(1)).alias("n"),
+        F.sum(F.xxhash64(*[F.col(c) for c in sorted(frame.columns)]).cast("decimal(38,0)")).alias("h"),
+    ).first()
+    assert row is not None
+    return f"{row['n']}:{row['h'] or 0}"
+
+
+class LabelsChangedError(RuntimeError):
+    """The label partitions a training set was built from no longer hold the same rows."""
+
+
+@dataclass(frozen=True)
+class PitStats:
+    """How every label row fared in the point-in-time join."""
+
+    labels: int
+    exact: int  # joined to the snapshot of its cutoff day
+    earlier: int  # that day's snapshot is missing: joined to the latest earlier one
+    without_snapshot: int  # no usable snapshot at or before the cutoff: left out, reported
+    max_snapshot_age_days: int | None  # the oldest snapshot used, in days before its cutoff
+    without_snapshot_sample: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return self.exact + self.earlier
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "labels": self.labels,
+            "rows": self.rows,
+            "labels_exact_snapshot": self.exact,
+            "labels_earlier_snapshot": self.earlier,
+            "labels_without_snapshot": self.without_snapshot,
+            "max_snapshot_age_days": self.max_snapshot_age_days,
+        }
+
+
+@dataclass
+class PitJoin:
+    """The joined rows (lazy), their statistics, and the label-sized frames cached to compute them."""
+
+    frame: DataFrame
+    stats: PitStats
+    feature_columns: list[str]
+    cached: list[DataFrame] = field(default_factory=list, repr=False)
+
+    def release(self) -> None:
+        for frame in self.cached:
+            frame.unpersist()
+        self.cached.clear()
+
+
+def prepare_labels(labels: DataFrame) -> DataFrame:
+    """The label contract's columns, typed: zone-less prediction times, integer labels."""
+    missing = [c for c in LABEL_INPUT_COLUMNS if c not in labels.columns]
+    if missing:
+        raise ValueError(f"the labels lack the columns {missing} (have {labels.columns})")
+    return labels.select(
+        F.col("customer_id").cast("string").alias("customer_id"),
+        # A zoned timestamp becomes its UTC wall-clock time (the session's zone is UTC).
+        F.col("prediction_time").cast("timestamp_ntz").alias("prediction_time"),
+        F.col("snapshot_date").cast("date").alias("label_snapshot_date"),
+        F.col("churned").cast("int").alias("churned"),
+    )
+
+
+def point_in_time_join(
+    labels: DataFrame,
+    snapshots: DataFrame,
+    max_snapshot_age_days: int | None = None,
+    broadcast_label_limit: int = BROADCAST_LABEL_LIMIT,
+) -> PitJoin:
+    """Join each label row to the latest snapshot complete at its ``prediction_time`` (see the module docstring).
+
+    ``labels``: ``customer_id, prediction_time, label_snapshot_date, churned`` (``prepare_labels``);
+    ``snapshots``: ``customer_id, snapshot_date`` and the feature columns, one row per customer and day.
+    ``max_snapshot_age_days``: if set, a snapshot older than this many days before the cutoff counts as none.
+    Call ``release()`` on the result once its frame has been written.
+    """
+    features = feature_columns(snapshots.schema)
+    clash = sorted(set(features) & {*KEY_COLUMNS, CUTOFF})
+    if clash:
+        raise ValueError(f"feature columns {clash} collide with the training set's key columns")
+    labels = labels.withColumn(CUTOFF, snapshot_cutoff(F.col("prediction_time")))
+    bounds = labels.agg(
+        F.count(F.lit(1)).alias("n"),
+        F.sum(F.col("prediction_time").isNull().cast("int")).alias("no_time"),
+        F.sum(F.col("customer_id").isNull().cast("int")).alias("no_id"),
+        F.min(CUTOFF).alias("first"),
+        F.max(CUTOFF).alias("last"),
+    ).first()
+    assert bounds is not None
+    if not bounds["n"]:
+        raise ValueError("no label rows: nothing to build a training set from")
+    if bounds["no_time"] or bounds["no_id"]:
+        raise ValueError(f"{bounds['no_time']} label rows lack prediction_time, {bounds['no_id']} lack customer_id")
+    small = int(bounds["n"]) <= broadcast_label_limit
+
+    def label_sized(frame: DataFrame) -> DataFrame:
+        return F.broadcast(frame) if small else frame
+
+    # No label may use a snapshot after the latest cutoff: those partitions are never read.
+    history = snapshots.where(F.col("snapshot_date") <= F.lit(bounds["last"]))
+    if max_snapshot_age_days is not None:
+        oldest = bounds["first"] - dt.timedelta(days=max_snapshot_age_days)
+        history = history.where(F.col("snapshot_date") >= F.lit(oldest))
+    available = history.select("customer_id", F.col("snapshot_date").alias(CUTOFF))  # key columns only
+
+    keys = labels.select("customer_id", CUTOFF).distinct()
+    # 1. The common case: the snapshot of the cutoff day itself exists.
+    exact = (
+        available.join(label_sized(keys), ["customer_id", CUTOFF], "left_semi")
+        .withColumn("feature_snapshot_date", F.col(CUTOFF))
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    missing = keys.join(exact.select("customer_id", CUTOFF), ["customer_id", CUTOFF], "left_anti").persist(
+        StorageLevel.MEMORY_AND_DISK
+    )
+    cached = [exact, missing]
+    resolved = exact
+    if missing.count():
+        # 2. The fallback: the latest snapshot on or before the cutoff, searched for the missing keys only.
+        candidates = (
+            history.select("customer_id", "snapshot_date")
+            .join(label_sized(missing), "customer_id")
+            .where(F.col("snapshot_date") <= F.col(CUTOFF))
+        )
+        if max_snapshot_age_days is not None:
+            candidates = candidates.where(F.col("snapshot_date") >= F.date_sub(F.col(CUTOFF), max_snapshot_age_days))
+        earlier = candidates.groupBy("customer_id", CUTOFF).agg(F.max("snapshot_date").alias("feature_snapshot_date"))
+        resolved = exact.unionByName(earlier)
+
+    labelled = labels.join(resolved, ["customer_id", CUTOFF], "left").persist(StorageLevel.MEMORY_AND_DISK)
+    cached.append(labelled)
+    fsd = F.col("feature_snapshot_date")
+    counts = labelled.agg(
+        F.count(F.lit(1)).alias("labels"),
+        F.sum((fsd == F.col(CUTOFF)).cast("int")).alias("exact"),
+        F.sum((fsd < F.col(CUTOFF)).cast("int")).alias("earlier"),
+        F.sum(fsd.isNull().cast("int")).alias("without"),
+        F.max(F.datediff(F.col(CUTOFF), fsd)).alias("max_age"),
+        F.min(fsd).alias("first_used"),
+    ).first()
+    assert counts is not None
+    sample = (
+        labelled.where(fsd.isNull())
+        .orderBy("prediction_time", "customer_id")
+        .select("customer_id", "prediction_time", "label_snapshot_date", CUTOFF)
+        .limit(SAMPLE_SIZE)
+        .collect()
+    )
+    stats = PitStats(
+        labels=int(counts["labels"]),
+        exact=int(counts["exact"] or 0),
+        earlier=int(counts["earlier"] or 0),
+        without_snapshot=int(counts["without"] or 0),
+        max_snapshot_age_days=None if counts["max_age"] is None else int(counts["max_age"]),
+        without_snapshot_sample=[
+            {
+                "customer_id": r["customer_id"],
+                "prediction_time": r["prediction_time"].isoformat(),
+                "label_snapshot_date": str(r["label_snapshot_date"]),
+                "latest_usable_snapshot_date": str(r[CUTOFF]),
+            }
+            for r in sample
+        ],
+    )
+    # 3. The features, read once: an equi-join of the snapshot history on the resolved (customer, day).
+    usable = labelled.where(fsd.isNotNull()).drop(CUTOFF)
+    if counts["first_used"] is not None:
+        history = history.where(F.col("snapshot_date") >= F.lit(counts["first_used"]))
+    rows = history.withColumnRenamed("snapshot_date", "feature_snapshot_date").join(
+        label_sized(usable), ["customer_id", "feature_snapshot_date"], "inner"
+    )
+    return PitJoin(frame=rows.select(*KEY_COLUMNS, *features), stats=stats, feature_columns=features, cached=cached)
+
+
+# --- reading the inputs ------------------------------------------------------------------------------------------
+
+
+def read_labels(
+    spark: SparkSession, labels_dir: str | Path, first: dt.date | None = None, last: dt.date | None = None
+) -> DataFrame:
+    """The label partitions under ``labels_dir`` (``date=YYYY-MM-DD/*.parquet``), optionally a range of them."""
+    if isinstance(labels_dir, Path) and not any(labels_dir.glob(f"{PARTITION}=*/*.parquet")):
+        raise FileNotFoundError(f"no label partitions under {labels_dir}: materialize lake/churn_labels first")
+    frame = spark.read.option("basePath", str(labels_dir)).parquet(str(labels_dir))
+    frame = frame.withColumn(PARTITION, F.col(PARTITION).cast("date"))
+    if first is not None:
+        frame = frame.where(F.col(PARTITION) >= F.lit(first))
+    if last is not None:
+        frame = frame.where(F.col(PARTITION) <= F.lit(last))
+    return frame
+
+
+def read_snapshots(spark: SparkSession, table_path: str | Path, version: int | None = None) -> tuple[DataFrame, int]:
+    """``feature_snapshots`` at ``version`` (the latest if None), and the version actually read."""
+    if not tables.is_delta_table(spark, table_path):
+        raise FileNotFoundError(f"no Delta table at {table_path}: materialize offline_store/feature_snapshots first")
+    version = tables.latest_version(spark, table_path) if version is None else int(version)
+    # Read by explicit version even for "latest", so the version recorded is the one read, whatever commits later.
+    return spark.read.format("delta").option("versionAsOf", version).load(str(table_path)), version
+
+
+def label_provenance(labels: DataFrame) -> dict[str, Any]:
+    """Which label partitions were read and a hash of their rows, so a rebuild can prove it reads the same."""
+    row = labels.agg(
+        F.min(PARTITION).alias("first"),
+        F.max(PARTITION).alias("last"),
+        F.countDistinct(PARTITION).alias("partitions"),
+    ).first()
+    assert row is not None
+    return {
+        "labels_first_partition": str(row["first"]),
+        "labels_last_partition": str(row["last"]),
+        "label_partitions": int(row["partitions"]),
+        "labels_fingerprint": content_fingerprint(labels.select(*LABEL_INPUT_COLUMNS)),
+    }
+
+
+def _manifest_hashes(spark: SparkSession, snapshots_path: str | Path, version: int) -> list[str]:
+    """The dbt manifests behind the days of ``feature_snapshots`` as of ``version`` (latest write of each day)."""
+    latest_per_day: dict[str, str | None] = {}
+    for c in sorted(tables.history(spark, snapshots_path), key=lambda c: c.version):
+        if c.version <= version and c.user_metadata.get("snapshot_date"):
+            latest_per_day[c.user_metadata["snapshot_date"]] = c.user_metadata.get("dbt_manifest_hash")
+    return sorted({h for h in latest_per_day.values() if h})
+
+
+# --- the job -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingSetWrite:
+    """What a build wrote, for the commit, the asset's metadata and the person on call."""
+
+    table_path: str
+    version: int
+    feature_store_version: int
+    stats: PitStats
+    fingerprint: str
+    future_feature_rows: int  # rows whose snapshot was not complete at their prediction time: must be 0
+    commit_metadata: dict[str, Any]
+    seconds: float
+
+
+def build_training_set(
+    spark: SparkSession,
+    paths: OfflineStorePaths | None = None,
+    feature_store_version: int | None = None,
+    max_snapshot_age_days: int | None = None,
+) -> tuple[PitJoin, int, dict[str, Any]]:
+    """The training set (lazy) from ``feature_snapshots`` at ``feature_store_version`` (latest if None).
+
+    Returns the join, the feature-store version read and the labels' provenance. Passing an older
+    ``feature_store_version`` rebuilds through Delta time travel exactly what was built from it then.
+    """
+    paths = paths or OfflineStorePaths.from_settings()
+    labels = read_labels(spark, paths.churn_labels)
+    provenance = {"labels_path": str(paths.churn_labels), **label_provenance(labels)}
+    snapshots, version = read_snapshots(spark, paths.feature_snapshots, feature_store_version)
+    join = point_in_time_join(prepare_labels(labels), snapshots, max_snapshot_age_days)
+    return join, version, provenance
+
+
+def write_training_set(
+    spark: SparkSession,
+    join: PitJoin,
+    feature_store_version: int,
+    table_path: str | Path,
+    provenance: dict[str, Any] | None = None,
+    dagster_run_id: str | None = None,
+    max_snapshot_age_days: int | None = None,
+    churn_horizon_days: int | None = None,
+    dbt_manifest_hashes: list[str] | None = None,
+) -> TrainingSetWrite:
+    """Overwrite the training-set table with ``join.frame`` (one new version) and verify what was written."""
+    started = time.monotonic()
+    write_id = tables.new_write_id()
+    hashes = dbt_manifest_hashes or []
+    metadata = {
+        "job": JOB,
+        "write_id": write_id,
+        "dagster_run_id": dagster_run_id,
+        "feature_store_version": feature_store_version,
+        "churn_horizon_days": churn_horizon_days,
+        "max_snapshot_age_days": max_snapshot_age_days,
+        "feature_columns": len(join.feature_columns),
+        # The manifest of the newest snapshot day first; all of them after.
+        "dbt_manifest_hash": hashes[-1] if hashes else None,
+        "dbt_manifest_hashes": hashes,
+        "without_snapshot_sample": join.stats.without_snapshot_sample[:3],
+        **join.stats.as_dict(),
+        **(provenance or {}),
+    }
+    (
+        join.frame.write.format("delta")
+        .mode("overwrite")
+        # The training set follows the features: a feature added upstream is a new column in the next version.
+        .option("overwriteSchema", "true")
+        # One adaptive shuffle of the (label-sized) result into right-sized files instead of one per snapshot file.
+        .option("optimizeWrite", "true")
+        .option("userMetadata", json.dumps(metadata, sort_keys=True, default=str))
+        .save(str(table_path))
+    )
+    version = tables.version_written_by(spark, table_path, write_id)
+    written = spark.read.format("delta").option("versionAsOf", version).load(str(table_path))
+    # Checked on what was written, not on the plan: a leak would show here whatever the join did.
+    leaks = written.where(F.col("feature_snapshot_date") > snapshot_cutoff(F.col("prediction_time"))).count()
+    return TrainingSetWrite(
+        table_path=str(table_path),
+        version=version,
+        feature_store_version=feature_store_version,
+        stats=join.stats,
+        fingerprint=content_fingerprint(written),
+        future_feature_rows=leaks,
+        commit_metadata=metadata,
+        seconds=round(time.monotonic() - started, 3),
+    )
+
+
+def run(
+    spark: SparkSession,
+    paths: OfflineStorePaths | None = None,
+    feature_store_version: int | None = None,
+    max_snapshot_age_days: int | None = None,
+    dagster_run_id: str | None = None,
+) -> TrainingSetWrite:
+    """The whole job: build from the labels and ``feature_snapshots``, write a new version of the table."""
+    paths = paths or OfflineStorePaths.from_settings()
+    join, version, provenance = build_training_set(spark, paths, feature_store_version, max_snapshot_age_days)
+    try:
+        return write_training_set(
+            spark,
+            join,
+            version,
+            paths.training_set,
+            provenance=provenance,
+            dagster_run_id=dagster_run_id,
+            max_snapshot_age_days=max_snapshot_age_days,
+            churn_horizon_days=get_settings().thresholds.churn_horizon_days,
+            dbt_manifest_hashes=_manifest_hashes(spark, paths.feature_snapshots, version),
+        )
+    finally:
+        join.release()
+
+
+def rebuild_training_set(
+    spark: SparkSession, version: int, paths: OfflineStorePaths | None = None
+) -> tuple[PitJoin, dict[str, Any]]:
+    """Rebuild version ``version`` of the training set from the feature-store version and labels it names.
+
+    Raises ``LabelsChangedError`` if the label partitions it read were rewritten since (then no rebuild can be
+    identical, and saying so beats returning something else). Compare with ``content_fingerprint``.
+    """
+    paths = paths or OfflineStorePaths.from_settings()
+    meta = tables.commit(spark, paths.training_set, version).user_metadata
+    if meta.get("job") != JOB or meta.get("feature_store_version") is None:
+        raise ValueError(f"version {version} of {paths.training_set} was not written by the training-set job")
+    labels = read_labels(
+        spark,
+        Path(meta["labels_path"]),
+        dt.date.fromisoformat(meta["labels_first_partition"]),
+        dt.date.fromisoformat(meta["labels_last_partition"]),
+    )
+    found = content_fingerprint(labels.select(*LABEL_INPUT_COLUMNS))
+    if found != meta["labels_fingerprint"]:
+        raise LabelsChangedError(
+            f"the labels {meta['labels_first_partition']}..{meta['labels_last_partition']} under "
+            f"{meta['labels_path']} changed since version {version} was built "
+            f"(fingerprint {meta['labels_fingerprint']}, now {found})"
+        )
+    snapshots, _ = read_snapshots(spark, paths.feature_snapshots, int(meta["feature_store_version"]))
+    join = point_in_time_join(prepare_labels(labels), snapshots, meta.get("max_snapshot_age_days"))
+    return join, meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m spark_jobs.training_set", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lake-root", type=Path, default=None, help="default: settings.lake_root")
+    parser.add_argument("--feature-store-version", type=int, default=None, help="default: the latest")
+    parser.add_argument("--max-snapshot-age-days", type=int, default=None, help="default: no limit")
+    parser.add_argument("--run-id", default=None, help="recorded in the commit metadata")
+    parser.add_argument(
+        "--rebuild", type=int, metavar="VERSION", default=None, help="rebuild VERSION and check it is identical"
+    )
+    args = parser.parse_args(argv)
+    from spark_jobs.session import get_spark
+
+    paths = OfflineStorePaths(args.lake_root) if args.lake_root else OfflineStorePaths.from_settings()
+    spark = get_spark()
+    if args.rebuild is not None:
+        join, meta = rebuild_training_set(spark, args.rebuild, paths)
+        rebuilt = content_fingerprint(join.frame)
+        stored = spark.read.format("delta").option("versionAsOf", args.rebuild).load(str(paths.training_set))
+        original = content_fingerprint(stored)
+        join.release()
+        same = rebuilt == original
+        print(f"v{args.rebuild} from feature_store_version {meta['feature_store_version']}: "
+              f"{'identical' if same else 'DIFFERENT'} ({original} vs {rebuilt})")  # fmt: skip
+        return 0 if same else 1
+    done = run(spark, paths, args.feature_store_version, args.max_snapshot_age_days, args.run_id)
+    print(json.dumps({"version": done.version, "feature_store_version": done.feature_store_version,
+                      "fingerprint": done.fingerprint, "future_feature_rows": done.future_feature_rows,
+                      **done.stats.as_dict()}, indent=2))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,243 @@
+"""The loop end to end on a real Dagster instance: the nightly schedule, drift and performance checks, the retrain
+sensor with its cooldown, and the promotion gate. Schedules and sensors are evaluated with Dagster's own APIs
+(``build_schedule_context``, ``build_sensor_context``, ``evaluate_tick``) through the same replay functions the
+main command uses. Retraining is the real ``retrain`` job: Spark builds the point-in-time training set from the
+offline store, then the model is trained, registered and gated in MLflow. Upstream of the offline store, the churn
+world stands in for raw data and dbt (it writes the snapshots and matured labels in their contracts)."""
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from churn_world import FAST_TRAINING, START, ChurnWorld, days
+
+from dagster_project.defs import automation, ml, monitoring, offline_store, scoring
+from dagster_project.defs.automation import replay
+from dagster_project.defs.automation.jobs import RETRAIN_JOB
+from dagster_project.defs.automation.schedules import NIGHTLY_SCHEDULE
+from dagster_project.defs.automation.sensors import (
+    SENSOR_NAME,
+    TAG_FAILED_CHECKS,
+    TAG_REASON,
+    TAG_TRIGGER_PARTITION,
+    CheckFailure,
+    decide,
+    run_key_for,
+)
+from dagster_project.defs.ml import registry
+from dagster_project.defs.monitoring.assets import (
+    DRIFT_CHECK,
+    DRIFT_REPORT_KEY,
+    MODEL_PERFORMANCE_KEY,
+    PERFORMANCE_CHECK,
+)
+from dagster_project.defs.scoring import scores as scoring_fns
+from dagster_project.defs.scoring.assets import BATCH_SCORES_KEY
+from dagster_project.resources import MlflowResource, build_resources
+from dagster_project.settings import Settings
+
+# Labels mature 30 days after their snapshot and the model validates on 14 days: the first champion needs about
+# 80 days of history. The story then runs a few nights from day 95.
+STORY_START = START + dt.timedelta(days=95)
+DRIFT_START = START + dt.timedelta(days=98)
+FAST = {"ops": {"churn_model": {"config": FAST_TRAINING}}}
+DOWNSTREAM_OF_THE_STORE = [BATCH_SCORES_KEY, DRIFT_REPORT_KEY, MODEL_PERFORMANCE_KEY]
+
+
+def _defs(settings: Settings) -> dg.Definitions:
+    """The project's definitions from the offline store on, with the test's resources."""
+    return dg.Definitions.merge(
+        offline_store.defs, ml.defs, scoring.defs, monitoring.defs, automation.defs,
+        dg.Definitions(resources=build_resources(settings)),
+    )
+
+
+def _bootstrap(defs: dg.Definitions, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    """The first champion, through the real retrain job (as the main command does once enough labels exist)."""
+    request = dg.RunRequest(tags={TAG_REASON: "bootstrap"})
+    result = replay.execute_request(defs, instance, RETRAIN_JOB, request, {}, run_config=FAST)
+    assert result.success
+    return result
+
+
+def _sensor_retrains(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name=RETRAIN_JOB, tags={replay.SENSOR_NAME_TAG: SENSOR_NAME}))
+    return list(runs)
+
+
+def _world_lake(settings: Settings, world: ChurnWorld, story: list[dt.date]) -> None:
+    """Snapshots of every day through the story, and the labels that matured before it starts."""
+    world.write_feature_snapshots(settings.lake_root, days(START, (story[-1] - START).days + 2))
+    matured = START + dt.timedelta(days=world.horizon)
+    world.write_labels(settings.lake_root, days(matured, (STORY_START - matured).days))
+
+
+def _night(defs: dg.Definitions, instance: dg.DagsterInstance, world: ChurnWorld, settings: Settings,
+           day: dt.date) -> tuple[dg.RunRequest, dg.ExecuteInProcessResult]:
+    """The labels that mature on ``day`` arrive, then the schedule's run for ``day`` from the offline store on
+    (the world wrote the day's snapshot, standing in for raw data, dbt and the snapshot job)."""
+    world.write_labels(settings.lake_root, [day])
+    return replay.run_nightly(defs, instance, day, asset_selection=DOWNSTREAM_OF_THE_STORE)
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_covariate_shift_fails_the_drift_check_and_the_sensor_retrains_once_within_the_cooldown(
+    settings: Settings, mlflow_store: MlflowResource, spark: object
+) -> None:
+    story = days(STORY_START, 6)  # 3 calm days, then 3 days of covariate shift (cooldown: 7 days)
+    world = ChurnWorld(drift_start=DRIFT_START)
+    _world_lake(settings, world, story)
+    defs, instance = _defs(settings), dg.DagsterInstance.ephemeral()
+    _bootstrap(defs, instance)
+    assert str(registry.version_by_alias(mlflow_store, "champion").version) == "1"
+
+    cursor, ticks = None, {}
+    for day in story:
+        request, result = _night(defs, instance, world, settings, day)
+        assert request.partition_key == day.isoformat() and result.success
+        drift = next(e for e in result.get_asset_check_evaluations() if e.check_name == DRIFT_CHECK)
+        assert drift.passed == (day < DRIFT_START)
+        tick = replay.tick_sensor(defs, instance, cursor, run_config=FAST)
+        cursor, ticks[day] = tick.cursor, tick
+
+    assert story[3] == DRIFT_START
+    for day in story[:3]:
+        assert not ticks[day].run_requests
+        assert ticks[day].skip_message.startswith("No drift or performance check failed since the last tick")
+    # The first drifted day requests exactly one retrain, keyed by that day and tagged with why.
+    [request] = ticks[DRIFT_START].run_requests
+    assert request.run_key == run_key_for(DRIFT_START)
+    assert request.tags[TAG_REASON] == "drift" and request.tags[TAG_TRIGGER_PARTITION] == DRIFT_START.isoformat()
+    assert f"monitoring/drift_report:{DRIFT_CHECK}@{DRIFT_START}" in request.tags[TAG_FAILED_CHECKS]
+    [retrain] = ticks[DRIFT_START].launched
+    assert retrain.success
+    # The drift persists; the cooldown holds the next days back and says until when.
+    for day in story[4:]:
+        assert not ticks[day].run_requests
+        assert "held back by the cooldown" in ticks[day].skip_message
+        assert f"on or after {DRIFT_START + dt.timedelta(days=7)}" in ticks[day].skip_message
+    [run] = _sensor_retrains(instance)
+    assert run.tags[replay.RUN_KEY_TAG] == run_key_for(DRIFT_START) and run.tags["kind"] == "retrain"
+
+    # The retrained model went through the promotion gate, which recorded its decision on the new version.
+    version = mlflow_store.client().get_model_version(mlflow_store.model_name, "2")
+    assert version.tags["promotion.decision"] in {"promoted", "rejected"}
+    gate = next(e for e in retrain.get_asset_materialization_events()
+                if e.asset_key.to_user_string() == "ml/churn_model").materialization.metadata
+    assert gate["decision"].value == version.tags["promotion.decision"]
+    # The same data, the same model: the gate promotes it, and the next night scores with it.
+    assert str(registry.version_by_alias(mlflow_store, "champion").version) == "2"
+    after = story[-1] + dt.timedelta(days=1)
+    _, result = _night(defs, instance, world, settings, after)
+    assert result.success and set(scoring_fns.read_scores(settings.lake_root, after)["model_version"]) == {"2"}
+
+    # A sensor whose cursor was reset sees the old failures again, and still does not retrain twice.
+    fresh = replay.tick_sensor(defs, instance, None, run_config=FAST)
+    assert not fresh.launched
+    assert len(_sensor_retrains(instance)) == 1
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_without_drift_nothing_is_retrained(settings: Settings, mlflow_store: MlflowResource, spark: object) -> None:
+    story = days(STORY_START, 2)
+    world = ChurnWorld()
+    _world_lake(settings, world, story)
+    defs, instance = _defs(settings), dg.DagsterInstance.ephemeral()
+    _bootstrap(defs, instance)
+    cursor = None
+    for day in story:
+        _, result = _night(defs, instance, world, settings, day)
+        assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
+        tick = replay.tick_sensor(defs, instance, cursor)
+        cursor = tick.cursor
+        assert not tick.run_requests and not tick.launched
+        assert tick.skip_message.startswith("No drift or performance check failed since the last tick")
+        assert f"{DRIFT_CHECK}: passed on {day}" in tick.skip_message
+    assert _sensor_retrains(instance) == []
+    assert str(registry.version_by_alias(mlflow_store, "champion").version) == "1"
+
+
+def test_a_failed_performance_check_requests_a_retrain_for_its_day(
+    settings: Settings, world_champion: MlflowResource
+) -> None:
+    """Scores judged on matured labels that contradict them: the sensor asks for a retrain, reason performance."""
+    world = ChurnWorld()
+    scored = STORY_START
+    matured = scored + dt.timedelta(days=settings.thresholds.churn_horizon_days)
+    world.write_feature_snapshots(settings.lake_root, [scored])
+    defs = dg.Definitions.merge(
+        ml.defs, scoring.defs, monitoring.defs, automation.defs,
+        dg.Definitions(resources={**build_resources(settings), "mlflow": world_champion}),
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    job = defs.resolve_job_def("nightly_pipeline")
+    assert job.execute_in_process(partition_key=scored.isoformat(), instance=instance,
+                                  asset_selection=[BATCH_SCORES_KEY]).success
+    labels = world.labels(scored).assign(churned=lambda f: 1 - f["churned"])
+    path = Path(settings.lake_root) / "features" / "churn_labels" / f"date={matured}" / "part-0.parquet"
+    path.parent.mkdir(parents=True)
+    labels.astype({"prediction_time": "datetime64[us]"}).to_parquet(path, index=False)
+    result = job.execute_in_process(partition_key=matured.isoformat(), instance=instance,
+                                    asset_selection=[MODEL_PERFORMANCE_KEY])
+    [check] = result.get_asset_check_evaluations()
+    assert check.check_name == PERFORMANCE_CHECK and not check.passed
+
+    tick = replay.tick_sensor(defs, instance, None, launch=False)
+    [request] = tick.run_requests
+    assert request.tags[TAG_REASON] == "performance"
+    assert request.tags[TAG_TRIGGER_PARTITION] == matured.isoformat()
+    assert "realized ROC AUC" in request.tags["retrain/detail"]
+
+
+def _failure(day: dt.date, reason: str = "drift", record_id: int = 1) -> CheckFailure:
+    key = dg.AssetCheckKey(DRIFT_REPORT_KEY, DRIFT_CHECK)
+    return CheckFailure(key, reason, day, record_id, "run", "detail")
+
+
+@pytest.mark.parametrize(
+    ("failing", "last_trigger", "cooldown", "expected", "held"),
+    [
+        ([1], None, 7, 1, []),  # first failure ever: retrain
+        ([3, 5], 1, 7, None, [3, 5]),  # inside the cooldown: held back
+        ([8], 1, 7, 8, []),  # the cooldown is over on day 1 + 7
+        ([7], 1, 7, None, [7]),
+        ([2, 9, 12], 1, 7, 12, [2]),  # several at once: one retrain, for the newest eligible day
+        ([1], 1, 0, 1, []),  # no cooldown: same day again is eligible (its run key stops a second run)
+        ([0], 1, 0, None, [0]),  # but a day older than the last trigger (a backfill) never retrains
+    ],
+)
+def test_cooldown_counts_partition_days(
+    failing: list[int], last_trigger: int | None, cooldown: int, expected: int | None, held: list[int]
+) -> None:
+    day = lambda n: START + dt.timedelta(days=n)  # noqa: E731
+    failures = [_failure(day(n), record_id=i) for i, n in enumerate(failing)]
+    trigger, held_back = decide(failures, None if last_trigger is None else day(last_trigger), cooldown)
+    assert (None if trigger is None else trigger.partition) == (None if expected is None else day(expected))
+    assert [f.partition for f in held_back] == [day(n) for n in held]
+
+
+@pytest.mark.parametrize(
+    ("tick", "partition"),
+    [
+        (dt.datetime(2025, 4, 2, 2, 0, tzinfo=dt.UTC), "2025-04-01"),
+        (dt.datetime(2025, 3, 1, 2, 0, tzinfo=dt.UTC), "2025-02-28"),
+        (dt.datetime(2025, 4, 2, 23, 30, tzinfo=dt.UTC), "2025-04-01"),  # a late manual tick: still yesterday
+    ],
+)
+def test_the_nightly_schedule_targets_yesterdays_partition(
+    settings: Settings, tick: dt.datetime, partition: str
+) -> None:
+    defs = _defs(settings)
+    schedule = defs.resolve_schedule_def(NIGHTLY_SCHEDULE)
+    assert schedule.cron_schedule == "0 2 * * *" and schedule.job_name == "nightly_pipeline"
+    data = schedule.evaluate_tick(dg.build_schedule_context(instance=dg.DagsterInstance.ephemeral(),
+                                                            scheduled_execution_time=tick))
+    [request] = data.run_requests
+    assert request.partition_key == partition
+    dg.validate_run_config(defs.resolve_job_def(schedule.job_name), request.run_config)
+    assert replay.tick_time(dt.date.fromisoformat(partition)) == dt.datetime.combine(
+        dt.date.fromisoformat(partition) + dt.timedelta(days=1), dt.time(2), tzinfo=dt.UTC
+    )

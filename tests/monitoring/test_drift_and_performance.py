@@ -1,0 +1,188 @@
+"""Drift reports (Evidently 0.7) and realized performance: the functions on the churn world, and the assets with
+their checks on a real Delta store and MLflow registry."""
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+from churn_world import FEATURES, START, ChurnWorld
+from sklearn.metrics import roc_auc_score
+
+from dagster_project.defs.monitoring import drift as drifts
+from dagster_project.defs.monitoring import performance as perf
+from dagster_project.defs.monitoring.assets import (
+    DRIFT_CHECK,
+    PERFORMANCE_CHECK,
+    drift_report,
+    model_performance,
+)
+from dagster_project.defs.scoring import scores as scoring
+from dagster_project.defs.scoring.assets import batch_scores
+from dagster_project.resources import LakeResource, MlflowResource
+from dagster_project.settings import Settings
+
+CALM = START + dt.timedelta(days=70)
+DRIFT_START = START + dt.timedelta(days=80)
+DRIFTED = DRIFT_START + dt.timedelta(days=2)
+SHIFTED = {"monthly_price", "logins_30d", "minutes_active_30d", "support_tickets_30d", "acquisition_channel"}
+
+
+def _with_prediction(frame: pd.DataFrame, rng_seed: int = 0) -> pd.DataFrame:
+    # A stand-in prediction that follows the features, so that it drifts when they do.
+    score = 1 / (1 + (frame["logins_30d"] + 1) / (frame["support_tickets_30d"] + 1))
+    return frame.assign(prediction=score.astype("float64"))
+
+
+def test_drift_finds_the_shifted_features_and_not_the_others() -> None:
+    world = ChurnWorld(drift_start=DRIFT_START)
+    reference = _with_prediction(world.features(START + dt.timedelta(days=10)))
+    calm = drifts.compute_drift(reference, _with_prediction(world.features(CALM)), FEATURES, drift_share=0.3)
+    assert calm.drifted_features == [] and calm.share_of_drifted_features == 0.0
+    assert not calm.dataset_drift and not calm.prediction.drifted
+    assert set(calm.drift_scores) == set(FEATURES) and all(0 <= s < 0.1 for s in calm.drift_scores.values())
+
+    shifted = drifts.compute_drift(reference, _with_prediction(world.features(DRIFTED)), FEATURES, drift_share=0.3)
+    assert set(shifted.drifted_features) == SHIFTED
+    assert shifted.share_of_drifted_features == pytest.approx(len(SHIFTED) / len(FEATURES))
+    assert shifted.dataset_drift and shifted.prediction.drifted
+    # Sorted by drift score, highest first; methods fixed whatever the sizes.
+    scores = [shifted.features[c].score for c in shifted.drifted_features]
+    assert scores == sorted(scores, reverse=True)
+    assert {c.method for c in shifted.features.values()} == {"wasserstein", "jensenshannon"}
+    assert not drifts.compute_drift(reference, _with_prediction(world.features(DRIFTED)), FEATURES,
+                                    drift_share=0.5).dataset_drift
+
+
+def test_sampling_the_day_keeps_the_verdicts_and_the_report_says_so(tmp_path: Path) -> None:
+    world = ChurnWorld(customers=3000, drift_start=DRIFT_START)
+    reference = _with_prediction(world.features(START))
+    current = _with_prediction(world.features(DRIFTED))
+    full = drifts.compute_drift(reference, current, FEATURES, drift_share=0.3, max_current_rows=None)
+    sampled = drifts.compute_drift(reference, current, FEATURES, drift_share=0.3, max_current_rows=1500, seed=1)
+    assert not full.sampled and full.current_rows_compared == 3000
+    assert sampled.sampled and sampled.current_rows_compared == 1500 and sampled.current_rows == 3000
+    assert sampled.drifted_features == full.drifted_features
+    for column in FEATURES:
+        # 1,500 sampled rows move a distance by a few hundredths; a drifted column sits at 0.2 and more.
+        assert sampled.features[column].score == pytest.approx(full.features[column].score, abs=0.06)
+
+    path = drifts.save_report(sampled, tmp_path / "r" / "report.html", "Data drift on day X",
+                              drifts.report_notes(sampled, "the reference"))
+    page = path.read_text()
+    assert "1,500 rows sampled at random (seeded) from the day&#x27;s 3,000 scored customers" in page
+    assert "Data drift on day X" in page and "root_metric_" in page  # the banner above Evidently's own report
+    assert not list(path.parent.glob(".*.tmp"))
+
+
+def test_drift_refuses_inputs_without_the_columns() -> None:
+    frame = _with_prediction(ChurnWorld(customers=30).features(CALM))
+    with pytest.raises(KeyError, match="prediction"):
+        drifts.compute_drift(frame, frame.drop(columns=["prediction"]), FEATURES, drift_share=0.3)
+
+
+def test_realized_performance_joins_matured_labels_and_refuses_noise() -> None:
+    world = ChurnWorld(customers=800)
+    labels = world.labels(CALM)
+    scores = pd.DataFrame(
+        {"customer_id": labels["customer_id"], "churn_probability": labels["churned"] * 0.5 + 0.25,
+         "model_name": "m", "model_version": "3"}
+    )
+    result = perf.realized_performance(scores, labels[["customer_id", "churned"]],
+                                       evaluated_on=CALM + dt.timedelta(days=30), scored_date=CALM)
+    assert result.evaluated and result.realized_roc_auc == 1.0 and result.label_coverage == 1.0
+    assert result.positives == int(labels["churned"].sum()) and result.model_version == "3"
+    assert result.roc_auc_standard_error is not None and 0 <= result.roc_auc_standard_error < 0.05
+
+    few = labels.head(30)[["customer_id", "churned"]]
+    assert not perf.realized_performance(scores, few, evaluated_on=CALM, scored_date=CALM).evaluated
+    nothing = perf.realized_performance(scores.head(0), few, evaluated_on=CALM, scored_date=CALM)
+    assert not nothing.evaluated and "no scores" in nothing.reason
+    assert perf.within_tolerance(0.76, 0.80, 0.05) and not perf.within_tolerance(0.74, 0.80, 0.05)
+
+
+def _resources(settings: Settings, store: MlflowResource) -> dict[str, object]:
+    return {"lake": LakeResource(root=str(settings.lake_root)), "mlflow": store}
+
+
+def _metadata(result: dg.ExecuteInProcessResult, key: str) -> dict[str, dg.MetadataValue]:
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == key]
+    return event.materialization.metadata
+
+
+def _run(assets: list[dg.AssetsDefinition], day: dt.date, settings: Settings, store: MlflowResource,
+         instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    return dg.materialize(assets, partition_key=day.isoformat(), resources=_resources(settings, store),
+                          instance=instance, raise_on_error=False)
+
+
+def test_drift_report_asset_passes_a_calm_day_and_fails_a_shifted_one(
+    settings: Settings, world_champion: MlflowResource
+) -> None:
+    world = ChurnWorld(drift_start=DRIFT_START)
+    world.write_feature_snapshots(settings.lake_root, [CALM, DRIFTED])
+    instance = dg.DagsterInstance.ephemeral()
+    verdicts = {}
+    for day in (CALM, DRIFTED):
+        result = _run([batch_scores, drift_report], day, settings, world_champion, instance)
+        assert result.success  # a failed check is a verdict, not a run failure
+        [drift] = [e for e in result.get_asset_check_evaluations() if e.check_name == DRIFT_CHECK]
+        assert drift.severity == dg.AssetCheckSeverity.ERROR
+        assert drift.metadata["partition"].value == day.isoformat()
+        verdicts[day] = drift
+        metadata = _metadata(result, "monitoring/drift_report")
+        path = Path(metadata["report_path"].value)
+        assert path == drifts.drift_report_path(settings.lake_root, day) and path.stat().st_size > 100_000
+        assert metadata["report"].value == path.resolve().as_uri()
+        # Every feature's score is its own numeric entry, so the UI plots each over days.
+        assert {f"drift_score/{f}" for f in FEATURES} <= set(metadata)
+        assert metadata["current_rows"].value == world.customers
+    assert verdicts[CALM].passed and not verdicts[DRIFTED].passed
+    assert verdicts[DRIFTED].metadata["share_of_drifted_features"].value >= 0.3
+    assert set(verdicts[DRIFTED].metadata["drifted_features"].value.split(", ")) == SHIFTED
+
+
+def test_drift_report_needs_the_days_scores(settings: Settings, world_champion: MlflowResource) -> None:
+    result = _run([drift_report], CALM, settings, world_champion, dg.DagsterInstance.ephemeral())
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert "materialize scoring/batch_scores" in failure.step_failure_data.error.to_string()
+
+
+def test_model_performance_judges_matured_scores_and_skips_the_rest(
+    settings: Settings, world_champion: MlflowResource
+) -> None:
+    world = ChurnWorld()
+    horizon = settings.thresholds.churn_horizon_days
+    matured_on = CALM + dt.timedelta(days=horizon)
+    world.write_feature_snapshots(settings.lake_root, [CALM])
+    instance = dg.DagsterInstance.ephemeral()
+    assert _run([batch_scores], CALM, settings, world_champion, instance).success
+
+    # Before the labels mature: materialized, not evaluated, and the check is skipped rather than faked.
+    early = _run([model_performance], matured_on, settings, world_champion, instance)
+    assert early.success and not early.get_asset_check_evaluations()
+    metadata = _metadata(early, "monitoring/model_performance")
+    assert metadata["evaluated"].value is False and "no matured labels" in metadata["reason"].value
+
+    world.write_labels(settings.lake_root, [matured_on])
+    result = _run([model_performance], matured_on, settings, world_champion, instance)
+    [check] = result.get_asset_check_evaluations()
+    assert check.check_name == PERFORMANCE_CHECK and check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    stored = scoring.read_scores(settings.lake_root, CALM)
+    labels = world.labels(CALM)
+    expected = roc_auc_score(labels["churned"], labels[["customer_id"]].merge(stored)["churn_probability"])
+    assert check.metadata["realized_roc_auc"].value == pytest.approx(expected, abs=1e-6)
+    assert check.metadata["scored_date"].value == CALM.isoformat()
+    table = pd.read_parquet(Path(settings.lake_root) / "monitoring" / "model_performance" /
+                            f"date={matured_on}" / "part-0.parquet")
+    assert table["realized_roc_auc"].iloc[0] == pytest.approx(expected, abs=1e-6)
+
+    # Labels that contradict the scores: the realized AUC collapses and the check fails.
+    flipped = labels.assign(churned=1 - labels["churned"])
+    flipped_path = Path(settings.lake_root) / "features" / "churn_labels" / f"date={matured_on}" / "part-0.parquet"
+    flipped.astype({"prediction_time": "datetime64[us]"}).to_parquet(flipped_path, index=False)
+    failed = _run([model_performance], matured_on, settings, world_champion, instance)
+    [check] = failed.get_asset_check_evaluations()
+    assert not check.passed and check.metadata["realized_roc_auc"].value < 0.5

@@ -1,0 +1,62 @@
+"""Hand-built inputs of the offline store, in the dbt exports' exact file contracts.
+
+Every feature value encodes the customer and the day it describes (``day_marker = day ordinal``), so a test can
+tell from any joined row which snapshot it came from, whatever ``feature_snapshot_date`` claims.
+"""
+
+import datetime as dt
+from pathlib import Path
+
+import pyarrow as pa
+
+from dagster_project.lake import partition_path, write_partition_atomically
+
+PLANS = ["basic", "standard", "premium"]
+
+
+def feature_table(customers: list[str], day: dt.date, extra: dict[str, pa.Array] | None = None) -> pa.Table:
+    """One day of ``customer_features``: the keys, then features (numbers and strings, as dbt exports them)."""
+    n = len(customers)
+    index = [int(c.split("-")[-1]) if c.split("-")[-1].isdigit() else i for i, c in enumerate(customers)]
+    columns = {
+        "customer_id": pa.array(customers, pa.string()),
+        "snapshot_date": pa.array([day] * n, pa.date32()),
+        "day_marker": pa.array([day.toordinal()] * n, pa.int64()),
+        "tenure_days": pa.array([(day - dt.date(2024, 12, 1)).days + i for i in index], pa.int64()),
+        "monthly_price": pa.array([9.99 + (i % 3) * 6 for i in index], pa.float64()),
+        "logins_30d": pa.array([float((i * 7 + day.day) % 31) for i in index], pa.float64()),
+        "plan": pa.array([PLANS[i % 3] for i in index], pa.string()),
+        "region": pa.array(["north" if i % 2 else "south" for i in index], pa.string()),
+    }
+    columns.update(extra or {})
+    return pa.table(columns)
+
+
+def write_features(lake_root: Path, day: dt.date, table: pa.Table) -> Path:
+    path = partition_path(lake_root, "features", "customer_features", day)
+    write_partition_atomically(table, path)
+    return path
+
+
+def label_table(rows: list[tuple[str, dt.date, dt.datetime, int]]) -> pa.Table:
+    """Labels: ``(customer_id, snapshot_date, prediction_time, churned)`` rows."""
+    customer, snapshot, time, churned = zip(*rows, strict=True) if rows else ([], [], [], [])
+    return pa.table(
+        {
+            "customer_id": pa.array(list(customer), pa.string()),
+            "snapshot_date": pa.array(list(snapshot), pa.date32()),
+            "prediction_time": pa.array(list(time), pa.timestamp("us")),
+            "churned": pa.array(list(churned), pa.int64()),
+        }
+    )
+
+
+def write_labels(lake_root: Path, matured: dt.date, rows: list[tuple[str, dt.date, dt.datetime, int]]) -> Path:
+    path = partition_path(lake_root, "features", "churn_labels", matured)
+    write_partition_atomically(label_table(rows), path)
+    return path
+
+
+def end_of(day: dt.date) -> dt.datetime:
+    """The moment a day's snapshot completes (and the dbt labels' prediction time): the next midnight."""
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time())

@@ -1,0 +1,188 @@
+"""Batch scoring: the pure functions on hand-built frames, and the asset on a real Delta store and MLflow registry."""
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+from churn_world import CATEGORICAL, NUMERIC, START, ChurnWorld, days
+from deltalake import DeltaTable
+
+from dagster_project.defs.ml.training import FeatureColumns, ModelKind, TrainingParams, build_pipeline
+from dagster_project.defs.scoring import scores as scoring
+from dagster_project.defs.scoring.assets import BATCH_SCORES_KEY, SCORES_SANE_CHECK, batch_scores
+from dagster_project.resources import LakeResource, MlflowResource
+from dagster_project.settings import Settings
+
+DAY = START + dt.timedelta(days=70)
+
+
+@pytest.fixture(scope="module")
+def small_model() -> object:
+    """A logistic pipeline fitted on a few churn-world days (no MLflow): the scoring functions' model."""
+    world = ChurnWorld(customers=300)
+    frame = world.training_frame(days(START, 5))
+    features = FeatureColumns(numeric=NUMERIC, categorical=CATEGORICAL)
+    pipeline = build_pipeline(TrainingParams(model_kind=ModelKind.logistic_regression), features)
+    X = frame[features.all].astype({c: "float64" for c in NUMERIC})
+    return pipeline.fit(X, frame["churned"])
+
+
+def _snapshot(customers: int = 50) -> pd.DataFrame:
+    return ChurnWorld(customers=customers).features(DAY)
+
+
+def test_score_snapshot_gives_one_banded_probability_per_customer(small_model: object) -> None:
+    features = _snapshot()
+    scored_at = dt.datetime(2025, 3, 12, 2, 0, 3, 123456, tzinfo=dt.UTC)
+    scores = scoring.score_snapshot(
+        small_model, features, model_name="churn_model", model_version="7",
+        bands=scoring.RiskBands(medium=0.1, high=0.3), scored_at=scored_at,
+    )
+    assert list(scores.columns) == list(scoring.SCORE_COLUMNS)
+    assert scores["customer_id"].tolist() == features["customer_id"].tolist()
+    assert set(scores["snapshot_date"]) == {DAY}
+    # The probabilities are the model's own, fed the columns it was fitted on (in its order, whatever the frame's).
+    shuffled = features[list(reversed(features.columns))]
+    X = shuffled[list(small_model.feature_names_in_)].astype({c: "float64" for c in NUMERIC})
+    np.testing.assert_allclose(scores["churn_probability"], small_model.predict_proba(X)[:, 1])
+    p = scores["churn_probability"]
+    expected_band = np.where(p >= 0.3, "high", np.where(p >= 0.1, "medium", "low"))
+    assert scores["risk_band"].tolist() == expected_band.tolist()
+    assert {"low", "medium", "high"} >= set(scores["risk_band"]) and scores["risk_band"].nunique() >= 2
+    assert set(scores["model_version"]) == {"7"} and set(scores["model_name"]) == {"churn_model"}
+    assert scores["scored_at"].iloc[0] == pd.Timestamp(scored_at)
+
+
+def test_risk_band_edges_and_order() -> None:
+    bands = scoring.RiskBands(medium=0.2, high=0.5)
+    assert bands.assign(np.array([0.0, 0.19999, 0.2, 0.49, 0.5, 1.0])).tolist() == [
+        "low", "low", "medium", "medium", "high", "high"
+    ]
+    with pytest.raises(ValueError, match="medium < high"):
+        scoring.RiskBands(medium=0.5, high=0.2)
+
+
+def test_score_snapshot_refuses_what_it_cannot_score_faithfully(small_model: object) -> None:
+    features = _snapshot()
+    kwargs = {"model_name": "m", "model_version": "1"}
+    with pytest.raises(ValueError, match="duplicated customer_id"):
+        scoring.score_snapshot(small_model, pd.concat([features, features.head(2)]), **kwargs)
+    with pytest.raises(KeyError, match="monthly_price"):
+        scoring.score_snapshot(small_model, features.drop(columns=["monthly_price"]), **kwargs)
+    other_day = features.assign(snapshot_date=[DAY] * 49 + [DAY + dt.timedelta(days=1)])
+    with pytest.raises(ValueError, match="one snapshot day at a time"):
+        scoring.score_snapshot(small_model, other_day, **kwargs)
+
+
+def test_rescoring_a_day_replaces_exactly_that_day(small_model: object, tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    next_day = DAY + dt.timedelta(days=1)
+    world = ChurnWorld(customers=40)
+    for day in (DAY, next_day):
+        scores = scoring.score_snapshot(small_model, world.features(day), model_name="m", model_version="1")
+        written = scoring.write_scores(lake, day, scores)
+        assert written.replaced_rows == 0
+    # The day is scored again, by another version and for fewer customers: its 40 rows give way to 25.
+    again = scoring.score_snapshot(small_model, world.features(DAY).head(25), model_name="m", model_version="2")
+    written = scoring.write_scores(lake, DAY, again, commit_metadata={"dagster_run_id": "r2"})
+    assert written.replaced_rows == 40 and written.table_version == 2
+
+    stored = DeltaTable(str(scoring.batch_scores_path(lake))).to_pandas()
+    by_day = stored.groupby(pd.to_datetime(stored["snapshot_date"]).dt.date)
+    assert by_day.size().to_dict() == {DAY: 25, next_day: 40}
+    assert set(by_day.get_group(DAY)["model_version"]) == {"2"}
+    assert set(by_day.get_group(next_day)["model_version"]) == {"1"}
+    assert len(scoring.read_scores(lake, DAY)) == 25
+    assert scoring.read_scores(lake, DAY + dt.timedelta(days=5)).empty
+    # One atomic commit per write, restricted to its partition (Delta's replaceWhere), with our lineage.
+    last = DeltaTable(str(scoring.batch_scores_path(lake))).history(1)[0]
+    assert last["operationParameters"]["predicate"].startswith(f"snapshot_date = '{DAY}'")
+    assert '"dagster_run_id": "r2"' in last["userMetadata"]
+    with pytest.raises(ValueError, match="must all carry snapshot_date"):
+        scoring.write_scores(lake, next_day, again)
+
+
+def test_score_check_catches_duplicates_nulls_gaps_and_out_of_range() -> None:
+    customers = pd.Series(["a", "b", "c"])
+    good = pd.DataFrame(
+        {"customer_id": ["a", "b", "c"], "snapshot_date": DAY, "churn_probability": [0.1, 0.5, 1.0],
+         "risk_band": "low", "model_name": "m", "model_version": "1", "scored_at": pd.Timestamp("2025-01-01", tz="UTC")}
+    )
+    assert scoring.check_scores(good, customers).passed
+    broken = pd.concat([good, good.tail(1)], ignore_index=True)
+    broken.loc[0, "churn_probability"] = 1.2
+    broken.loc[1, "risk_band"] = None
+    result = scoring.check_scores(broken, pd.Series(["a", "b", "c", "d"]))
+    assert not result.passed
+    assert (result.duplicated_customers, result.missing_customers, result.null_values, result.out_of_range) == (
+        1, 1, 1, 1
+    )
+
+
+def _materialize(
+    settings: Settings, store: MlflowResource, day: dt.date, **config: object
+) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [batch_scores],
+        partition_key=day.isoformat(),
+        resources={"lake": LakeResource(root=str(settings.lake_root)), "mlflow": store},
+        run_config={"ops": {"scoring__batch_scores": {"config": config}}} if config else None,
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+
+
+def test_asset_scores_the_day_with_the_champion_and_exports_the_top_risk(
+    settings: Settings, world_champion: MlflowResource
+) -> None:
+    world = ChurnWorld()
+    world.write_feature_snapshots(settings.lake_root, [DAY, DAY + dt.timedelta(days=1)])
+    result = _materialize(settings, world_champion, DAY, top_risk_size=20)
+    assert result.success
+    metadata = result.asset_materializations_for_node("scoring__batch_scores")[0].metadata
+    assert metadata["dagster/row_count"].value == world.customers
+    assert metadata["model_version"].value == "1"
+    bands = sum(metadata[f"{b}_risk_customers"].value for b in ("high", "medium", "low"))
+    assert bands == world.customers and metadata["high_risk_customers"].value > 0
+    [check] = result.get_asset_check_evaluations()
+    assert check.check_name == SCORES_SANE_CHECK and check.passed
+    assert check.metadata["scored_rows"].value == world.customers
+
+    stored = scoring.read_scores(settings.lake_root, DAY)
+    assert len(stored) == world.customers and stored["customer_id"].is_unique
+    top = pd.read_csv(scoring.top_risk_path(settings.lake_root, DAY))
+    assert len(top) == 20 and top["rank"].tolist() == list(range(1, 21))
+    assert top["churn_probability"].is_monotonic_decreasing
+    assert top["churn_probability"].iloc[0] == pytest.approx(stored["churn_probability"].max(), abs=1e-6)
+    assert {"plan", "monthly_price", "acquisition_channel"} <= set(top.columns)
+
+    # Materializing the day again replaces its scores (the table gains a version, not rows).
+    again = _materialize(settings, world_champion, DAY)
+    assert again.success
+    metadata = again.asset_materializations_for_node("scoring__batch_scores")[0].metadata
+    assert metadata["replaced_rows"].value == world.customers
+    assert len(scoring.read_scores(settings.lake_root, DAY)) == world.customers
+
+
+def test_asset_without_a_champion_fails_saying_how_to_train_one(
+    settings: Settings, mlflow_store: MlflowResource
+) -> None:
+    ChurnWorld(customers=20).write_feature_snapshots(settings.lake_root, [DAY])
+    result = _materialize(settings, mlflow_store, DAY)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    message = failure.step_failure_data.error.to_string()
+    assert "no model version has the alias 'champion'" in message
+    assert "materialize ml/churn_model and ml/champion_model" in message
+
+
+def test_asset_without_the_days_snapshot_fails_naming_it(settings: Settings, world_champion: MlflowResource) -> None:
+    ChurnWorld(customers=20).write_feature_snapshots(settings.lake_root, [DAY])
+    result = _materialize(settings, world_champion, DAY + dt.timedelta(days=3))
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert "materialize offline_store/feature_snapshots" in failure.step_failure_data.error.to_string()
+    assert BATCH_SCORES_KEY.to_user_string() == "scoring/batch_scores"

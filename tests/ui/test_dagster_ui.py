@@ -1,0 +1,141 @@
+"""The Dagster UI in a real browser: ``dagster dev`` over the data folder and the (PostgreSQL-backed) instance where
+the pipeline has run (``tests/deployed_platform.py``), opened in headless Chromium. The asset graph shows every
+layer's assets, the checks show on their asset with the result the run recorded, and each page is saved as a
+screenshot under ``artifacts/ui/``.
+
+The layers the issue names are Dagster asset groups. Each group that the definitions hold is checked strictly:
+every asset of the group must be on its graph.
+"""
+
+import collections
+from pathlib import Path
+from urllib.parse import quote
+
+import dagster as dg
+import pytest
+from deployed_platform import DeployedPlatform
+from ui_support import DagsterDev
+
+LOCATION = "churn_platform"
+# The layers of the platform, as asset groups, in the order the data flows.
+LAYERS = {
+    "raw": "ingestion",
+    "dbt features": "features",
+    "offline store": "offline_store",
+    "model": "ml",
+    "scores": "scoring",
+    "drift": "monitoring",
+}
+# A node shows the last part of its key; the full name is in the node's tooltip attribute even when truncated.
+NODE = '[data-tooltip="{name}"]'
+
+
+def _definitions() -> dg.Definitions:
+    from dagster_project.definitions import defs
+
+    return defs
+
+
+def _assets_by_group() -> dict[str, list[dg.AssetKey]]:
+    groups: dict[str, list[dg.AssetKey]] = collections.defaultdict(list)
+    for spec in _definitions().resolve_all_asset_specs():
+        groups[spec.group_name or "default"].append(spec.key)
+    return groups
+
+
+def _checks_by_asset() -> dict[dg.AssetKey, list[str]]:
+    checks: dict[dg.AssetKey, list[str]] = collections.defaultdict(list)
+    for key in _definitions().resolve_asset_graph().asset_check_keys:
+        checks[key.asset_key].append(key.name)
+    return checks
+
+
+def _open(page, url: str) -> None:  # noqa: ANN001 (a Playwright page)
+    page.goto(url, wait_until="domcontentloaded")
+    # Dagster greets a new browser profile once with a community dialog: dismiss it so it hides nothing.
+    skip = page.get_by_role("button", name="Skip")
+    try:
+        skip.wait_for(state="visible", timeout=4_000)
+        skip.click()
+    except Exception:  # noqa: BLE001 - no dialog this time (Playwright's TimeoutError)
+        pass
+
+
+def _asset_url(base_url: str, key: dg.AssetKey) -> str:
+    return f"{base_url}/assets/{'/'.join(quote(part, safe='') for part in key.path)}"
+
+
+def test_the_asset_graph_shows_every_layer(dagster_ui: DagsterDev, page, artifacts: Path) -> None:  # noqa: ANN001
+    groups = _assets_by_group()
+    layers = {layer: group for layer, group in LAYERS.items() if group in groups}
+    assert "raw" in layers, f"no ingestion group among {sorted(groups)}"
+    for layer, group in layers.items():
+        _open(page, f"{dagster_ui.base_url}/locations/{LOCATION}/asset-groups/{group}/lineage")
+        names = collections.Counter(key.path[-1] for key in groups[group])
+        page.locator(NODE.format(name=next(iter(names)))).first.wait_for(state="visible", timeout=60_000)
+        for name, count in names.items():
+            nodes = page.locator(NODE.format(name=name))
+            # A name shared by two keys (a dbt model and its lake export) is two nodes.
+            assert nodes.count() >= count, f"{layer} ({group}): {name} is not on the graph"
+            assert nodes.first.is_visible(), f"{layer} ({group}): {name} is on the graph but hidden"
+        page.screenshot(path=str(artifacts / f"lineage-{group}.png"))
+
+    # The whole lineage, every group on one page, for a person to look at.
+    _open(page, f"{dagster_ui.base_url}/asset-groups")
+    for group in layers.values():
+        page.get_by_text(group, exact=True).first.wait_for(state="visible", timeout=30_000)
+    page.screenshot(path=str(artifacts / "lineage-global.png"))
+
+
+def test_the_catalog_lists_every_asset_with_its_full_key(dagster_ui: DagsterDev, page, artifacts: Path) -> None:  # noqa: ANN001
+    keys = [key for group in _assets_by_group().values() for key in group]
+    page.set_viewport_size({"width": 1600, "height": 400 + 120 * len(keys)})  # no row scrolled out of the list
+    _open(page, f"{dagster_ui.base_url}/assets")
+    page.get_by_text(keys[0].to_user_string().replace("/", " / "), exact=True).first.wait_for(timeout=60_000)
+    text = page.inner_text("body")
+    missing = [key.to_user_string() for key in keys if key.to_user_string().replace("/", " / ") not in text]
+    assert not missing, f"not in the catalog: {missing}"
+    page.screenshot(path=str(artifacts / "catalog.png"), full_page=True)
+
+
+def _check_subjects() -> list[tuple[dg.AssetKey, list[str]]]:
+    """The drift asset's checks (the issue's demand), and a raw table's checks (there from the first layer on)."""
+    checks = _checks_by_asset()
+    groups = _assets_by_group()
+    subjects = [(key, checks[key]) for key in groups.get(LAYERS["drift"], []) if checks.get(key)]
+    if LAYERS["drift"] in groups:
+        assert any("drift" in name for _, names in subjects for name in names), "the drift layer has no drift check"
+    raw_customers = dg.AssetKey(["raw", "customers"])
+    return [*subjects, (raw_customers, checks[raw_customers])]
+
+
+def test_checks_are_visible_on_their_asset_with_their_latest_result(
+    dagster_ui: DagsterDev, deployed_platform: DeployedPlatform, page, artifacts: Path, monkeypatch  # noqa: ANN001
+) -> None:
+    for key, value in deployed_platform.env.items():
+        if key.startswith("DAGSTER_POSTGRES_"):
+            monkeypatch.setenv(key, value)
+    with dg.DagsterInstance.from_config(str(deployed_platform.dagster_home)) as instance:
+        for key, names in _check_subjects():
+            _open(page, f"{_asset_url(dagster_ui.base_url, key)}?view=checks")
+            page.get_by_text(f"Checks ({len(names)})").first.wait_for(state="visible", timeout=60_000)
+            text = page.inner_text("body")
+            for name in names:
+                assert name in text, f"check {name} of {key.to_user_string()} is not shown"
+                record = instance.event_log_storage.get_latest_asset_check_execution_by_check_key(
+                    [dg.AssetCheckKey(key, name)]
+                ).get(dg.AssetCheckKey(key, name))
+                if record is not None and record.evaluation is not None:
+                    # The result the run recorded is the one the page shows.
+                    assert ("Succeeded" if record.evaluation.passed else "Failed") in text, name
+            page.screenshot(path=str(artifacts / f"checks-{'-'.join(key.path)}.png"))
+
+
+@pytest.mark.parametrize("view", ["overview", "events"])
+def test_a_materialized_asset_page_shows_its_history(
+    dagster_ui: DagsterDev, page, artifacts: Path, view: str  # noqa: ANN001
+) -> None:
+    key = dg.AssetKey(["raw", "customers"])
+    _open(page, f"{_asset_url(dagster_ui.base_url, key)}?view={view}")
+    page.get_by_text("rows_kept").first.wait_for(state="visible", timeout=60_000)  # metadata of the latest run
+    page.screenshot(path=str(artifacts / f"asset-raw-customers-{view}.png"))
