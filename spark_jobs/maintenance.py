@@ -20,15 +20,18 @@ Retention
 VACUUM deletes a data file only when the current version no longer uses it and it was removed from the table
 longer ago than ``delta.deletedFileRetentionDuration``. Every file a version ``v`` reads is either still in use or
 was removed by a commit made *after* ``v``. So a retention of at least ``now - commit time of v`` keeps ``v``
-readable. Each run sets, per table::
+readable. Delta 4 adds a second reason: Spark refuses to time travel to any version older than that same
+retention, files or not. Each run therefore sets, per table::
 
-    retention = max(min_retention_hours,                      # 168 h (7 days) by default: Delta's own default
-                    now - commit time of the oldest protected version + safety_margin_hours)   # 1 h default
+    retention = max(min_retention_hours,                 # 168 h (7 days) by default: Delta's own default
+                    now - commit time of the oldest protected version + headroom_hours)   # 14 days default
 
-as ``delta.deletedFileRetentionDuration`` (Delta 4 ignores VACUUM's ``RETAIN`` argument unless it is 0), and
-raises ``delta.logRetentionDuration`` to at least ``retention + 30 days``, so that log cleanup at checkpoints
-never removes the commits time travel to a protected version needs before the next weekly run. It never lowers a
-longer log retention set by hand. Versions that nothing protects are kept for the minimum retention only.
+as ``delta.deletedFileRetentionDuration`` (Delta 4 ignores VACUUM's ``RETAIN`` argument unless it is 0). The
+headroom is how long the protected versions stay within the retention after this run: two weekly runs, so a
+missed run breaks nothing. ``delta.logRetentionDuration`` is raised to at least ``retention + 30 days``, so log
+cleanup at checkpoints never removes the commits that time travel to a protected version needs; a longer log
+retention set by hand is never lowered. Versions that nothing protects are kept for ``min_retention_hours`` only,
+and Spark cannot time travel to them after that (delta-rs still can while their files exist).
 
 Run alone: ``python -m spark_jobs.maintenance [--min-retention-hours 168] [--dry-run]``.
 """
@@ -54,9 +57,11 @@ from spark_jobs.paths import FEATURE_SNAPSHOTS, TRAINING_SET, OfflineStorePaths
 JOB = "maintenance"
 PROTECTED_PROPERTY = "churn_platform.protected_versions"
 TOMBSTONE_RETENTION = "delta.deletedFileRetentionDuration"
+ENFORCE_TIME_TRAVEL_RETENTION = "spark.databricks.delta.vacuum.enforceTimeTravelWithinDeletedFileRetentionDuration"
 LOG_RETENTION = "delta.logRetentionDuration"
 DEFAULT_MIN_RETENTION_HOURS = 168.0  # 7 days
-DEFAULT_SAFETY_MARGIN_HOURS = 1.0  # clock skew between writers, and the minutes a run takes
+# Until the next run (weekly, twice over so that one missed run breaks nothing), plus clock skew between writers.
+DEFAULT_HEADROOM_HOURS = 14 * 24.0
 LOG_RETENTION_HEADROOM_HOURS = 30 * 24.0  # covers the weeks between runs, and then some
 DEFAULT_LOG_RETENTION_HOURS = 30 * 24.0  # Delta's default
 _UNIT_HOURS = {"second": 1 / 3600, "minute": 1 / 60, "hour": 1.0, "day": 24.0, "week": 168.0}
@@ -120,18 +125,20 @@ def retention_hours(
     oldest_protected_commit: dt.datetime | None,
     now: dt.datetime,
     min_retention_hours: float = DEFAULT_MIN_RETENTION_HOURS,
-    safety_margin_hours: float = DEFAULT_SAFETY_MARGIN_HOURS,
+    headroom_hours: float = DEFAULT_HEADROOM_HOURS,
 ) -> float:
     """How long removed files must be kept so that the oldest protected version stays readable."""
     if oldest_protected_commit is None:
         return min_retention_hours
     age = (now - oldest_protected_commit).total_seconds() / 3600
-    return max(min_retention_hours, age + safety_margin_hours)
+    return max(min_retention_hours, age + headroom_hours)
 
 
 def _missing_files(spark: SparkSession, path: str | Path, version: int) -> list[str]:
-    """Data files of ``version`` that are gone from a local file system (time travel to it would fail)."""
-    files = spark.read.format("delta").option("versionAsOf", version).load(str(path)).inputFiles()
+    """Data files of ``version`` that are gone from a local file system (reading it would fail)."""
+    # About files, not policy: look even where Delta would refuse time travel past the retention.
+    with tables.session_conf(spark, {ENFORCE_TIME_TRAVEL_RETENTION: "false"}):
+        files = spark.read.format("delta").option("versionAsOf", version).load(str(path)).inputFiles()
     local = [urlparse(f) for f in files]
     return [
         f for f, u in zip(files, local, strict=True) if u.scheme in ("", "file") and not Path(unquote(u.path)).exists()
@@ -170,7 +177,7 @@ def maintain_table(
     path: str | Path,
     protected: set[int],
     min_retention_hours: float = DEFAULT_MIN_RETENTION_HOURS,
-    safety_margin_hours: float = DEFAULT_SAFETY_MARGIN_HOURS,
+    headroom_hours: float = DEFAULT_HEADROOM_HOURS,
     optimize: bool = True,
     vacuum: bool = True,
     dagster_run_id: str | None = None,
@@ -179,7 +186,8 @@ def maintain_table(
 ) -> TableMaintenance:
     """Set the retention the protected versions need, compact small files, vacuum, then check the protected.
 
-    ``dry_run`` only works out and reports the retention (and what VACUUM would delete today): no change at all.
+    ``dry_run`` only works out and reports the retention (and what VACUUM would delete today under the retention
+    in force): no change at all.
     """
     started = time.monotonic()
     report = TableMaintenance(table=name, path=str(path))
@@ -191,34 +199,35 @@ def maintain_table(
     report.unknown_protected_versions = sorted(v for v in protected if v not in commits)
     oldest = commits[report.protected_versions[0]].timestamp if report.protected_versions else None
     report.oldest_protected_commit = oldest.isoformat() if oldest else None
-    now = now or dt.datetime.now(dt.UTC)
-    hours = retention_hours(oldest, now, min_retention_hours, safety_margin_hours)
-    report.retention_hours = round(hours, 4)
+    metadata = {"job": JOB, "dagster_run_id": dagster_run_id, "protected_versions": report.protected_versions}
+    if optimize and not dry_run:
+        # Compaction first: the small files it replaces become tombstones that the retention below covers.
+        with tables.commit_user_metadata(spark, metadata):
+            row = spark.sql(f"OPTIMIZE {tables.sql_path(path)}").first()
+        if row is not None and row["metrics"] is not None:
+            report.files_compacted = int(row["metrics"]["numFilesRemoved"])
+            report.files_written_by_optimize = int(row["metrics"]["numFilesAdded"])
 
+    # Worked out right before VACUUM reads its own clock; the headroom covers the seconds in between.
+    hours = retention_hours(oldest, now or dt.datetime.now(dt.UTC), min_retention_hours, headroom_hours)
+    report.retention_hours = metadata["retention_hours"] = round(hours, 6)
     current = tables.properties(spark, path)
     wanted = {TOMBSTONE_RETENTION: _interval(hours)}
     log_hours = parse_interval_hours(current.get(LOG_RETENTION)) or DEFAULT_LOG_RETENTION_HOURS
     if log_hours < hours + LOG_RETENTION_HEADROOM_HOURS:
         wanted[LOG_RETENTION] = _interval(hours + LOG_RETENTION_HEADROOM_HOURS)
     changes = {k: v for k, v in wanted.items() if current.get(k) != v}
-    metadata = {"job": JOB, "dagster_run_id": dagster_run_id, "retention_hours": report.retention_hours,
-                "protected_versions": report.protected_versions}  # fmt: skip
-    if dry_run:
+    if dry_run:  # what VACUUM would delete today, under the retention in force
         report.files_vacuumed = spark.sql(f"VACUUM {tables.sql_path(path)} DRY RUN").count()
-        optimize = vacuum = False
-    elif changes:
-        tables.set_properties(spark, path, changes, metadata)
-        report.properties_set = changes
-    if optimize:
-        with tables.commit_user_metadata(spark, metadata):
-            row = spark.sql(f"OPTIMIZE {tables.sql_path(path)}").first()
-        if row is not None and row["metrics"] is not None:
-            report.files_compacted = int(row["metrics"]["numFilesRemoved"])
-            report.files_written_by_optimize = int(row["metrics"]["numFilesAdded"])
-    if vacuum:
-        report.files_vacuumed = spark.sql(f"VACUUM {tables.sql_path(path)} DRY RUN").count()
-        with tables.commit_user_metadata(spark, metadata):
-            spark.sql(f"VACUUM {tables.sql_path(path)}").collect()
+    else:
+        if changes:
+            tables.set_properties(spark, path, changes, metadata)
+            report.properties_set = changes
+        if vacuum:
+            with tables.commit_user_metadata(spark, metadata):
+                spark.sql(f"VACUUM {tables.sql_path(path)}").collect()
+            end = tables.history(spark, path, limit=1)[0]  # VACUUM END carries what was deleted
+            report.files_vacuumed = int(end.operation_metrics.get("numDeletedFiles", 0))
     for version in report.protected_versions:
         missing = _missing_files(spark, path, version)
         if missing:
@@ -231,7 +240,7 @@ def run(
     spark: SparkSession,
     paths: OfflineStorePaths | None = None,
     min_retention_hours: float = DEFAULT_MIN_RETENTION_HOURS,
-    safety_margin_hours: float = DEFAULT_SAFETY_MARGIN_HOURS,
+    headroom_hours: float = DEFAULT_HEADROOM_HOURS,
     optimize: bool = True,
     vacuum: bool = True,
     dagster_run_id: str | None = None,
@@ -247,7 +256,7 @@ def run(
             path,
             protected[name],
             min_retention_hours,
-            safety_margin_hours,
+            headroom_hours,
             optimize,
             vacuum,
             dagster_run_id,
@@ -261,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m spark_jobs.maintenance", description=__doc__.split("\n\n")[0])
     parser.add_argument("--lake-root", type=Path, default=None, help="default: settings.lake_root")
     parser.add_argument("--min-retention-hours", type=float, default=DEFAULT_MIN_RETENTION_HOURS)
-    parser.add_argument("--safety-margin-hours", type=float, default=DEFAULT_SAFETY_MARGIN_HOURS)
+    parser.add_argument("--headroom-hours", type=float, default=DEFAULT_HEADROOM_HOURS)
     parser.add_argument("--no-optimize", action="store_true")
     parser.add_argument(
         "--dry-run", action="store_true", help="report protected versions and retention; change nothing"
@@ -271,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     from spark_jobs.session import get_spark
 
     paths = OfflineStorePaths(args.lake_root) if args.lake_root else OfflineStorePaths.from_settings()
-    reports = run(get_spark(), paths, args.min_retention_hours, args.safety_margin_hours, not args.no_optimize,
+    reports = run(get_spark(), paths, args.min_retention_hours, args.headroom_hours, not args.no_optimize,
                   True, args.run_id, dry_run=args.dry_run)  # fmt: skip
     print(json.dumps([r.as_dict() for r in reports], indent=2, default=str))
     return 0 if all(r.protected_readable for r in reports) else 1

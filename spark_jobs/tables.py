@@ -110,6 +110,22 @@ def commit_user_metadata(spark: SparkSession, metadata: dict[str, Any]) -> Itera
         spark.conf.unset(USER_METADATA_CONF)
 
 
+@contextlib.contextmanager
+def session_conf(spark: SparkSession, conf: dict[str, str]) -> Iterator[None]:
+    """Set session settings for the block, then put back what was there."""
+    before = {key: spark.conf.get(key, None) for key in conf}
+    for key, value in conf.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+
 def set_properties(spark: SparkSession, path: str | Path, props: dict[str, str], metadata: dict[str, Any]) -> None:
     assignments = ", ".join(f"'{k}' = '{v}'" for k, v in props.items())
     with commit_user_metadata(spark, metadata):

@@ -241,3 +241,23 @@ def test_the_nightly_schedule_targets_yesterdays_partition(
     assert replay.tick_time(dt.date.fromisoformat(partition)) == dt.datetime.combine(
         dt.date.fromisoformat(partition) + dt.timedelta(days=1), dt.time(2), tzinfo=dt.UTC
     )
+
+
+def test_real_definitions_wire_the_nightly_job_the_retrain_job_the_schedule_and_the_sensor() -> None:
+    from dagster_project.definitions import defs
+
+    nightly = {k.to_user_string() for k in defs.resolve_job_def("nightly_pipeline").asset_layer.executable_asset_keys}
+    assert {"raw/customers", "lake/customer_features", "offline_store/feature_snapshots", "scoring/batch_scores",
+            "monitoring/drift_report", "monitoring/model_performance"} <= nightly
+    assert not nightly & {"offline_store/training_set", "ml/churn_model", "ml/champion_model"}
+    retrain = {k.to_user_string() for k in defs.resolve_job_def(RETRAIN_JOB).asset_layer.executable_asset_keys}
+    assert retrain == {"offline_store/training_set", "ml/churn_model", "ml/champion_model"}
+    schedule = defs.resolve_schedule_def(NIGHTLY_SCHEDULE)
+    assert schedule.job_name == "nightly_pipeline" and schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    sensor = defs.resolve_sensor_def(SENSOR_NAME)
+    assert sensor.job_name == RETRAIN_JOB and sensor.default_status == dg.DefaultSensorStatus.STOPPED
+    graph = defs.resolve_asset_graph()
+    performance = graph.get(MODEL_PERFORMANCE_KEY)
+    assert {BATCH_SCORES_KEY, dg.AssetKey(["lake", "churn_labels"])} <= set(performance.parent_keys)
+    assert dg.AssetKey(["ml", "champion_model"]) in graph.get(BATCH_SCORES_KEY).parent_keys
+    assert {"scores_are_sane", DRIFT_CHECK, PERFORMANCE_CHECK} <= {k.name for k in graph.asset_check_keys}

@@ -1,5 +1,6 @@
 """Helpers of the feature tests: raw partitions written straight into a test's lake, dbt run from its CLI, the
-warehouse read back. Every test works under its own data root (the ``data_root`` fixture)."""
+warehouse read back. Everything happens under temporary data roots: a test that changes a shared, prepared root
+(a session's or a module's) works on its own copy of it (``copy_data_root``)."""
 
 import datetime as dt
 import os

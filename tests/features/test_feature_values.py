@@ -1,7 +1,7 @@
 """Features and labels of a tiny history built by hand, against values computed by hand.
 
-The history runs from 2025-01-01 (the first day of history) to 2025-01-12; the snapshot checked is D = 2025-01-10.
-Each customer stands for one edge: window bounds (D - 7 outside the 7-day window, D - 6 inside), a record change
+The history runs from 2024-12-01 (the first day of history) to 2025-01-12; the snapshot checked is D = 2025-01-10.
+Each customer stands for one edge: window bounds (D - w outside the w-day window, D - w + 1 inside), a record change
 one microsecond before the end of D and one exactly at it, a sign-up on D, a customer with no activity at all,
 a cancellation on D, a cancellation inside and outside the label horizon, a sign-up after D. The history is built
 in two steps to prove that no feature of D reads anything after the end of D: first the lake holds days up to D
@@ -60,12 +60,12 @@ def cancellation(customer: str, at: str) -> dict:
 
 # What each raw table holds on each day; days not listed hold an empty partition.
 CUSTOMERS = {
-    "2025-01-01": [
-        record("A", "2024-06-01", "2025-01-01 08:00:00"),
-        record("B", "2024-12-20", "2025-01-01 08:00:00"),
-        record("X", "2024-03-01", "2025-01-01 08:00:00"),  # cancels on D
-        record("E", "2024-09-01", "2025-01-01 08:00:00"),  # cancels on D + 2
+    "2024-12-01": [
+        record("A", "2024-06-01", "2024-12-01 08:00:00"),
+        record("X", "2024-03-01", "2024-12-01 08:00:00"),  # cancels on D
+        record("E", "2024-09-01", "2024-12-01 08:00:00"),  # cancels on D + 2
     ],
+    "2024-12-20": [record("B", "2024-12-20", "2024-12-20 08:00:00")],  # signs up within history
     # A's plan changes one microsecond before the end of D: the snapshot of D has it.
     "2025-01-10": [
         record("C", "2025-01-10", "2025-01-10 09:00:00"),  # signs up on D
@@ -73,6 +73,8 @@ CUSTOMERS = {
     ],
 }
 ACTIVITY = {
+    "2024-12-11": [event("A", "2024-12-11", logins=10000)],  # D - 30: in the 90-day window only
+    "2024-12-12": [event("A", "2024-12-12", logins=1000)],  # D - 29: in the 30-day window
     "2025-01-03": [event("A", "2025-01-03", logins=100, sessions=100, minutes_active=50.0)],  # D - 7: 30d only
     "2025-01-04": [
         event("A", "2025-01-04", logins=1, sessions=2, minutes_active=10.0, purchases=1, purchase_amount=5.0)
@@ -95,6 +97,8 @@ FUTURE_CUSTOMERS = {
     ],
 }
 FUTURE_ACTIVITY = {
+    "2024-12-11": [event("A", "2024-12-11", logins=10000)],  # D - 30: in the 90-day window only
+    "2024-12-12": [event("A", "2024-12-12", logins=1000)],  # D - 29: in the 30-day window
     "2025-01-11": [
         event(
             "A", "2025-01-11", logins=1000, sessions=1000, minutes_active=1000.0, purchases=50, purchase_amount=900.0
@@ -116,7 +120,8 @@ def write_history(settings: Settings, first: str, last: str, *tables: dict[str, 
 
 
 SNAPSHOT_SQL = "select * from marts.customer_features where snapshot_date = $day order by customer_id"
-HORIZON = {"PLATFORM_THRESHOLDS__CHURN_HORIZON_DAYS": "3"}  # labels mature within the tiny history
+# Labels mature within the tiny history; history starts on its first day (the first daily partition).
+ENV = {"PLATFORM_THRESHOLDS__CHURN_HORIZON_DAYS": "3", "PLATFORM_SIMULATOR__START_DATE": "2024-12-01"}
 
 
 @dataclass(frozen=True)
@@ -130,14 +135,14 @@ class History:
 def history(tmp_path_factory: pytest.TempPathFactory) -> History:
     """The hand-built history under the module's own data root, built in two steps (read-only for the tests)."""
     settings = Settings(data_root=tmp_path_factory.mktemp("hand_built") / "data")
-    write_history(settings, "2025-01-01", "2025-01-10", CUSTOMERS, ACTIVITY, CANCELLATIONS)
-    build = '{"snapshot_date_from": "2025-01-01", "snapshot_date_to": "2025-01-10"}'
-    run_dbt(settings, "build", "--vars", build, env=HORIZON)
+    write_history(settings, "2024-12-01", "2025-01-10", CUSTOMERS, ACTIVITY, CANCELLATIONS)
+    build = '{"snapshot_date_from": "2024-12-01", "snapshot_date_to": "2025-01-10"}'
+    run_dbt(settings, "build", "--vars", build, env=ENV)
     before = query_dicts(settings, SNAPSHOT_SQL, {"day": D})
     # The days after D arrive; D is built again with them in the lake, then the days after it.
     write_history(settings, "2025-01-11", "2025-01-12", FUTURE_CUSTOMERS, FUTURE_ACTIVITY, FUTURE_CANCELLATIONS)
     build = '{"snapshot_date_from": "2025-01-10", "snapshot_date_to": "2025-01-12"}'
-    run_dbt(settings, "build", "--vars", build, env=HORIZON)
+    run_dbt(settings, "build", "--vars", build, env=ENV)
     return History(settings, before, query_dicts(settings, SNAPSHOT_SQL, {"day": D}))
 
 
@@ -155,29 +160,31 @@ def test_feature_values_equal_hand_computed_ones(history: History) -> None:
     # The record in force at the end of D is the one updated a microsecond before it, not the one at midnight.
     assert (a["plan"], a["monthly_price"]) == ("standard", 12.49)
     assert a["tenure_days"] == (D - day("2024-06-01")).days == 223
-    # History starts on 2025-01-01: ten days observable in the 30- and 90-day windows.
-    assert (a["observed_days_7d"], a["observed_days_30d"], a["observed_days_90d"]) == (7, 10, 10)
-    # 7 days = 01-04 .. 01-10: the 100 logins of 01-03 (D - 7) fall outside, inside the 30-day window.
-    assert (a["active_days_7d"], a["active_days_30d"]) == (2, 3)  # 01-08 had an event but no login
-    assert (a["logins_7d"], a["logins_30d"], a["logins_90d"]) == (4, 104, 104)
-    assert (a["sessions_7d"], a["sessions_30d"]) == (6, 106)
+    # History starts on 2024-12-01: 41 days observable in the 90-day window.
+    assert (a["observed_days_7d"], a["observed_days_30d"], a["observed_days_90d"]) == (7, 30, 41)
+    # 7 days = 01-04 .. 01-10: the 100 logins of 01-03 (D - 7) fall outside; 30 days = 12-12 .. 01-10: the 10,000
+    # of 12-11 (D - 30) fall outside, the 1,000 of 12-12 (D - 29) inside.
+    assert (a["active_days_7d"], a["active_days_30d"], a["active_days_90d"]) == (2, 4, 5)  # 01-08: no login
+    assert (a["logins_7d"], a["logins_30d"], a["logins_90d"]) == (4, 1104, 11104)
+    assert (a["sessions_7d"], a["sessions_30d"], a["sessions_90d"]) == (6, 106, 106)
     assert (a["minutes_active_7d"], a["minutes_active_30d"]) == pytest.approx((40.5, 90.5))
     assert (a["purchases_7d"], a["spend_7d"]) == (1, pytest.approx(5.0))
     assert (a["support_tickets_7d"], a["payment_failures_7d"], a["payment_failures_30d"]) == (1, 1, 1)
     assert a["logins_per_day_7d"] == pytest.approx(4 / 7)
-    assert a["logins_per_day_30d"] == pytest.approx(104 / 10)
-    assert a["spend_per_day_90d"] == pytest.approx(5.0 / 10)
+    assert a["logins_per_day_30d"] == pytest.approx(1104 / 30)
+    assert a["logins_per_day_90d"] == pytest.approx(11104 / 41)
+    assert a["spend_per_day_90d"] == pytest.approx(5.0 / 41)
     assert a["days_since_last_login"] == 0
     assert a["days_since_last_purchase"] == 6  # 01-04
-    assert a["logins_trend_7d_30d"] == pytest.approx((4 / 7) / (104 / 10))
-    assert a["active_days_trend_7d_30d"] == pytest.approx((2 / 7) / (3 / 10))
+    assert a["logins_trend_7d_30d"] == pytest.approx((4 / 7) / (1104 / 30))
+    assert a["active_days_trend_7d_30d"] == pytest.approx((2 / 7) / (4 / 30))
 
-    b = rows["B"]  # subscribed all along, never did anything
-    assert (b["observed_days_7d"], b["observed_days_90d"], b["tenure_days"]) == (7, 10, 21)
+    b = rows["B"]  # signed up on 12-20 and never did anything
+    assert (b["observed_days_7d"], b["observed_days_30d"], b["observed_days_90d"], b["tenure_days"]) == (7, 22, 22, 21)
     assert all(b[f"{m}_90d"] == 0 for m in ("logins", "sessions", "purchases", "support_tickets", "active_days"))
     assert b["minutes_active_per_day_30d"] == 0
     # No login within the window: recency is censored at the days observed; a flat trend.
-    assert (b["days_since_last_login"], b["days_since_last_purchase"]) == (10, 10)
+    assert (b["days_since_last_login"], b["days_since_last_purchase"]) == (22, 22)
     assert b["logins_trend_7d_30d"] == b["active_days_trend_7d_30d"] == 1.0
 
     c = rows["C"]  # signed up on D: one observed day, whatever the window
@@ -230,7 +237,7 @@ def test_building_a_day_twice_changes_no_row_count(history: History, tmp_path: P
         " (select count(*) from marts.customer_features), (select count(*) from marts.churn_labels)"
     )
     before = query(settings, counts_sql)
-    run_dbt(settings, "build", "--vars", '{"snapshot_date": "2025-01-12"}', env=HORIZON)
+    run_dbt(settings, "build", "--vars", '{"snapshot_date": "2025-01-12"}', env=ENV)
     assert query(settings, counts_sql) == before
     assert query(settings, SNAPSHOT_SQL.replace("*", "count(*)").replace(" order by customer_id", ""), {"day": D}) == [
         (4,)
@@ -240,7 +247,7 @@ def test_building_a_day_twice_changes_no_row_count(history: History, tmp_path: P
 def test_a_day_beyond_the_raw_layer_is_refused(history: History) -> None:
     # 01-14 lacks its partitions (and 01-13's): building it would silently miss days of sign-ups and activity.
     args = ("run", "--select", "int_customer_activity_daily", "--vars", '{"snapshot_date": "2025-01-14"}')
-    result = run_dbt(history.settings, *args, env=HORIZON, check=False)
+    result = run_dbt(history.settings, *args, env=ENV, check=False)
     assert result.returncode != 0
     assert "Materialize the missing raw partitions first. Days: 2025-01-13" not in result.stdout
     assert "Materialize the missing raw partitions first. Days: 2025-01-14" in result.stdout

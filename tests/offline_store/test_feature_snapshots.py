@@ -80,7 +80,9 @@ def test_schema_changes_are_refused_unless_an_explicit_additive_evolution(
     with pytest.raises(SchemaChangeError, match="removed logins_30d double"):
         snapshot_day(spark, second, paths, evolve_schema=True)  # evolution is additive only
 
-    retyped = base.set_column(base.schema.get_field_index("tenure_days"), "tenure_days", base["tenure_days"].cast(pa.int32()))
+    retyped = base.set_column(
+        base.schema.get_field_index("tenure_days"), "tenure_days", base["tenure_days"].cast(pa.int32())
+    )
     write_features(paths.lake_root, second, retyped)
     with pytest.raises(SchemaChangeError, match="retyped tenure_days bigint -> int"):
         snapshot_day(spark, second, paths, evolve_schema=True)

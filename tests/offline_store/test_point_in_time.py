@@ -121,7 +121,7 @@ def test_random_histories_match_a_brute_force_oracle(spark: SparkSession):
     days = [day(i) for i in range(-12, 8)]
     snaps = {f"r-{i}": sorted(d for d in days if rng.random() < 0.6) for i in range(40)}
     labels = []
-    for i in range(400):
+    for _ in range(400):
         moment = T.combine(rng.choice(days), dt.time()) + dt.timedelta(days=1)
         moment += rng.choice([dt.timedelta(0), -dt.timedelta(microseconds=1), dt.timedelta(hours=rng.randint(1, 23))])
         labels.append((f"r-{rng.randrange(42)}", moment))  # r-40, r-41 have no snapshot at all
@@ -129,7 +129,9 @@ def test_random_histories_match_a_brute_force_oracle(spark: SparkSession):
     rows, stats = joined(spark, snaps, labels)
 
     def oracle(customer: str, time: dt.datetime) -> dt.date | None:
-        usable = [d for d in snaps.get(customer, []) if dt.datetime.combine(d + dt.timedelta(days=1), dt.time()) <= time]
+        usable = [
+            d for d in snaps.get(customer, []) if dt.datetime.combine(d + dt.timedelta(days=1), dt.time()) <= time
+        ]
         return max(usable, default=None)
 
     expected = {key: oracle(*key) for key in labels}

@@ -55,7 +55,13 @@ def test_build_records_lineage_and_a_rebuild_from_that_version_is_identical(spar
     assert [s["customer_id"] for s in first.stats.without_snapshot_sample] == ["c-4"]
 
     table = spark.read.format("delta").load(str(paths.training_set))
-    assert table.columns[:5] == ["customer_id", "prediction_time", "label_snapshot_date", "churned", "feature_snapshot_date"]
+    assert table.columns[:5] == [
+        "customer_id",
+        "prediction_time",
+        "label_snapshot_date",
+        "churned",
+        "feature_snapshot_date",
+    ]
     assert "day_marker" in table.columns and "plan" in table.columns
     used = {r["customer_id"]: r["feature_snapshot_date"] for r in table.collect()}
     assert used == {"c-1": D2, "c-2": D1, "c-3": D1}

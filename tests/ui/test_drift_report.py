@@ -24,7 +24,7 @@ def drift_materialization(deployed_platform: DeployedPlatform, monkeypatch: pyte
 
 
 def test_the_saved_drift_report_renders_in_the_browser(
-    drift_materialization: dict[str, object], deployed_platform: DeployedPlatform, browser, artifacts: Path  # noqa: ANN001
+    drift_materialization: dict[str, object], deployed_platform: DeployedPlatform, browser, artifacts: Path
 ) -> None:
     path = Path(str(drift_materialization["report_path"]))
     assert path.is_relative_to(deployed_platform.lake_root / "monitoring" / "drift_reports"), path

@@ -20,8 +20,9 @@ from dagster_project.defs.features.translator import FeatureTranslator
 from dagster_project.partitions import daily_partitions
 from dagster_project.resources import DbtResource, WarehouseResource
 
-# DuckDB has one writing process per file: every run that writes or reads the warehouse takes this pool, whose
-# limit is 1 (set in the instance's dagster.yaml: concurrency: pools: default_limit, or per pool in the UI).
+# DuckDB allows one writing process per file: every step that writes or reads the warehouse takes this pool. Give
+# it a limit of 1 in the instance (`dagster instance concurrency set duckdb_warehouse 1`, or dagster.yaml
+# `concurrency: pools: default_limit: 1`); without one, dbt and the readers wait for the file lock and retry.
 WAREHOUSE_POOL = "duckdb_warehouse"
 # A backfill builds up to a month of days per run, as the offline store's snapshots do: the policies agree, so a
 # backfill of the whole graph moves in the same chunks.

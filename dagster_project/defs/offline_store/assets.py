@@ -214,7 +214,10 @@ class TableMaintenanceConfig(dg.Config):
         description="Removed files are kept at least this long (168 h = 7 days, Delta's default), longer when "
         "a protected version needs it.",
     )
-    safety_margin_hours: float = Field(default=maintenance_job.DEFAULT_SAFETY_MARGIN_HOURS)
+    headroom_hours: float = Field(
+        default=maintenance_job.DEFAULT_HEADROOM_HOURS,
+        description="How long protected versions stay within the retention after this run (two weekly runs).",
+    )
     optimize: bool = Field(default=True, description="Compact small files (OPTIMIZE).")
     vacuum: bool = Field(default=True, description="Delete files outside the retention (VACUUM).")
 
@@ -246,7 +249,7 @@ def table_maintenance(
         spark.get_session(),
         OfflineStorePaths(lake.root_path),
         min_retention_hours=config.min_retention_hours,
-        safety_margin_hours=config.safety_margin_hours,
+        headroom_hours=config.headroom_hours,
         optimize=config.optimize,
         vacuum=config.vacuum,
         dagster_run_id=context.run_id,

@@ -1,0 +1,77 @@
+"""The offline store's assets through Dagster's own ``materialize``, on hand-built exports in a temporary lake."""
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from offline_lake import end_of, feature_table, write_features, write_labels
+from pyspark.sql import SparkSession
+
+from dagster_project.defs.offline_store import assets as offline
+from dagster_project.defs.offline_store import defs as offline_defs
+from dagster_project.resources import LakeResource, SparkResource
+from dagster_project.settings import Settings
+from spark_jobs import tables
+from spark_jobs.paths import OfflineStorePaths
+
+pytestmark = pytest.mark.spark
+
+DAYS = [dt.date(2025, 1, 1), dt.date(2025, 1, 2)]
+CUSTOMERS = ["c-1", "c-2", "c-3"]
+
+
+def test_materialize_snapshots_training_set_and_maintenance(spark: SparkSession, settings: Settings):
+    lake_root = Path(settings.lake_root)  # type: ignore[arg-type]
+    paths = OfflineStorePaths(lake_root)
+    for d in DAYS:
+        write_features(lake_root, d, feature_table(CUSTOMERS, d))
+    write_labels(lake_root, DAYS[1], [(c, DAYS[1], end_of(DAYS[1]), i % 2) for i, c in enumerate(CUSTOMERS)])
+    write_labels(lake_root, DAYS[1] + dt.timedelta(days=1), [("c-9", DAYS[1], end_of(DAYS[1]), 1)])
+    resources = {"spark": SparkResource.from_settings(settings), "lake": LakeResource(root=str(lake_root))}
+    assert resources["spark"].get_session() is spark  # one session per process, shared with the jobs
+
+    instance = dg.DagsterInstance.ephemeral()
+    for d in DAYS:
+        result = dg.materialize([offline.feature_snapshots], partition_key=d.isoformat(), resources=resources,
+                                instance=instance)  # fmt: skip
+        assert result.success
+    [snapshot_event] = result.asset_materializations_for_node("offline_store__feature_snapshots")
+    assert snapshot_event.metadata["table_version"].value == 1
+    assert snapshot_event.metadata["dagster/row_count"].value == len(CUSTOMERS)
+    commit = tables.commit(spark, paths.feature_snapshots, 1).user_metadata
+    assert commit["dagster_run_id"] == result.run_id and commit["snapshot_date"] == "2025-01-02"
+
+    result = dg.materialize(
+        [offline.training_set, offline.table_maintenance], resources=resources, instance=instance,
+        selection=[offline.TRAINING_SET, offline.TABLE_MAINTENANCE],
+    )  # fmt: skip
+    assert result.success
+    [event] = result.asset_materializations_for_node("offline_store__training_set")
+    meta = {k: v.value for k, v in event.metadata.items()}
+    assert meta["feature_store_version"] == 1 and meta["training_set_version"] == 0
+    assert meta["dagster_run_id"] == result.run_id
+    assert meta["labels"] == 4 and meta["labels_without_snapshot"] == 1 and meta["dagster/row_count"] == 3
+    assert [s["customer_id"] for s in meta["without_snapshot_sample"]] == ["c-9"]
+    commit = tables.commit(spark, paths.training_set, 0).user_metadata
+    assert commit["feature_store_version"] == 1 and commit["dagster_run_id"] == result.run_id
+
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert checks[offline.NO_FUTURE_FEATURES].passed
+    assert not checks[offline.EVERY_LABEL_HAS_A_SNAPSHOT].passed  # c-9 has no snapshot: a warning, reported
+    assert checks[offline.PROTECTED_VERSIONS_READABLE].passed
+
+    [upkeep] = result.asset_materializations_for_node("offline_store__table_maintenance")
+    assert upkeep.metadata["feature_snapshots/retention_hours"].value == 168  # nothing protected: the minimum
+    assert json.loads(json.dumps(upkeep.metadata["training_set/protected_versions"].value)) == []
+
+
+def test_definitions_wire_the_weekly_maintenance_schedule():
+    schedule = offline_defs.resolve_schedule_def("weekly_offline_store_maintenance")
+    assert schedule.cron_schedule == "0 4 * * 0" and schedule.execution_timezone == "UTC"
+    job = offline_defs.resolve_job_def("maintain_offline_store")
+    assert job.asset_layer.executable_asset_keys == {offline.TABLE_MAINTENANCE}
+    graph = offline_defs.resolve_asset_graph()
+    assert graph.get(offline.FEATURE_SNAPSHOTS).parent_keys == {offline.CUSTOMER_FEATURES}
+    assert graph.get(offline.TRAINING_SET).parent_keys == {offline.FEATURE_SNAPSHOTS, offline.CHURN_LABELS}
