@@ -14,7 +14,10 @@ import argparse
 import datetime as dt
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 from tqdm import tqdm
 
@@ -26,6 +29,30 @@ DEFAULT_DAYS = 120
 
 def _days(start: dt.date, count: int) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range(count)]
+
+
+@contextmanager
+def _runs_to_log(log_path: Path) -> Iterator[TextIO]:
+    """Send everything the runs print (dbt, Spark's JVM, libraries) to ``log_path``, at the file-descriptor level so
+    that subprocesses follow; yield the terminal, where the progress bar stays readable."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    terminal = os.fdopen(os.dup(2), "w")
+    with open(log_path, "a") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield terminal
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            terminal.close()
 
 
 def _story_settings(scenario: str | None, drift_day: int | None) -> None:
@@ -63,7 +90,11 @@ def run(days: int, start: dt.date | None, scenario: str | None = None, drift_day
         print(f"note: the first model can be trained from {first_model} (labels need time to mature): run at least "
               f"{(first_model - first).days + 1} days to see scores, drift and retraining")
 
-    with tqdm(total=len(calendar), desc="nightly runs", unit="day") as bar:
+    log_path = Path(settings.data_root) / "logs" / f"run-{dt.datetime.now():%Y%m%d-%H%M%S}.log"
+    print(f"the runs' own output (dbt, Spark) goes to {log_path}")
+    with _runs_to_log(log_path) as terminal, tqdm(
+        total=len(calendar), desc="nightly runs", unit="day", file=terminal
+    ) as bar:
 
         def progress(record: story.DayRecord, summary: story.StorySummary) -> None:
             bar.update(1)

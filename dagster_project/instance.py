@@ -8,13 +8,24 @@ import dagster as dg
 from dagster_project.settings import Settings, get_settings
 
 
+# Telemetry off: the embedded default makes no outside connection; storage defaults to SQLite in this folder.
+# Every pool admits one step at a time: `duckdb_warehouse` because DuckDB allows one writer per file,
+# `model_registry` so that two runs never move the champion alias at once.
+INSTANCE_CONFIG = """\
+telemetry:
+  enabled: false
+concurrency:
+  pools:
+    default_limit: 1
+"""
+
+
 def local_instance(settings: Settings | None = None) -> dg.DagsterInstance:
     """The instance at ``settings.dagster_home``, the same one ``make ui`` (``dagster dev``) opens afterwards."""
     home = Path((settings or get_settings()).dagster_home)
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        # Telemetry off: the embedded default makes no outside connection. Storage defaults to SQLite here.
-        config.write_text("telemetry:\n  enabled: false\n")
+        config.write_text(INSTANCE_CONFIG)
     os.environ["DAGSTER_HOME"] = str(home)
     return dg.DagsterInstance.from_config(str(home))

@@ -9,8 +9,8 @@ The run, in the order an operator would go:
    through ``dagster asset materialize``, on a training set in the offline store's contract. The training set is
    the synthetic churn world's (``tests/churn_world.py``): months of matured labels would take too long to
    simulate here, and the Spark job that builds training sets is tested on its own;
-2. one night: ``python -m dagster_project.cli run`` for the first daily partition, every asset of
-   ``nightly_pipeline`` from the raw tables to the scores and the drift report.
+2. one night: ``dagster job execute -j nightly_pipeline`` for the first daily partition, every asset of the job
+   from the raw tables to the scores and the drift report (what the nightly schedule launches).
 """
 
 import dataclasses
@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -163,7 +164,7 @@ class DeployedPlatform:
     dagster_home: Path
     env: dict[str, str]  # the whole environment the platform ran with: PLATFORM_*, DAGSTER_*, nothing else set
     night: dt.date
-    logs: dict[str, str]  # each step's output
+    logs: dict[str, str]  # each step's duration and output
 
     @property
     def lake_root(self) -> Path:
@@ -201,8 +202,9 @@ def platform_environment(server: PostgresServer, data_root: Path, dagster_home: 
 
 
 def _step(name: str, command: list[str], env: dict[str, str], logs: dict[str, str]) -> None:
+    started = time.monotonic()
     done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=STEP_TIMEOUT_S)
-    logs[name] = done.stdout + done.stderr
+    logs[name] = f"[{time.monotonic() - started:.1f} s]\n{done.stdout}{done.stderr}"
     assert done.returncode == 0, f"{name} failed ({' '.join(command)}):\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
 
 
@@ -229,6 +231,8 @@ def deployed_platform(
     _step("retrain", [str(bin_dir / "dagster"), "asset", "materialize", "-m", "dagster_project.definitions",
                       "--select", "ml/churn_model,ml/champion_model", "--config-json", json.dumps(config)],
           env, logs)  # fmt: skip
-    _step("night", [sys.executable, "-m", "dagster_project.cli", "run", "--days", "1", "--start", NIGHT.isoformat()],
-          env, logs)  # fmt: skip
+    tags = json.dumps({"dagster/partition": NIGHT.isoformat()})
+    _step("night", [str(bin_dir / "dagster"), "job", "execute", "-m", "dagster_project.definitions",
+                    "-j", "nightly_pipeline", "--tags", tags], env, logs)  # fmt: skip
+    print("deployed platform:", ", ".join(f"{name} {log.split(']', 1)[0][1:]}" for name, log in logs.items()))
     return DeployedPlatform(postgres_server, data_root, home, env, NIGHT, logs)

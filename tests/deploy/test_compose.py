@@ -358,6 +358,11 @@ def test_one_code_location_served_by_user_code_and_loaded_by_webserver_and_daemo
     assert flag(user_code, "-h") == "0.0.0.0"  # reachable from the other containers
     for name in ("dagster-webserver", "dagster-daemon"):
         assert flag(command(services[name]), "-w") == "deploy/workspace.yaml", name
+    # Both files are workspaces Dagster accepts (the schema `dagster-webserver -w` validates against).
+    from dagster._core.workspace.config_schema import ensure_workspace_config
+
+    for path in (REPO_ROOT / "workspace.yaml", DEPLOY_WORKSPACE):
+        ensure_workspace_config(yaml.safe_load(path.read_text()), str(path))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -67,11 +67,13 @@ def test_materialize_snapshots_training_set_and_maintenance(spark: SparkSession,
     assert json.loads(json.dumps(upkeep.metadata["training_set/protected_versions"].value)) == []
 
 
-def test_definitions_wire_the_weekly_maintenance_schedule():
-    schedule = offline_defs.resolve_schedule_def("weekly_offline_store_maintenance")
+def test_definitions_wire_the_weekly_maintenance_schedule(settings: Settings):
+    resources = {"spark": SparkResource.from_settings(settings), "lake": LakeResource(root=str(settings.lake_root))}
+    defs = dg.Definitions.merge(offline_defs, dg.Definitions(resources=resources))
+    schedule = defs.resolve_schedule_def("weekly_offline_store_maintenance")
     assert schedule.cron_schedule == "0 4 * * 0" and schedule.execution_timezone == "UTC"
-    job = offline_defs.resolve_job_def("maintain_offline_store")
-    assert job.asset_layer.executable_asset_keys == {offline.TABLE_MAINTENANCE}
-    graph = offline_defs.resolve_asset_graph()
+    job = defs.resolve_job_def("maintain_offline_store")
+    assert job.asset_layer.executable_asset_keys == {offline.TABLE_MAINTENANCE}  # it vacuums, nothing else
+    graph = defs.resolve_asset_graph()
     assert graph.get(offline.FEATURE_SNAPSHOTS).parent_keys == {offline.CUSTOMER_FEATURES}
     assert graph.get(offline.TRAINING_SET).parent_keys == {offline.FEATURE_SNAPSHOTS, offline.CHURN_LABELS}

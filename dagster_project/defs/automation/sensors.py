@@ -188,15 +188,15 @@ def _latest_state(instance: dg.DagsterInstance) -> str:
     """One line per watched check: its latest verdict, for the skip reason."""
     parts = []
     for check_key in WATCHED_CHECKS:
-        record = instance.get_latest_asset_check_evaluation_record(check_key)
-        name = check_key.name
-        if record is None or record.event is None or record.status.value == PLANNED:
-            parts.append(f"{name}: no evaluation yet")
+        page = instance.event_log_storage.get_asset_check_execution_history(check_key, limit=20)
+        record = next((r for r in page if r.status.value != PLANNED and r.event is not None), None)
+        if record is None or record.event is None:
+            parts.append(f"{check_key.name}: no evaluation yet")
             continue
         evaluation = record.event.dagster_event.event_specific_data
         day = _partition_of(instance, record, evaluation)
         verdict = "passed" if evaluation.passed else "failed"
-        parts.append(f"{name}: {verdict}{f' on {day}' if day else ''}")
+        parts.append(f"{check_key.name}: {verdict}{f' on {day}' if day else ''}")
     return "; ".join(parts)
 
 

@@ -1,0 +1,261 @@
+"""Benchmark: one nightly partition at 100,000 customers, asset by asset, with start-up costs and peak memory.
+
+    .venv/bin/python bench/nightly.py [--customers 100000] [--day 91] [--data-root /tmp/bench_nightly] [--reuse]
+
+Setup (not timed): the simulator's history up to the day before the measured night, built the way a backfill
+would (raw tables one run per day, the dbt features and the offline store in ranged runs of up to a month), then
+the first champion by a run of the real ``retrain`` job (its wall time is reported too). ``--reuse`` keeps an
+existing history under ``--data-root``.
+
+Timed: the measured night runs in a fresh process, as a scheduled run would: Python start and imports, the
+definitions, the Spark session, then the run the nightly schedule requests for that day, through the whole graph
+(raw, features, snapshot, scores, drift report, performance). The parent samples the memory of the whole process
+tree (Python and the Spark JVM) every 100 ms. Targets: the night under 3 minutes and 4 GB on 2 cores, Dagster
+and Spark start-up under 20% of it, the drift report for 100,000 rows under 15 s.
+"""
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+START = dt.date(2025, 1, 1)
+NIGHT_MARKER = "NIGHT_RESULT "
+
+
+def _env(root: Path, customers: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PLATFORM_DATA_ROOT": str(root),
+        "PLATFORM_SIMULATOR__CUSTOMERS": str(customers),
+        "DAGSTER_HOME": str(root / "dagster"),
+    }
+
+
+def setup(root: Path, customers: int, night: dt.date, chunk: int) -> dict[str, float]:
+    """Build the history before ``night`` and the first champion (in this process)."""
+    os.environ.update(_env(root, customers))
+    import dagster as dg
+
+    from dagster_project.definitions import defs
+    from dagster_project.defs.automation import replay
+    from dagster_project.defs.automation.jobs import RETRAIN_JOB
+    from dagster_project.defs.automation.sensors import TAG_REASON
+    from dagster_project.instance import local_instance
+    from dagster_project.settings import get_settings
+
+    settings = get_settings()
+    instance = local_instance(settings)
+    job = defs.resolve_job_def("nightly_pipeline")
+    keys = job.asset_layer.executable_asset_keys
+    raw = [k for k in keys if k.path[0] == "raw"]
+    upstream = [k for k in keys if k.path[0] not in ("raw", "scoring", "monitoring")]
+    history = [START + dt.timedelta(days=i) for i in range((night - START).days)]
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    started = time.perf_counter()
+    for day in history:
+        result = job.execute_in_process(
+            partition_key=day.isoformat(),
+            instance=instance,
+            asset_selection=raw,
+            run_config=quiet,
+            raise_on_error=False,
+        )
+        if not result.success:
+            raise RuntimeError(f"raw data of {day} failed")
+    raw_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    for i in range(0, len(history), chunk):
+        first, last = history[i], history[min(i + chunk, len(history)) - 1]
+        result = job.execute_in_process(
+            instance=instance,
+            asset_selection=upstream,
+            run_config=quiet,
+            raise_on_error=False,
+            tags={
+                "dagster/asset_partition_range_start": first.isoformat(),
+                "dagster/asset_partition_range_end": last.isoformat(),
+            },
+        )
+        if not result.success:
+            raise RuntimeError(f"features and snapshots of {first}..{last} failed")
+        print(f"  history {first}..{last} built", flush=True)
+    upstream_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    result = replay.execute_request(
+        defs, instance, RETRAIN_JOB, dg.RunRequest(tags={TAG_REASON: "bootstrap"}), {}, run_config=quiet
+    )
+    if not result.success:
+        raise RuntimeError("the first champion could not be trained")
+    return {
+        "raw_history_seconds": raw_seconds,
+        "upstream_history_seconds": upstream_seconds,
+        "retrain_seconds": time.perf_counter() - started,
+    }
+
+
+def night(root: Path, customers: int, day: dt.date, process_start: float) -> None:
+    """The measured night, in this (fresh) process; prints one JSON line."""
+    os.environ.update(_env(root, customers))
+    imported = time.time()
+    from dagster_project.definitions import defs
+    from dagster_project.defs.automation import replay
+    from dagster_project.instance import local_instance
+    from dagster_project.resources import SparkResource
+    from dagster_project.settings import get_settings
+
+    settings = get_settings()
+    instance = local_instance(settings)
+    defs.resolve_job_def("nightly_pipeline")
+    definitions_loaded = time.time()
+    SparkResource.from_settings(settings).get_session()
+    spark_started = time.time()
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    request, result = replay.run_nightly(defs, instance, day, run_config=quiet)
+    finished = time.time()
+    steps = {s.step_key: (s.end_time or 0) - (s.start_time or 0) for s in instance.get_run_step_stats(result.run_id)}
+    drift = next(
+        (
+            e.materialization.metadata
+            for e in result.get_asset_materialization_events()
+            if e.asset_key.to_user_string() == "monitoring/drift_report"
+        ),
+        {},
+    )
+    payload = {
+        "success": result.success,
+        "partition": request.partition_key,
+        "python_start_and_imports": imported - process_start,
+        "definitions": definitions_loaded - imported,
+        "spark_start": spark_started - definitions_loaded,
+        "run": finished - spark_started,
+        "steps": steps,
+        "drift_compute_seconds": drift["compute_seconds"].value if "compute_seconds" in drift else None,
+        "drift_rows": drift["current_rows"].value if "current_rows" in drift else None,
+        "drift_rows_compared": drift["current_rows_compared"].value if "current_rows_compared" in drift else None,
+    }
+    print(NIGHT_MARKER + json.dumps(payload), flush=True)
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident memory of ``pid`` and all its descendants, in bytes (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    total, stack, page = 0, [pid], os.sysconf("SC_PAGE_SIZE")
+    while stack:
+        current = stack.pop()
+        stack.extend(children.get(current, []))
+        try:
+            total += int((Path("/proc") / str(current) / "statm").read_text().split()[1]) * page
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--day", type=int, default=91, help="the measured night's day (1 = the first day)")
+    parser.add_argument("--data-root", type=Path, default=None)
+    parser.add_argument("--reuse", action="store_true", help="the data root already holds the history")
+    parser.add_argument("--chunk", type=int, default=31, help="days per ranged history run")
+    parser.add_argument("--night", action="store_true", help=argparse.SUPPRESS)  # the child process
+    args = parser.parse_args(argv)
+    root = args.data_root or Path(tempfile.mkdtemp(prefix="bench_nightly_"))
+    day = START + dt.timedelta(days=args.day - 1)
+    if args.night:
+        night(root, args.customers, day, float(os.environ["BENCH_PROCESS_START"]))
+        return 0
+
+    setup_figures: dict[str, float] = {}
+    if not args.reuse:
+        print(f"setup: {args.day - 1} days of history at {args.customers:,} customers in {root} (untimed)")
+        started = time.perf_counter()
+        setup_figures = setup(root, args.customers, day, args.chunk)
+        print(f"setup done in {time.perf_counter() - started:.0f} s")
+
+    env = {**_env(root, args.customers), "BENCH_PROCESS_START": repr(time.time())}
+    started = time.time()
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--night",
+            "--customers",
+            str(args.customers),
+            "--day",
+            str(args.day),
+            "--data-root",
+            str(root),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    peak = 0
+    while child.poll() is None:
+        peak = max(peak, _tree_rss(child.pid))
+        time.sleep(0.1)
+    wall = time.time() - started
+    output = child.stdout.read() if child.stdout else ""
+    lines = [line for line in output.splitlines() if line.startswith(NIGHT_MARKER)]
+    if child.returncode != 0 or not lines:
+        print(output[-3000:])
+        print(f"the measured night failed (exit {child.returncode})")
+        return 1
+    figures = json.loads(lines[-1].removeprefix(NIGHT_MARKER))
+    steps: dict[str, float] = figures["steps"]
+    startup = figures["python_start_and_imports"] + figures["definitions"] + figures["spark_start"]
+    run_overhead = figures["run"] - sum(steps.values())
+
+    print(
+        f"\none night ({figures['partition']}, {args.customers:,} customers, day {args.day}), fresh process, "
+        f"2 cores: {'success' if figures['success'] else 'FAILED'}"
+    )
+    print(f"  {'phase':<44}{'seconds':>9}{'share':>8}")
+    rows = [
+        ("python start, imports", figures["python_start_and_imports"]),
+        ("definitions (Dagster, dbt manifest)", figures["definitions"]),
+        ("Spark session start", figures["spark_start"]),
+        *((f"  step {k}", v) for k, v in sorted(steps.items(), key=lambda kv: -kv[1])),
+        ("Dagster run overhead (run minus steps)", run_overhead),
+    ]
+    for name, seconds in rows:
+        print(f"  {name:<44}{seconds:>9.1f}{seconds / wall:>8.0%}")
+    print(f"  {'whole night (wall, process start to exit)':<44}{wall:>9.1f}")
+    print(f"  peak memory (RSS of Python + JVM): {peak / 1024**3:.2f} GB")
+    drift = figures["drift_compute_seconds"]
+    print(
+        f"  drift report: {drift:.1f} s of Evidently for {figures['drift_rows']:,} rows "
+        f"({figures['drift_rows_compared']:,} compared)"
+        if drift is not None
+        else "  drift report: none"
+    )
+    for name, seconds in setup_figures.items():
+        print(f"  setup {name.removesuffix('_seconds').replace('_', ' ')}: {seconds:.0f} s")
+    share = (startup + max(run_overhead, 0)) / wall
+    targets = {
+        "night < 180 s": wall < 180,
+        "peak < 4 GB": peak < 4 * 1024**3,
+        f"start-up {share:.0%} < 20%": share < 0.2,
+        "drift report < 15 s": drift is not None and drift < 15,
+    }
+    print("targets: " + ", ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in targets.items()))
+    return 0 if all(targets.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
