@@ -193,6 +193,8 @@ def session_conf(master: str, driver_memory: str, jars: list[Path]) -> dict[str,
         # Delta rebuilds a table's state from its log with a shuffle of 50 partitions by default: on a few cores
         # that is seconds of task overhead on every commit and read of a small table.
         conf["spark.databricks.delta.snapshotPartitions"] = partitions
+        # Listing a few hundred daily partition folders is instant on the driver; a Spark job for it is not.
+        conf["spark.sql.sources.parallelPartitionDiscovery.threshold"] = "1024"
         conf["spark.driver.host"] = "127.0.0.1"  # no dependence on the host name resolving
         conf["spark.driver.bindAddress"] = "127.0.0.1"
     return conf

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from dagster_project.settings import get_settings
@@ -78,14 +78,20 @@ def latest_usable_snapshot_date(prediction_time: dt.datetime) -> dt.date:
     return prediction_time.date() - dt.timedelta(days=1)
 
 
+def _row_hash_sum(columns: list[str]) -> Column:
+    # Summed exactly (38 digits hold 10^19 rows of 64-bit hashes): the order of the rows cannot matter.
+    return F.sum(F.xxhash64(*[F.col(c) for c in sorted(columns)]).cast("decimal(38,0)"))
+
+
+def _fingerprint(rows: int, hash_sum: object) -> str:
+    return f"{rows}:{hash_sum or 0}"
+
+
 def content_fingerprint(frame: DataFrame) -> str:
     """An order-independent hash of every row and column: equal fingerprints mean equal tables (to 64-bit hashes)."""
-    row = frame.agg(
-        F.count(F.lit(1)).alias("n"),
-        F.sum(F.xxhash64(*[F.col(c) for c in sorted(frame.columns)]).cast("decimal(38,0)")).alias("h"),
-    ).first()
+    row = frame.agg(F.count(F.lit(1)).alias("n"), _row_hash_sum(frame.columns).alias("h")).first()
     assert row is not None
-    return f"{row['n']}:{row['h'] or 0}"
+    return _fingerprint(row["n"], row["h"])
 
 
 class LabelsChangedError(RuntimeError):
@@ -164,7 +170,8 @@ def point_in_time_join(
     clash = sorted(set(features) & {*KEY_COLUMNS, CUTOFF})
     if clash:
         raise ValueError(f"feature columns {clash} collide with the training set's key columns")
-    labels = labels.withColumn(CUTOFF, snapshot_cutoff(F.col("prediction_time")))
+    labels = labels.withColumn(CUTOFF, snapshot_cutoff(F.col("prediction_time"))).persist(StorageLevel.MEMORY_AND_DISK)
+    cached = [labels]
     bounds = labels.agg(
         F.count(F.lit(1)).alias("n"),
         F.sum(F.col("prediction_time").isNull().cast("int")).alias("no_time"),
@@ -174,8 +181,10 @@ def point_in_time_join(
     ).first()
     assert bounds is not None
     if not bounds["n"]:
+        labels.unpersist()
         raise ValueError("no label rows: nothing to build a training set from")
     if bounds["no_time"] or bounds["no_id"]:
+        labels.unpersist()
         raise ValueError(f"{bounds['no_time']} label rows lack prediction_time, {bounds['no_id']} lack customer_id")
     small = int(bounds["n"]) <= broadcast_label_limit
 
@@ -187,10 +196,9 @@ def point_in_time_join(
     if max_snapshot_age_days is not None:
         oldest = bounds["first"] - dt.timedelta(days=max_snapshot_age_days)
         history = history.where(F.col("snapshot_date") >= F.lit(oldest))
-    available = history.select("customer_id", F.col("snapshot_date").alias(CUTOFF))  # key columns only
-
+    available = history.select("customer_id", F.col("snapshot_date").alias(CUTOFF))  # key columns: a narrow scan
     keys = labels.select("customer_id", CUTOFF).distinct()
-    # 1. The common case: the snapshot of the cutoff day itself exists.
+    # 1. The common case, an equi-join: the snapshot of the cutoff day itself exists.
     exact = (
         available.join(label_sized(keys), ["customer_id", CUTOFF], "left_semi")
         .withColumn("feature_snapshot_date", F.col(CUTOFF))
@@ -199,29 +207,31 @@ def point_in_time_join(
     missing = keys.join(exact.select("customer_id", CUTOFF), ["customer_id", CUTOFF], "left_anti").persist(
         StorageLevel.MEMORY_AND_DISK
     )
-    cached = [exact, missing]
+    cached += [exact, missing]
     resolved = exact
     if missing.count():
-        # 2. The fallback: the latest snapshot on or before the cutoff, searched for the missing keys only.
+        # 2. The few labels whose cutoff day is missing (a late or skipped day, a customer who signed up after the
+        #    cutoff): an as-of search, the latest snapshot before the cutoff, over their customers only.
+        date, cutoff = F.col("snapshot_date"), F.col(CUTOFF)
         candidates = (
             history.select("customer_id", "snapshot_date")
             .join(label_sized(missing), "customer_id")
-            .where(F.col("snapshot_date") <= F.col(CUTOFF))
+            .where(date < cutoff)
         )
         if max_snapshot_age_days is not None:
-            candidates = candidates.where(F.col("snapshot_date") >= F.date_sub(F.col(CUTOFF), max_snapshot_age_days))
+            candidates = candidates.where(date >= F.date_sub(cutoff, max_snapshot_age_days))
         earlier = candidates.groupBy("customer_id", CUTOFF).agg(F.max("snapshot_date").alias("feature_snapshot_date"))
         resolved = exact.unionByName(earlier)
 
     labelled = labels.join(resolved, ["customer_id", CUTOFF], "left").persist(StorageLevel.MEMORY_AND_DISK)
     cached.append(labelled)
-    fsd = F.col("feature_snapshot_date")
+    fsd, cutoff = F.col("feature_snapshot_date"), F.col(CUTOFF)
     counts = labelled.agg(
         F.count(F.lit(1)).alias("labels"),
-        F.sum((fsd == F.col(CUTOFF)).cast("int")).alias("exact"),
-        F.sum((fsd < F.col(CUTOFF)).cast("int")).alias("earlier"),
+        F.sum((fsd == cutoff).cast("int")).alias("exact"),
+        F.sum((fsd < cutoff).cast("int")).alias("earlier"),
         F.sum(fsd.isNull().cast("int")).alias("without"),
-        F.max(F.datediff(F.col(CUTOFF), fsd)).alias("max_age"),
+        F.max(F.datediff(cutoff, fsd)).alias("max_age"),
         F.min(fsd).alias("first_used"),
     ).first()
     assert counts is not None
@@ -231,6 +241,8 @@ def point_in_time_join(
         .select("customer_id", "prediction_time", "label_snapshot_date", CUTOFF)
         .limit(SAMPLE_SIZE)
         .collect()
+        if counts["without"]
+        else []
     )
     stats = PitStats(
         labels=int(counts["labels"]),
@@ -290,14 +302,16 @@ def label_provenance(labels: DataFrame) -> dict[str, Any]:
     row = labels.agg(
         F.min(PARTITION).alias("first"),
         F.max(PARTITION).alias("last"),
-        F.countDistinct(PARTITION).alias("partitions"),
+        F.size(F.collect_set(PARTITION)).alias("partitions"),
+        F.count(F.lit(1)).alias("n"),
+        _row_hash_sum(list(LABEL_INPUT_COLUMNS)).alias("h"),
     ).first()
     assert row is not None
     return {
         "labels_first_partition": str(row["first"]),
         "labels_last_partition": str(row["last"]),
         "label_partitions": int(row["partitions"]),
-        "labels_fingerprint": content_fingerprint(labels.select(*LABEL_INPUT_COLUMNS)),
+        "labels_fingerprint": _fingerprint(row["n"], row["h"]),
     }
 
 
@@ -376,8 +390,17 @@ def write_training_set(
         **join.stats.as_dict(),
         **(provenance or {}),
     }
+    # Counted and hashed as the rows stream into the writer: what is checked is what was written, in one pass.
+    observation = Observation(f"training_set_{write_id}")
+    leaks = F.col("feature_snapshot_date") > snapshot_cutoff(F.col("prediction_time"))
+    observed = join.frame.observe(
+        observation,
+        F.count(F.lit(1)).alias("rows"),
+        F.sum(leaks.cast("long")).alias("leaks"),
+        _row_hash_sum(join.frame.columns).alias("hash"),
+    )
     (
-        join.frame.write.format("delta")
+        observed.write.format("delta")
         .mode("overwrite")
         # The training set follows the features: a feature added upstream is a new column in the next version.
         .option("overwriteSchema", "true")
@@ -387,16 +410,16 @@ def write_training_set(
         .save(str(table_path))
     )
     version = tables.version_written_by(spark, table_path, write_id)
-    written = spark.read.format("delta").option("versionAsOf", version).load(str(table_path))
-    # Checked on what was written, not on the plan: a leak would show here whatever the join did.
-    leaks = written.where(F.col("feature_snapshot_date") > snapshot_cutoff(F.col("prediction_time"))).count()
+    seen = observation.get
+    if seen["rows"] != join.stats.rows:
+        raise RuntimeError(f"wrote {seen['rows']} rows where the join resolved {join.stats.rows}: labels changed?")
     return TrainingSetWrite(
         table_path=str(table_path),
         version=version,
         feature_store_version=feature_store_version,
         stats=join.stats,
-        fingerprint=content_fingerprint(written),
-        future_feature_rows=leaks,
+        fingerprint=_fingerprint(seen["rows"], seen["hash"]),
+        future_feature_rows=int(seen["leaks"] or 0),
         commit_metadata=metadata,
         seconds=round(time.monotonic() - started, 3),
     )
@@ -446,7 +469,7 @@ def rebuild_training_set(
         dt.date.fromisoformat(meta["labels_first_partition"]),
         dt.date.fromisoformat(meta["labels_last_partition"]),
     )
-    found = content_fingerprint(labels.select(*LABEL_INPUT_COLUMNS))
+    found = label_provenance(labels)["labels_fingerprint"]
     if found != meta["labels_fingerprint"]:
         raise LabelsChangedError(
             f"the labels {meta['labels_first_partition']}..{meta['labels_last_partition']} under "

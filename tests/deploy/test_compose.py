@@ -287,7 +287,7 @@ def test_env_example_has_no_secret_and_only_known_names_with_the_settings_defaul
             assert value == as_env_text(known[key]), f".env.example: {key}={value}, the settings say {known[key]}"
     # Every variable compose reads is documented in .env.example (or is a setting with its default in place).
     referenced = {m["name"] for text in strings(compose) for m in INTERPOLATION.finditer(text)}
-    undocumented = {name for name in referenced - set(example) if not name.startswith("CHURN_PLATFORM_")}
+    undocumented = referenced - set(example)
     assert not undocumented, f"variables docker-compose.yml reads but .env.example does not show: {undocumented}"
     # Defaults written in compose match .env.example, so copying it changes nothing but the secrets.
     for text in strings(compose):
@@ -330,6 +330,10 @@ def test_dagster_instance_reads_every_connection_value_from_the_environment(serv
         assert env["DAGSTER_POSTGRES_DB"] == services["postgres"]["environment"]["POSTGRES_DB"]
     assert instance["run_coordinator"]["class"] == "QueuedRunCoordinator"  # the daemon drains the queue
     assert instance["telemetry"] == {"enabled": False}
+    # The same step pools as the embedded default's instance: one DuckDB writer, one registry alias move.
+    from dagster_project.instance import INSTANCE_CONFIG
+
+    assert instance["concurrency"]["pools"] == yaml.safe_load(INSTANCE_CONFIG)["concurrency"]["pools"]
 
 
 def test_dagster_instance_file_is_valid_dagster_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from deployed_platform import DeployedPlatform
+from playwright.sync_api import BrowserContext, Page
 from ui_support import ARTIFACTS, DagsterDev, browser_context, dagster_dev
 
 
@@ -25,13 +26,14 @@ def dagster_ui(deployed_platform: DeployedPlatform) -> Iterator[DagsterDev]:
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
+def browser() -> Iterator[BrowserContext]:
+    """Headless Chromium (Debian's) with a fresh profile, for the whole folder."""
     with browser_context() as context:
         yield context
 
 
 @pytest.fixture
-def page(browser: object) -> Iterator[object]:
-    page = browser.new_page()  # type: ignore[attr-defined]
+def page(browser: BrowserContext) -> Iterator[Page]:
+    page = browser.new_page()
     yield page
     page.close()

@@ -15,6 +15,7 @@ from urllib.parse import quote
 import dagster as dg
 import pytest
 from deployed_platform import DeployedPlatform
+from playwright.sync_api import Page
 from ui_support import DagsterDev
 
 LOCATION = "churn_platform"
@@ -53,7 +54,7 @@ def _checks_by_asset() -> dict[dg.AssetKey, list[str]]:
     return checks
 
 
-def _open(page, url: str) -> None:
+def _open(page: Page, url: str) -> None:
     page.goto(url, wait_until="domcontentloaded")
     # Dagster greets a new browser profile once with a community dialog: dismiss it so it hides nothing. Once
     # dismissed, the profile remembers it (local storage), so later pages do not wait for it.
@@ -75,7 +76,7 @@ def _label_shows(label: str, name: str) -> bool:
     return name.startswith(head) and name.endswith(tail) and len(name) > len(head) + len(tail)
 
 
-def _node_labels(page, expected: int) -> list[str]:
+def _node_labels(page: Page, expected: int) -> list[str]:
     """The labels of the asset nodes on the graph, once at least ``expected`` of them are drawn."""
     deadline = time.monotonic() + 60
     while True:
@@ -89,7 +90,7 @@ def _asset_url(base_url: str, key: dg.AssetKey) -> str:
     return f"{base_url}/assets/{'/'.join(quote(part, safe='') for part in key.path)}"
 
 
-def test_the_asset_graph_shows_every_layer(dagster_ui: DagsterDev, page, artifacts: Path) -> None:
+def test_the_asset_graph_shows_every_layer(dagster_ui: DagsterDev, page: Page, artifacts: Path) -> None:
     groups = _assets_by_group()
     missing = set(LAYERS.values()) - set(groups)
     assert not missing, f"layers without assets in the definitions: {missing} (groups: {sorted(groups)})"
@@ -112,13 +113,18 @@ def test_the_asset_graph_shows_every_layer(dagster_ui: DagsterDev, page, artifac
     page.screenshot(path=str(artifacts / "lineage-global.png"))
 
 
-def test_the_catalog_lists_every_asset_with_its_full_key(dagster_ui: DagsterDev, page, artifacts: Path) -> None:
+def test_the_catalog_lists_every_asset_with_its_full_key(dagster_ui: DagsterDev, page: Page, artifacts: Path) -> None:
     keys = [key for group in _assets_by_group().values() for key in group]
     page.set_viewport_size({"width": 1600, "height": 300 + 70 * len(keys)})  # no row scrolled out of the list
     _open(page, f"{dagster_ui.base_url}/assets")
     page.get_by_text(keys[0].to_user_string().replace("/", " / "), exact=True).first.wait_for(timeout=60_000)
-    text = page.inner_text("body")
-    missing = [key.to_user_string() for key in keys if key.to_user_string().replace("/", " / ") not in text]
+    deadline = time.monotonic() + 30
+    while True:  # the rows arrive with the page's queries: wait for all of them, for a while
+        text = page.inner_text("body")
+        missing = [key.to_user_string() for key in keys if key.to_user_string().replace("/", " / ") not in text]
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert not missing, f"not in the catalog: {missing}"
     page.screenshot(path=str(artifacts / "catalog.png"), full_page=True)
 
@@ -134,32 +140,37 @@ def _check_subjects() -> list[tuple[dg.AssetKey, list[str]]]:
 
 
 def test_checks_are_visible_on_their_asset_with_their_latest_result(
-    dagster_ui: DagsterDev, deployed_platform: DeployedPlatform, page, artifacts: Path, monkeypatch
+    dagster_ui: DagsterDev, deployed_platform: DeployedPlatform, page: Page, artifacts: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for key, value in deployed_platform.env.items():
         if key.startswith("DAGSTER_POSTGRES_"):
             monkeypatch.setenv(key, value)
     with dg.DagsterInstance.from_config(str(deployed_platform.dagster_home)) as instance:
         for key, names in _check_subjects():
+            # What the run recorded for each check; the page must show the same (a check still planned shows none).
+            statuses = {}
+            for name in names:
+                record = instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(key, name))
+                statuses[name] = record.status.value if record else "never evaluated"
+                if "drift" in name:  # the night evaluated the drift check, whichever way it went
+                    assert statuses[name] in {"SUCCEEDED", "FAILED"}, f"the drift check {name}: {statuses[name]}"
             _open(page, f"{_asset_url(dagster_ui.base_url, key)}?view=checks")
             page.get_by_text(f"Checks ({len(names)})").first.wait_for(state="visible", timeout=60_000)
+            shown = {"SUCCEEDED": "Succeeded", "FAILED": "Failed"}
+            for status in {shown[s] for s in statuses.values() if s in shown}:
+                page.get_by_text(status, exact=True).first.wait_for(state="visible", timeout=30_000)
             text = page.inner_text("body")
-            for name in names:
+            for name, status in statuses.items():
                 assert name in text, f"check {name} of {key.to_user_string()} is not shown"
-                record = instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(key, name))
-                # The result the run recorded is the one the page shows (a check still planned shows none).
-                status = record.status.value if record else "never evaluated"
-                shown = {"SUCCEEDED": "Succeeded", "FAILED": "Failed"}.get(status)
-                if "drift" in name:  # the night evaluated the drift check, whichever way it went
-                    assert shown, f"the drift check {name} has no result: {status}"
-                if shown:
-                    assert shown in text, f"check {name}: the run recorded {status}, the page shows no {shown}"
+                if status in shown:
+                    assert shown[status] in text, f"check {name}: the run recorded {status}, the page shows otherwise"
             page.screenshot(path=str(artifacts / f"checks-{'-'.join(key.path)}.png"))
 
 
 @pytest.mark.parametrize("view", ["overview", "events"])
 def test_a_materialized_asset_page_shows_its_history(
-    dagster_ui: DagsterDev, page, artifacts: Path, view: str
+    dagster_ui: DagsterDev, page: Page, artifacts: Path, view: str
 ) -> None:
     key = dg.AssetKey(["raw", "customers"])
     _open(page, f"{_asset_url(dagster_ui.base_url, key)}?view={view}")

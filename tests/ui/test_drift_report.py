@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from deployed_platform import DeployedPlatform
+from playwright.sync_api import BrowserContext
 
 
 @pytest.fixture
@@ -24,7 +25,8 @@ def drift_materialization(deployed_platform: DeployedPlatform, monkeypatch: pyte
 
 
 def test_the_saved_drift_report_renders_in_the_browser(
-    drift_materialization: dict[str, object], deployed_platform: DeployedPlatform, browser, artifacts: Path
+    drift_materialization: dict[str, object], deployed_platform: DeployedPlatform, browser: BrowserContext,
+    artifacts: Path,
 ) -> None:
     path = Path(str(drift_materialization["report_path"]))
     assert path.is_relative_to(deployed_platform.lake_root / "monitoring" / "drift_reports"), path

@@ -18,12 +18,16 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from dagster_project.settings import REPO_ROOT
 
-ARTIFACTS = REPO_ROOT / "artifacts" / "ui"  # gitignored; CI keeps it as the tests' output
+if TYPE_CHECKING:
+    from playwright.sync_api import BrowserContext
+
+ARTIFACTS = REPO_ROOT / "artifacts" / "ui"  # gitignored; kept after the run for a person to look at
 CHROMIUM = "/usr/bin/chromium"
 # Headless, and nothing that reaches out: without the background-networking flags the sandboxed machine refuses
 # Chromium's own connections and pages stall.
@@ -63,7 +67,7 @@ def ensure_chromium() -> str:
 
 
 @contextlib.contextmanager
-def browser_context() -> Iterator["object"]:
+def browser_context() -> Iterator["BrowserContext"]:
     """A headless Chromium with a fresh profile of its own, as a Playwright browser context."""
     from playwright.sync_api import sync_playwright
 
