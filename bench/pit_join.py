@@ -10,7 +10,7 @@ read the very same files. Some (customer, day) snapshots are missing (late or sk
 sign up late, so the job's as-of fallback and its "no snapshot" accounting both do real work. Prediction times
 are arbitrary timestamps, a fifth of them exactly midnight.
 
-Timed, warm (best of ``--repeat`` after one untimed warm-up run of each engine):
+Timed, warm (best of ``--repeat`` after one untimed warm-up run of each engine, unless ``--no-warmup``):
 * Spark session start-up, apart;
 * the project's job, ``spark_jobs.training_set.run``: read labels and the Delta snapshots at a pinned version,
   join, write a new Delta version with its commit metadata, and verify what was written;
@@ -80,8 +80,12 @@ def generate(root: Path, customers: int, days: int, labels: int, features: int, 
     return {"snapshot_rows": snapshot_rows, "label_rows": labels}
 
 
+WARMUP = True
+
+
 def best_of(repeat: int, fn: Callable[[], object]) -> tuple[float, object]:
-    fn()  # warm-up: JIT, file cache, and Spark's and DuckDB's own caches of metadata
+    if WARMUP:
+        fn()  # warm-up: JIT, file cache, and Spark's and DuckDB's own caches of metadata
     times, result = [], None
     for _ in range(repeat):
         started = time.perf_counter()
@@ -113,11 +117,14 @@ def main() -> int:
     parser.add_argument("--features", type=int, default=10)
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies customers and labels")
     parser.add_argument("--repeat", type=int, default=2, help="timed runs after the warm-up (best is reported)")
+    parser.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=True, help="one untimed run first")
     parser.add_argument("--naive", action="store_true", help="also time a naive Spark window join")
     parser.add_argument("--driver-memory", default=None, help="default: settings.spark_driver_memory")
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder, removed after")
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
+    global WARMUP
+    WARMUP = args.warmup
     customers, labels = int(args.customers * args.scale), int(args.labels * args.scale)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="pit_bench_"))
     paths = OfflineStorePaths(workdir / "lake")

@@ -10,7 +10,9 @@ from dagster_project.resources import build_resources
 # The nightly job runs one day per run, which every asset supports. Backfills of the dbt and offline-store assets
 # alone may take 31 days in one run; Dagster notes the difference each time the job resolves. It is by design.
 warnings.filterwarnings(
-    "ignore", message="Asset job nightly_pipeline materializes assets with varying BackfillPolicies", category=UserWarning
+    "ignore",
+    message="Asset job nightly_pipeline materializes assets with varying BackfillPolicies",
+    category=UserWarning,
 )
 
 defs = dg.Definitions.merge(

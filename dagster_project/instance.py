@@ -7,7 +7,6 @@ import dagster as dg
 
 from dagster_project.settings import Settings, get_settings
 
-
 # Telemetry off: the embedded default makes no outside connection; storage defaults to SQLite in this folder.
 # Every pool admits one step at a time: `duckdb_warehouse` because DuckDB allows one writer per file,
 # `model_registry` so that two runs never move the champion alias at once.

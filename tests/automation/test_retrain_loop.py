@@ -261,3 +261,37 @@ def test_real_definitions_wire_the_nightly_job_the_retrain_job_the_schedule_and_
     assert {BATCH_SCORES_KEY, dg.AssetKey(["lake", "churn_labels"])} <= set(performance.parent_keys)
     assert dg.AssetKey(["ml", "champion_model"]) in graph.get(BATCH_SCORES_KEY).parent_keys
     assert {"scores_are_sane", DRIFT_CHECK, PERFORMANCE_CHECK} <= {k.name for k in graph.asset_check_keys}
+
+
+def test_the_story_summary_says_what_happened() -> None:
+    from dagster_project.defs.automation import story
+
+    day = lambda n: START + dt.timedelta(days=n)  # noqa: E731
+    summary = story.StorySummary(first=day(0), last=day(9), scenario="price_rise", drift_start=day(6),
+                                 customers=500, first_training_day=day(3))
+    for n in range(10):
+        record = story.DayRecord(day=day(n), success=n != 8, warm_up=n < 3, champion=None if n < 3 else "1")
+        if n >= 3:
+            record.drift_share = 0.5 if n >= 6 else 0.05
+            record.drift_failed = n >= 6
+            record.drifted_features = "a, b, c, d, e, f, g" if n >= 6 else "none"
+        if n == 9:
+            record.champion, record.realized_auc, record.realized_version = "2", 0.71, "1"
+        record.error = "scoring__batch_scores: boom" if n == 8 else None
+        summary.days.append(record)
+    summary.retrains = [
+        story.Retrain(day(3), "bootstrap", None, True, "1", "promoted", 0.80, None),
+        story.Retrain(day(6), "drift", day(6).isoformat(), True, "2", "promoted", 0.79, 0.78),
+    ]
+    summary.versions = {"1": {"validation_auc": 0.8, "decision": "promoted", "champion": False},
+                        "2": {"validation_auc": 0.79, "decision": "promoted", "champion": True}}
+    text = story.format_summary(summary)
+    assert "9 of 10 nights ran (2025-01-01 to 2025-01-10); scenario price_rise from 2025-01-07" in text
+    assert "warm-up (no model yet): 3 nights" in text
+    assert "days scored: 7 (2025-01-04..2025-01-10)" in text
+    assert "drift detected on 4 days: 2025-01-07..2025-01-10 (peak 50% of features" in text
+    assert "a, b, c, d, e and 2 more" in text
+    assert "retrains triggered by the sensor: 1" in text
+    assert "v2 promoted" in text and "for 2025-01-07" in text
+    assert "champions, in turn: v1 (validation AUC 0.800, realized 0.710 over 1 days) -> v2" in text
+    assert "FAILED 2025-01-09: scoring__batch_scores: boom" in text

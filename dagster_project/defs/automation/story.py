@@ -280,9 +280,11 @@ def format_summary(summary: StorySummary) -> str:
     ]
     if drifted:
         peak = max(drifted, key=lambda d: d.drift_share or 0)
+        top = [f for f in peak.drifted_features.split(", ") if f]
+        named = ", ".join(top[:5]) + (f" and {len(top) - 5} more" if len(top) > 5 else "")
         lines.append(
             f"  drift detected on {len(drifted)} days: {_span([d.day for d in drifted])} (peak "
-            f"{(peak.drift_share or 0):.0%} of features on {peak.day}: {peak.drifted_features})"
+            f"{(peak.drift_share or 0):.0%} of features on {peak.day}: {named})"
         )
     else:
         shares = [d.drift_share for d in days if d.drift_share is not None]
@@ -302,8 +304,8 @@ def format_summary(summary: StorySummary) -> str:
         outcome = "failed" if not r.success else f"v{r.version} {r.decision or 'pending'}"
         trigger = f"for {r.trigger}" if r.trigger else ""
         lines.append(
-            f"    {r.day}  {r.reason:<11} {trigger:<14} {outcome:<14} holdout AUC {_auc(r.holdout_auc)}"
-            f" (champion before: {_auc(r.champion_auc)})"
+            f"    {r.day}  {r.reason:<17} {trigger:<14} {outcome:<13} holdout AUC {_auc(r.holdout_auc)}"
+            f" (champion on the same rows: {_auc(r.champion_auc)})"
         )
     realized: dict[str, list[float]] = {}
     for d in judged:
@@ -317,11 +319,14 @@ def format_summary(summary: StorySummary) -> str:
         return f"v{version} (validation AUC {_auc(info.get('validation_auc'))}{mean})"
 
     scorers = list(dict.fromkeys(d.champion for d in days if d.champion))
+    final = next((v for v, info in summary.versions.items() if info.get("champion")), None)
+    if final is not None and final not in scorers:
+        scorers.append(final)  # promoted after the last night: it scores from the next one
     if scorers:
-        lines.append("  champions, in the order they scored: " + " -> ".join(describe(v) for v in scorers))
+        lines.append("  champions, in turn: " + " -> ".join(describe(v) for v in scorers))
         before = next((d.champion for d in days if d.champion and d.day >= summary.drift_start), None)
-        if summary.scenario != "none" and before is not None:
-            lines.append(f"  before the drift: {describe(before)}; at the end: {describe(scorers[-1])}")
+        if summary.scenario != "none" and before is not None and final is not None:
+            lines.append(f"  when the drift started: {describe(before)}; at the end: {describe(final)}")
     for d in [d for d in days if not d.success][:5]:
         lines.append(f"  FAILED {d.day}: {d.error}")
     return "\n".join(lines)
