@@ -1,14 +1,14 @@
 # The two commands of the quick start, and a few more. Each target creates .venv itself when needed.
-#   make run    set up, then run the nightly pipeline on the embedded default (DAYS=30 days)
+#   make run    set up, then the whole story on the embedded default: DAYS=120 simulated nights with a drift
 #   make test   set up, then ruff and the whole test suite
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DAYS ?= 30
+DAYS ?= 120
 PYTEST_ARGS ?=
 
-.PHONY: setup manifest run test lint ui clean-data java
+.PHONY: setup manifest jars run test lint ui clean-data java
 
 setup: $(STAMP)
 
@@ -32,13 +32,17 @@ $(STAMP): pyproject.toml
 manifest: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dagster-dbt project prepare-and-package --file dagster_project/defs/features/project.py
 
-run: java setup manifest
+# The Delta jars, fetched once from Maven Central into PLATFORM_JARS_CACHE; later Spark sessions start offline.
+jars: setup
+	$(BIN)/python -m spark_jobs.session --fetch-jars
+
+run: java setup manifest jars
 	$(BIN)/python -m dagster_project.cli run --days $(DAYS)
 
 lint: setup
 	$(BIN)/ruff check .
 
-test: java setup lint manifest
+test: java setup lint manifest jars
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ui: setup manifest
