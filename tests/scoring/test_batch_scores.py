@@ -54,6 +54,26 @@ def test_score_snapshot_gives_one_banded_probability_per_customer(small_model: o
     assert {"low", "medium", "high"} >= set(scores["risk_band"]) and scores["risk_band"].nunique() >= 2
     assert set(scores["model_version"]) == {"7"} and set(scores["model_name"]) == {"churn_model"}
     assert scores["scored_at"].iloc[0] == pd.Timestamp(scored_at)
+    # Scored in batches (memory stays bounded), the result is the same to the last bit.
+    batched = scoring.score_snapshot(small_model, features, model_name="churn_model", model_version="7",
+                                     scored_at=scored_at, batch_rows=7)
+    pd.testing.assert_frame_equal(batched, scoring.score_snapshot(
+        small_model, features, model_name="churn_model", model_version="7", scored_at=scored_at))
+
+
+def test_top_risk_ranks_by_probability_then_customer_and_keeps_ties_exact() -> None:
+    features = _snapshot(8)
+    p = [0.2, 0.9, 0.5, 0.9, 0.1, 0.5, 0.5, 0.3]
+    scores = pd.DataFrame({"customer_id": features["customer_id"], "snapshot_date": DAY, "churn_probability": p,
+                           "risk_band": "x", "model_name": "m", "model_version": "1"})
+    top = scoring.top_risk(scores, features, 4)
+    ids = features["customer_id"].tolist()
+    # Two at 0.9, then the first two (by customer id) of the three tied at 0.5.
+    assert top["customer_id"].tolist() == [ids[1], ids[3], ids[2], ids[5]]
+    assert top["rank"].tolist() == [1, 2, 3, 4]
+    assert top["monthly_price"].tolist() == features["monthly_price"].iloc[[1, 3, 2, 5]].tolist()
+    with pytest.raises(ValueError, match="row for row"):
+        scoring.top_risk(scores, features.iloc[::-1], 4)
 
 
 def test_risk_band_edges_and_order() -> None:

@@ -102,7 +102,9 @@ def batch_scores(
         context.log.info(f"re-scored {date}: replaced {written.replaced_rows} earlier scores of the day")
 
     # The check reads back what was stored, so it also catches a write that appended instead of replacing.
+    started = time.perf_counter()
     sanity = scoring.check_scores(scoring.read_scores_table(lake.root, date), features["customer_id"])
+    timings["check_seconds"] = time.perf_counter() - started
     probability = scores["churn_probability"].to_numpy()
     band_counts = scores["risk_band"].value_counts()
     return dg.MaterializeResult(

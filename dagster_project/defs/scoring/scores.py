@@ -45,6 +45,8 @@ TOP_RISK_CONTEXT = (
     "acquisition_channel",
     "payment_method",
 )
+# Rows predicted at a time (see score_snapshot).
+BATCH_ROWS = 200_000
 # Checkpoint the Delta log every N commits so readers replay a short log, not one JSON file per night.
 CHECKPOINT_EVERY = 25
 
@@ -133,7 +135,10 @@ def read_feature_snapshot(
                 "was trained; retrain it (the `retrain` job)"
             )
         wanted = list(dict.fromkeys([*KEY_COLUMNS, *columns, *(c for c in optional if c in available)]))
-    frame = table.to_pandas(partitions=_partition_filter(date), columns=wanted)
+    arrow = pa.table(table.to_pyarrow_table(partitions=_partition_filter(date), columns=wanted))
+    # Each Arrow column is released as soon as it is converted: the day is never held twice in full.
+    frame = arrow.to_pandas(self_destruct=True, split_blocks=True)
+    del arrow
     if frame.empty:
         raise NoFeatureSnapshotError(
             f"the offline store {path} has no snapshot for {date}: materialize offline_store/feature_snapshots "
@@ -173,11 +178,12 @@ def score_snapshot(
     model_version: str,
     bands: RiskBands | None = None,
     scored_at: dt.datetime | None = None,
+    batch_rows: int = BATCH_ROWS,
 ) -> pd.DataFrame:
     """Score one day's feature snapshot: one row per customer with its churn probability and risk band.
 
     ``features`` holds ``customer_id``, ``snapshot_date`` (a single day) and at least the model's feature columns.
-    Returns the columns of ``SCORES_SCHEMA``.
+    Returns the columns of ``SCORES_SCHEMA``, row for row with ``features``.
     """
     missing = [c for c in KEY_COLUMNS if c not in features.columns]
     if missing:
@@ -192,7 +198,12 @@ def score_snapshot(
             f"{features.loc[duplicated, 'customer_id'].head(3).tolist()}: the offline store must hold one row per "
             "customer and day"
         )
-    probability = churn_probability(model, model_input(model, features))
+    # Predicted in batches: the model's input and its encoded copy exist for one batch at a time, so memory
+    # stays bounded for any number of customers while each batch is large enough to keep every core busy.
+    probability = np.empty(len(features), dtype="float64")
+    for start in range(0, len(features), batch_rows):
+        batch = features.iloc[start : start + batch_rows]
+        probability[start : start + len(batch)] = churn_probability(model, model_input(model, batch))
     stamp = pd.Timestamp(scored_at or dt.datetime.now(dt.UTC))
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return pd.DataFrame(
