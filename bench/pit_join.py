@@ -7,8 +7,9 @@
 The snapshots are written once as hive-partitioned Parquet (``snapshot_date=D/part-0.parquet``) and turned into a
 Delta table in place with ``CONVERT TO DELTA``, so Spark (through Delta) and DuckDB (through ``read_parquet``)
 read the very same files. Some (customer, day) snapshots are missing (late or skipped days) and some customers
-sign up late, so the job's as-of fallback and its "no snapshot" accounting both do real work. Prediction times
-are arbitrary timestamps, a fifth of them exactly midnight.
+sign up late, so the job's as-of fallback and its "no snapshot" accounting both do real work
+(``--missing-share 0 --signup-share 0`` gives the common case of dbt's own labels, which all find their day).
+Prediction times are arbitrary timestamps, a fifth of them exactly midnight.
 
 Timed, warm (best of ``--repeat`` after one untimed warm-up run of each engine, unless ``--no-warmup``):
 * Spark session start-up, apart;
@@ -40,16 +41,25 @@ from spark_jobs.paths import OfflineStorePaths
 START = dt.date(2025, 1, 1)
 
 
-def generate(root: Path, customers: int, days: int, labels: int, features: int, seed: int) -> dict[str, int]:
+def generate(
+    root: Path,
+    customers: int,
+    days: int,
+    labels: int,
+    features: int,
+    seed: int,
+    signup_share: float = 0.1,
+    missing_share: float = 0.02,
+) -> dict[str, int]:
     """Snapshots (hive-partitioned, ready for CONVERT TO DELTA) and labels (the lake's label layout)."""
     rng = np.random.default_rng(seed)
     ids = np.array([f"c{i:08d}" for i in range(customers)], dtype=object)
-    # A tenth of the customers sign up during the window: before that day they have no snapshot.
-    signup = np.where(rng.random(customers) < 0.1, rng.integers(0, days, customers), 0)
+    # Some customers sign up during the window: before that day they have no snapshot.
+    signup = np.where(rng.random(customers) < signup_share, rng.integers(0, days, customers), 0)
     paths = OfflineStorePaths(root / "lake")
     snapshot_rows = 0
     for d in range(days):
-        present = (signup <= d) & (rng.random(customers) >= 0.02)  # 2% of the days are missing (late, skipped)
+        present = (signup <= d) & (rng.random(customers) >= missing_share)  # late or skipped days
         n = int(present.sum())
         columns = {"customer_id": pa.array(ids[present], pa.string())}
         for f in range(features):
@@ -122,6 +132,8 @@ def main() -> int:
     parser.add_argument("--driver-memory", default=None, help="default: settings.spark_driver_memory")
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder, removed after")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--signup-share", type=float, default=0.1, help="customers who sign up during the window")
+    parser.add_argument("--missing-share", type=float, default=0.02, help="(customer, day) snapshots missing")
     args = parser.parse_args()
     global WARMUP
     WARMUP = args.warmup
@@ -130,7 +142,9 @@ def main() -> int:
     paths = OfflineStorePaths(workdir / "lake")
     try:
         started = time.perf_counter()
-        sizes = generate(workdir, customers, args.days, labels, args.features, args.seed)
+        sizes = generate(
+            workdir, customers, args.days, labels, args.features, args.seed, args.signup_share, args.missing_share
+        )
         took = time.perf_counter() - started
         print(f"data: {labels:,} labels vs {customers:,} customers x {args.days} days x {args.features} features "
               f"= {sizes['snapshot_rows']:,} snapshot rows (generated in {took:.1f}s)")  # fmt: skip

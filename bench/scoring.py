@@ -154,8 +154,9 @@ def asset_runs(root: Path, repeats: int) -> None:
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     for _ in range(repeats):
         t0 = time.perf_counter()
-        result = dg.materialize([batch_scores], partition_key=DAY.isoformat(), resources=resources,
-                                instance=instance, run_config=quiet)
+        result = dg.materialize(
+            [batch_scores], partition_key=DAY.isoformat(), resources=resources, instance=instance, run_config=quiet
+        )
         run_seconds = time.perf_counter() - t0
         [event] = result.get_asset_materialization_events()
         metadata = {k: v.value for k, v in event.materialization.metadata.items() if k.endswith("_seconds")}
@@ -195,13 +196,18 @@ def main(argv: list[str] | None = None) -> int:
         write_snapshot(lake, frame)
         version = register_champion(lake, store, frame, labels, args.train_rows)
         del frame, labels
-        print(f"setup: {args.customers:,} customers x {args.features} features, champion v{version} "
-              f"({time.perf_counter() - started:.0f} s, untimed)", flush=True)
+        print(
+            f"setup: {args.customers:,} customers x {args.features} features, champion v{version} "
+            f"({time.perf_counter() - started:.0f} s, untimed)",
+            flush=True,
+        )
 
         # End to end first, in a fresh process: its memory is the asset's own, not this script's.
         child = subprocess.run(
             [sys.executable, __file__, "--asset-only", "--data-root", str(root), "--repeats", str(args.repeats)],
-            capture_output=True, text=True, env={**os.environ, "PLATFORM_DATA_ROOT": str(root)},
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PLATFORM_DATA_ROOT": str(root)},
         )
         lines = [line for line in child.stdout.splitlines() if line.startswith(RESULT_MARKER)]
         if child.returncode != 0 or not lines:
@@ -211,8 +217,9 @@ def main(argv: list[str] | None = None) -> int:
 
         champion = load_champion(store)
         model = champion.model
-        snapshot = scoring.read_feature_snapshot(lake, DAY, columns=champion.feature_columns(),
-                                                 optional=scoring.TOP_RISK_CONTEXT)
+        snapshot = scoring.read_feature_snapshot(
+            lake, DAY, columns=champion.feature_columns(), optional=scoring.TOP_RISK_CONTEXT
+        )
         X = scoring.model_input(model, snapshot)
 
         def best(fn: object, repeats: int) -> float:
@@ -224,8 +231,10 @@ def main(argv: list[str] | None = None) -> int:
             return min(times)
 
         raw = best(lambda: model.predict_proba(X), args.repeats)
-        predict = best(lambda: scoring.score_snapshot(model, snapshot, model_name=champion.name,
-                                                      model_version=champion.version), args.repeats)
+        predict = best(
+            lambda: scoring.score_snapshot(model, snapshot, model_name=champion.name, model_version=champion.version),
+            args.repeats,
+        )
     finally:
         if args.data_root is None:
             shutil.rmtree(root, ignore_errors=True)
@@ -233,8 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     fastest = min(asset["runs"], key=lambda r: r["asset"])
     asset_seconds, run_seconds = fastest["asset"], min(r["run"] for r in asset["runs"])
     n = args.customers
-    print(f"\nscoring {n:,} customers ({args.features} features, HistGradientBoosting, 200 iterations); "
-          f"best of {args.repeats}; {os.cpu_count()} cores")
+    print(
+        f"\nscoring {n:,} customers ({args.features} features, HistGradientBoosting, 200 iterations); "
+        f"best of {args.repeats}; {os.cpu_count()} cores"
+    )
     print(f"  {'step':<34}{'seconds':>9}{'rows/s':>14}{'ratio to raw':>15}")
     rows = [
         ("raw predict_proba (in memory)", raw),
@@ -246,12 +257,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:<34}{seconds:>9.2f}{n / seconds:>14,.0f}{raw / seconds:>15.2f}")
     parts = ("load_model_seconds", "read_seconds", "predict_seconds", "write_seconds")
     rest = asset_seconds - sum(fastest[k] for k in parts)
-    print("  inside the asset: " + ", ".join(f"{k.removesuffix('_seconds')} {fastest[k]:.2f} s" for k in parts)
-          + f"; sanity check and the rest {rest:.2f} s")
+    print(
+        "  inside the asset: "
+        + ", ".join(f"{k.removesuffix('_seconds')} {fastest[k]:.2f} s" for k in parts)
+        + f"; sanity check and the rest {rest:.2f} s"
+    )
     print(f"  peak memory (RSS) of the process running the asset: {asset['peak_rss_gb']:.2f} GB")
     ok_e2e, ok_predict = raw / asset_seconds >= 0.5, raw / predict >= 0.9
-    print(f"targets: end to end >= 0.5: {'met' if ok_e2e else 'MISSED'} ({raw / asset_seconds:.2f}); "
-          f"predict step >= 0.9: {'met' if ok_predict else 'MISSED'} ({raw / predict:.2f})")
+    print(
+        f"targets: end to end >= 0.5: {'met' if ok_e2e else 'MISSED'} ({raw / asset_seconds:.2f}); "
+        f"predict step >= 0.9: {'met' if ok_predict else 'MISSED'} ({raw / predict:.2f})"
+    )
     return 0 if ok_e2e and ok_predict else 1
 
 

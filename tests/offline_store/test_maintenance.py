@@ -57,11 +57,11 @@ def test_vacuum_deletes_unprotected_files_and_keeps_protected_versions_readable(
         write_features(paths.lake_root, D, feature_table(customers, D))
         version = snapshot_day(spark, D, paths).version
         fingerprints[version] = content_fingerprint(version_of(spark, paths.feature_snapshots, version))
-        time.sleep(GAP_SECONDS)
         return version
 
-    rewrite_day(CUSTOMERS[:4])  # v0: its files are removed by v1, long before anything protected
+    rewrite_day(CUSTOMERS[:4])  # v0: its files are removed by v1, well before anything protected
     rewrite_day(CUSTOMERS[:5])  # v1
+    time.sleep(GAP_SECONDS)
     rewrite_day(CUSTOMERS[:6])  # v2: a model's training set is built from it
     write_labels(paths.lake_root, D + dt.timedelta(days=1), [(c, D, end_of(D), 1) for c in CUSTOMERS])
     training = run(spark, paths)
