@@ -99,6 +99,7 @@ class SnapshotWrite:
     schema_change: SchemaDiff
     commit_metadata: dict[str, Any]
     seconds: float
+    columns: list[tuple[str, str]] = field(default_factory=list)  # (name, Spark type) of the table after the write
 
 
 def read_customer_features(spark: SparkSession, source: str | Path) -> DataFrame:
@@ -208,6 +209,7 @@ def write_feature_snapshot(
         writer = writer.option("mergeSchema", "true")
     writer.save(str(table_path))
     version = tables.version_written_by(spark, table_path, write_id)
+    written = frame.select(*columns).schema
     return SnapshotWrite(
         snapshot_date=snapshot_date,
         table_path=str(table_path),
@@ -217,6 +219,7 @@ def write_feature_snapshot(
         schema_change=diff,
         commit_metadata=metadata,
         seconds=round(time.monotonic() - started, 3),
+        columns=[(f.name, f.dataType.simpleString()) for f in written.fields],
     )
 
 

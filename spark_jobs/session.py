@@ -63,6 +63,8 @@ RUNTIME_CONF = {
     # Parquet written by pyarrow and pandas carries zone-less timestamps: keep them zone-less.
     "spark.sql.parquet.inferTimestampNTZ.enabled": "true",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
+    # A training set has dozens of columns: print its plans whole instead of warning about truncating them.
+    "spark.sql.debug.maxToStringFields": "500",
 }
 
 
@@ -224,6 +226,8 @@ def build_session(
         return builder.getOrCreate()
 
     jars = fetch_delta_jars(jars_cache)
+    if master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # no host-name lookup, and no warning about it
     builder = SparkSession.builder.master(master).appName(app_name)
     conf = session_conf(master, driver_memory or settings.spark_driver_memory, jars)
     for key, value in {**conf, **(extra_conf or {})}.items():

@@ -32,8 +32,9 @@ Reproducibility
 ---------------
 Each build overwrites the Delta table ``training_set`` (one new version) and names in its commit the version of
 ``feature_snapshots`` it read (``feature_store_version``) and the exact label partitions with their content
-hash. ``rebuild_training_set`` reads that feature-store version back through Delta time travel and yields the
-same rows; ``content_fingerprint`` proves it.
+hash. While the rows stream into the writer they are counted, hashed (``content_fingerprint``, independent of row
+order) and checked for leaks, in the same pass. ``rebuild_training_set`` reads that feature-store version back
+through Delta time travel and yields the same rows: the same fingerprint.
 
 Run alone: ``python -m spark_jobs.training_set [--feature-store-version N] [--rebuild N]``.
 """
@@ -339,6 +340,7 @@ class TrainingSetWrite:
     future_feature_rows: int  # rows whose snapshot was not complete at their prediction time: must be 0
     commit_metadata: dict[str, Any]
     seconds: float
+    columns: list[tuple[str, str]] = field(default_factory=list)  # (name, Spark type) as written
 
 
 def build_training_set(
@@ -422,6 +424,7 @@ def write_training_set(
         future_feature_rows=int(seen["leaks"] or 0),
         commit_metadata=metadata,
         seconds=round(time.monotonic() - started, 3),
+        columns=[(f.name, f.dataType.simpleString()) for f in join.frame.schema.fields],
     )
 
 
@@ -463,9 +466,12 @@ def rebuild_training_set(
     meta = tables.commit(spark, paths.training_set, version).user_metadata
     if meta.get("job") != JOB or meta.get("feature_store_version") is None:
         raise ValueError(f"version {version} of {paths.training_set} was not written by the training-set job")
+    labels_dir = Path(meta["labels_path"])
+    if not labels_dir.exists():  # the lake moved since: the same partitions under today's lake root
+        labels_dir = paths.churn_labels
     labels = read_labels(
         spark,
-        Path(meta["labels_path"]),
+        labels_dir,
         dt.date.fromisoformat(meta["labels_first_partition"]),
         dt.date.fromisoformat(meta["labels_last_partition"]),
     )

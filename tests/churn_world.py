@@ -2,7 +2,8 @@
 
 It writes what the layers upstream of scoring produce, in their exact formats:
 
-* the offline store's feature snapshots, a Delta table partitioned by ``snapshot_date``;
+* the offline store's feature snapshots, a Delta table partitioned by ``snapshot_date`` (or the feature layer's
+  daily export, which the real snapshot job turns into them);
 * the feature layer's matured labels, ``<lake>/features/churn_labels/date=M/part-0.parquet`` holding the labels of
   snapshot M - N (the export files a label under the day it matured);
 * a training set in the offline store's Delta contract (for tests that do not build it with Spark).
@@ -149,6 +150,15 @@ class ChurnWorld:
         from deltalake import DeltaTable
 
         return DeltaTable(str(path)).version()
+
+    def write_feature_exports(self, lake_root: Path, snapshot_days: list[dt.date]) -> None:
+        """The feature layer's export of each day, ``<lake>/features/customer_features/date=D/part-0.parquet``: what
+        the offline store's snapshot job reads."""
+        for day in snapshot_days:
+            table = pa.Table.from_pandas(self.features(day), preserve_index=False)
+            index = table.schema.get_field_index("snapshot_date")
+            table = table.set_column(index, "snapshot_date", table["snapshot_date"].cast(pa.date32()))
+            write_partition_atomically(table, partition_path(Path(lake_root), "features", "customer_features", day))
 
     def write_labels(self, lake_root: Path, matured_days: list[dt.date]) -> None:
         """The labels export of each day M: the labels of snapshot M - horizon, which matured on M."""

@@ -1,9 +1,11 @@
-"""The loop end to end on a real Dagster instance: the nightly schedule, drift and performance checks, the retrain
-sensor with its cooldown, and the promotion gate. Schedules and sensors are evaluated with Dagster's own APIs
-(``build_schedule_context``, ``build_sensor_context``, ``evaluate_tick``) through the same replay functions the
-main command uses. Retraining is the real ``retrain`` job: Spark builds the point-in-time training set from the
-offline store, then the model is trained, registered and gated in MLflow. Upstream of the offline store, the churn
-world stands in for raw data and dbt (it writes the snapshots and matured labels in their contracts)."""
+"""The loop end to end on a real Dagster instance, driven by the main command's own story logic: the nightly
+schedule evaluated at its ticks, the first model trained once labels have matured, drift and performance checks,
+the retrain sensor with its cooldown, and the promotion gate. Schedules and sensors are evaluated with Dagster's
+own APIs (``build_schedule_context``, ``build_sensor_context``, ``evaluate_tick``). Each night is the real
+``nightly_pipeline`` from the offline store on: Spark turns the day's feature export into a Delta snapshot, the
+champion scores it, Evidently compares it with the champion's reference. Retraining is the real ``retrain`` job:
+Spark builds the point-in-time training set, the model is trained, registered and gated in MLflow. Upstream of the
+offline store, the churn world stands in for raw data and dbt (it writes their outputs in their contracts)."""
 
 import datetime as dt
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 from churn_world import FAST_TRAINING, START, ChurnWorld, days
 
 from dagster_project.defs import automation, ml, monitoring, offline_store, scoring
-from dagster_project.defs.automation import replay
+from dagster_project.defs.automation import replay, story
 from dagster_project.defs.automation.jobs import RETRAIN_JOB
 from dagster_project.defs.automation.schedules import NIGHTLY_SCHEDULE
 from dagster_project.defs.automation.sensors import (
@@ -37,12 +39,7 @@ from dagster_project.defs.scoring.assets import BATCH_SCORES_KEY
 from dagster_project.resources import MlflowResource, build_resources
 from dagster_project.settings import Settings
 
-# Labels mature 30 days after their snapshot and the model validates on 14 days: the first champion needs about
-# 80 days of history. The story then runs a few nights from day 95.
-STORY_START = START + dt.timedelta(days=95)
-DRIFT_START = START + dt.timedelta(days=98)
-FAST = {"ops": {"churn_model": {"config": FAST_TRAINING}}}
-DOWNSTREAM_OF_THE_STORE = [BATCH_SCORES_KEY, DRIFT_REPORT_KEY, MODEL_PERFORMANCE_KEY]
+NO_CHECK_FAILED = "No drift or performance check failed since the last tick"
 
 
 def _defs(settings: Settings) -> dg.Definitions:
@@ -53,32 +50,25 @@ def _defs(settings: Settings) -> dg.Definitions:
     )
 
 
-def _bootstrap(defs: dg.Definitions, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
-    """The first champion, through the real retrain job (as the main command does once enough labels exist)."""
-    request = dg.RunRequest(tags={TAG_REASON: "bootstrap"})
-    result = replay.execute_request(defs, instance, RETRAIN_JOB, request, {}, run_config=FAST)
-    assert result.success
-    return result
-
-
 def _sensor_retrains(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
     runs = instance.get_runs(filters=dg.RunsFilter(job_name=RETRAIN_JOB, tags={replay.SENSOR_NAME_TAG: SENSOR_NAME}))
     return list(runs)
 
 
-def _world_lake(settings: Settings, world: ChurnWorld, story: list[dt.date]) -> None:
-    """Snapshots of every day through the story, and the labels that matured before it starts."""
-    world.write_feature_snapshots(settings.lake_root, days(START, (story[-1] - START).days + 2))
+def _run_story(settings: Settings, world: ChurnWorld, nights: int) -> tuple[story.StorySummary, dg.Definitions,
+                                                                           dg.DagsterInstance]:
+    """History up to the first day a model can be trained (snapshots and matured labels, written directly), the
+    feature exports of the story's nights, then the story itself from that day."""
+    first = story.first_training_day(settings)
+    world.write_feature_snapshots(settings.lake_root, days(START, (first - START).days))
     matured = START + dt.timedelta(days=world.horizon)
-    world.write_labels(settings.lake_root, days(matured, (STORY_START - matured).days))
-
-
-def _night(defs: dg.Definitions, instance: dg.DagsterInstance, world: ChurnWorld, settings: Settings,
-           day: dt.date) -> tuple[dg.RunRequest, dg.ExecuteInProcessResult]:
-    """The labels that mature on ``day`` arrive, then the schedule's run for ``day`` from the offline store on
-    (the world wrote the day's snapshot, standing in for raw data, dbt and the snapshot job)."""
-    world.write_labels(settings.lake_root, [day])
-    return replay.run_nightly(defs, instance, day, asset_selection=DOWNSTREAM_OF_THE_STORE)
+    world.write_labels(settings.lake_root, days(matured, (first - matured).days))
+    nights_ = days(first, nights)
+    world.write_feature_exports(settings.lake_root, nights_)
+    defs, instance = _defs(settings), dg.DagsterInstance.ephemeral()
+    store = MlflowResource.from_settings(settings)
+    summary = story.run_story(defs, instance, settings, nights_, store, training_config=FAST_TRAINING)
+    return summary, defs, instance
 
 
 @pytest.mark.spark
@@ -86,78 +76,67 @@ def _night(defs: dg.Definitions, instance: dg.DagsterInstance, world: ChurnWorld
 def test_covariate_shift_fails_the_drift_check_and_the_sensor_retrains_once_within_the_cooldown(
     settings: Settings, mlflow_store: MlflowResource, spark: object
 ) -> None:
-    story = days(STORY_START, 6)  # 3 calm days, then 3 days of covariate shift (cooldown: 7 days)
-    world = ChurnWorld(drift_start=DRIFT_START)
-    _world_lake(settings, world, story)
-    defs, instance = _defs(settings), dg.DagsterInstance.ephemeral()
-    _bootstrap(defs, instance)
-    assert str(registry.version_by_alias(mlflow_store, "champion").version) == "1"
+    drift_start = story.first_training_day(settings) + dt.timedelta(days=3)
+    world = ChurnWorld(drift_start=drift_start)
+    summary, defs, instance = _run_story(settings, world, nights=6)  # 3 calm nights, 3 drifted (cooldown: 7)
+    records = {r.day: r for r in summary.days}
+    assert all(r.success for r in summary.days), [r.error for r in summary.days]
 
-    cursor, ticks = None, {}
-    for day in story:
-        request, result = _night(defs, instance, world, settings, day)
-        assert request.partition_key == day.isoformat() and result.success
-        drift = next(e for e in result.get_asset_check_evaluations() if e.check_name == DRIFT_CHECK)
-        assert drift.passed == (day < DRIFT_START)
-        tick = replay.tick_sensor(defs, instance, cursor, run_config=FAST)
-        cursor, ticks[day] = tick.cursor, tick
-
-    assert story[3] == DRIFT_START
-    for day in story[:3]:
-        assert not ticks[day].run_requests
-        assert ticks[day].skip_message.startswith("No drift or performance check failed since the last tick")
-    # The first drifted day requests exactly one retrain, keyed by that day and tagged with why.
-    [request] = ticks[DRIFT_START].run_requests
-    assert request.run_key == run_key_for(DRIFT_START)
-    assert request.tags[TAG_REASON] == "drift" and request.tags[TAG_TRIGGER_PARTITION] == DRIFT_START.isoformat()
-    assert f"monitoring/drift_report:{DRIFT_CHECK}@{DRIFT_START}" in request.tags[TAG_FAILED_CHECKS]
-    [retrain] = ticks[DRIFT_START].launched
-    assert retrain.success
-    # The drift persists; the cooldown holds the next days back and says until when.
-    for day in story[4:]:
-        assert not ticks[day].run_requests
-        assert "held back by the cooldown" in ticks[day].skip_message
-        assert f"on or after {DRIFT_START + dt.timedelta(days=7)}" in ticks[day].skip_message
+    # The first night has no champion yet: it is trained first (a bootstrap, not a sensor's reaction).
+    bootstrap = summary.retrains[0]
+    assert (bootstrap.reason, bootstrap.day, bootstrap.version, bootstrap.decision) == (
+        "bootstrap", summary.first, "1", "promoted"
+    )
+    assert not any(r.warm_up for r in summary.days) and all(r.champion for r in summary.days)
+    for record in summary.days[:3]:
+        assert not record.drift_failed and record.sensor.startswith(NO_CHECK_FAILED)
+    # The first drifted night fails the drift check; the sensor requests exactly one retrain, keyed by that day.
+    assert records[drift_start].drift_failed and records[drift_start].drift_share >= 0.3
+    assert records[drift_start].sensor == run_key_for(drift_start)
     [run] = _sensor_retrains(instance)
-    assert run.tags[replay.RUN_KEY_TAG] == run_key_for(DRIFT_START) and run.tags["kind"] == "retrain"
+    assert run.tags[replay.RUN_KEY_TAG] == run_key_for(drift_start) and run.tags["kind"] == "retrain"
+    assert run.tags[TAG_REASON] == "drift" and run.tags[TAG_TRIGGER_PARTITION] == drift_start.isoformat()
+    assert f"monitoring/drift_report:{DRIFT_CHECK}@{drift_start}" in run.tags[TAG_FAILED_CHECKS]
+    assert run.tags["retrain/detail"].endswith("; fails at 30%)")
+    # The drift persists; the cooldown holds the next nights back and says until when.
+    for record in summary.days[4:]:
+        assert record.drift_failed and "held back by the cooldown" in record.sensor
+        assert f"on or after {drift_start + dt.timedelta(days=7)}" in record.sensor
 
     # The retrained model went through the promotion gate, which recorded its decision on the new version.
-    version = mlflow_store.client().get_model_version(mlflow_store.model_name, "2")
-    assert version.tags["promotion.decision"] in {"promoted", "rejected"}
-    gate = next(e for e in retrain.get_asset_materialization_events()
-                if e.asset_key.to_user_string() == "ml/churn_model").materialization.metadata
-    assert gate["decision"].value == version.tags["promotion.decision"]
-    # The same data, the same model: the gate promotes it, and the next night scores with it.
-    assert str(registry.version_by_alias(mlflow_store, "champion").version) == "2"
-    after = story[-1] + dt.timedelta(days=1)
-    _, result = _night(defs, instance, world, settings, after)
-    assert result.success and set(scoring_fns.read_scores(settings.lake_root, after)["model_version"]) == {"2"}
+    retrain = summary.retrains[1]
+    assert (retrain.reason, retrain.trigger, retrain.success, retrain.version) == (
+        "drift", drift_start.isoformat(), True, "2"
+    )
+    store = MlflowResource.from_settings(settings)
+    version = store.client().get_model_version(store.model_name, "2")
+    assert version.tags["promotion.decision"] == retrain.decision in {"promoted", "rejected"}
+    champion = str(registry.version_by_alias(store, "champion").version)
+    assert champion == ("2" if retrain.decision == "promoted" else "1")
+    # The next night scores with whatever the gate decided.
+    assert records[drift_start + dt.timedelta(days=1)].champion == champion
+    assert set(scoring_fns.read_scores(settings.lake_root, summary.last)["model_version"]) == {champion}
 
     # A sensor whose cursor was reset sees the old failures again, and still does not retrain twice.
-    fresh = replay.tick_sensor(defs, instance, None, run_config=FAST)
-    assert not fresh.launched
-    assert len(_sensor_retrains(instance)) == 1
+    fresh = replay.tick_sensor(defs, instance, None, run_config={"ops": {"churn_model": {"config": FAST_TRAINING}}})
+    assert not fresh.launched and len(_sensor_retrains(instance)) == 1
+
+    text = story.format_summary(summary)
+    assert "retrains triggered by the sensor: 1" in text
+    assert f"drift detected on 3 days: {drift_start}..{summary.last}" in text
 
 
 @pytest.mark.spark
 @pytest.mark.slow
 def test_without_drift_nothing_is_retrained(settings: Settings, mlflow_store: MlflowResource, spark: object) -> None:
-    story = days(STORY_START, 2)
-    world = ChurnWorld()
-    _world_lake(settings, world, story)
-    defs, instance = _defs(settings), dg.DagsterInstance.ephemeral()
-    _bootstrap(defs, instance)
-    cursor = None
-    for day in story:
-        _, result = _night(defs, instance, world, settings, day)
-        assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
-        tick = replay.tick_sensor(defs, instance, cursor)
-        cursor = tick.cursor
-        assert not tick.run_requests and not tick.launched
-        assert tick.skip_message.startswith("No drift or performance check failed since the last tick")
-        assert f"{DRIFT_CHECK}: passed on {day}" in tick.skip_message
+    summary, _, instance = _run_story(settings, ChurnWorld(), nights=2)
+    assert [r.reason for r in summary.retrains] == ["bootstrap"]
+    for record in summary.days:
+        assert record.success and record.champion == "1" and not record.drift_failed
+        assert record.sensor.startswith(NO_CHECK_FAILED)
+        assert f"{DRIFT_CHECK}: passed on {record.day}" in record.sensor
     assert _sensor_retrains(instance) == []
-    assert str(registry.version_by_alias(mlflow_store, "champion").version) == "1"
+    assert "drift detected on no day" in story.format_summary(summary)
 
 
 def test_a_failed_performance_check_requests_a_retrain_for_its_day(
@@ -165,7 +144,7 @@ def test_a_failed_performance_check_requests_a_retrain_for_its_day(
 ) -> None:
     """Scores judged on matured labels that contradict them: the sensor asks for a retrain, reason performance."""
     world = ChurnWorld()
-    scored = STORY_START
+    scored = START + dt.timedelta(days=95)
     matured = scored + dt.timedelta(days=settings.thresholds.churn_horizon_days)
     world.write_feature_snapshots(settings.lake_root, [scored])
     defs = dg.Definitions.merge(

@@ -87,7 +87,7 @@ class SensorTick:
     cursor: str | None
     skip_message: str | None
     run_requests: list[dg.RunRequest]
-    launched: list[dg.ExecuteInProcessResult] = field(default_factory=list)
+    launched: list[tuple[dg.RunRequest, dg.ExecuteInProcessResult]] = field(default_factory=list)
     deduplicated: list[str] = field(default_factory=list)  # run keys that already had a run
 
 
@@ -116,6 +116,7 @@ def tick_sensor(
             tick.deduplicated.append(request.run_key)
             continue
         origin = {SENSOR_NAME_TAG: SENSOR_NAME, **({RUN_KEY_TAG: request.run_key} if request.run_key else {})}
-        tick.launched.append(execute_request(defs, instance, request.job_name or RETRAIN_JOB, request, origin,
-                                             run_config=run_config))
+        result = execute_request(defs, instance, request.job_name or RETRAIN_JOB, request, origin,
+                                 run_config=run_config)
+        tick.launched.append((request, result))
     return tick

@@ -207,7 +207,7 @@ def run_story(
             tick = replay.tick_sensor(defs, instance, cursor, run_config=retrain_config)
             cursor = tick.cursor
             record.sensor = tick.skip_message or ", ".join(r.run_key or "" for r in tick.run_requests)
-            for request, launched in zip(tick.run_requests, tick.launched, strict=False):
+            for request, launched in tick.launched:
                 summary.retrains.append(
                     _retrain_record(day, request.tags.get(TAG_REASON, "?"), request.tags.get(TAG_TRIGGER_PARTITION),
                                     launched)

@@ -10,7 +10,6 @@ from typing import Any
 
 import dagster as dg
 from pydantic import Field
-from pyspark.sql import types as T
 
 from dagster_project.partitions import daily_partitions
 from dagster_project.resources import LakeResource, SparkResource
@@ -32,8 +31,8 @@ EVERY_LABEL_HAS_A_SNAPSHOT = "every_label_has_a_snapshot"
 PROTECTED_VERSIONS_READABLE = "protected_versions_readable"
 
 
-def _column_schema(schema: T.StructType) -> dg.TableSchema:
-    return dg.TableSchema(columns=[dg.TableColumn(f.name, f.dataType.simpleString()) for f in schema.fields])
+def _column_schema(columns: list[tuple[str, str]]) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in columns])
 
 
 def dbt_manifest_hash(context: dg.AssetExecutionContext, day: str) -> str | None:
@@ -90,11 +89,10 @@ def feature_snapshots(
         context.log.info(f"{day}: {done.rows} rows -> version {done.version} ({done.seconds}s)")
         written.append(done)
     last = written[-1]
-    schema = session.read.format("delta").option("versionAsOf", last.version).load(str(paths.feature_snapshots))
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": sum(w.rows for w in written),
-            "dagster/column_schema": _column_schema(schema.schema),
+            "dagster/column_schema": _column_schema(last.columns),
             "table_version": last.version,
             "table_path": dg.MetadataValue.path(str(paths.feature_snapshots)),
             "feature_columns": len(last.feature_columns),
@@ -164,11 +162,10 @@ def training_set(
             f"{stats.without_snapshot} of {stats.labels} labels have no snapshot at or before their cutoff; "
             f"left out of the training set (sample in the metadata)"
         )
-    written = session.read.format("delta").option("versionAsOf", done.version).load(done.table_path)
     meta = done.commit_metadata
     metadata: dict[str, Any] = {
         "dagster/row_count": stats.rows,
-        "dagster/column_schema": _column_schema(written.schema),
+        "dagster/column_schema": _column_schema(done.columns),
         "feature_store_version": done.feature_store_version,
         "training_set_version": done.version,
         "dagster_run_id": context.run_id,
