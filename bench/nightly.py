@@ -78,6 +78,7 @@ def setup(root: Path, customers: int, night: dt.date, chunk: int, train_every: i
     settings = get_settings()
     lake = Path(settings.lake_root)
     instance = local_instance(settings)
+    replay.fail_abandoned_runs(instance)  # an interrupted earlier setup must not hold a pool slot
     job = defs.resolve_job_def("nightly_pipeline")
     keys = job.asset_layer.executable_asset_keys
     raw = [k for k in keys if k.path[0] == "raw"]

@@ -85,8 +85,10 @@ class RetrainCursor:
             return cls(handled={}, last_trigger=None)
         data = json.loads(raw)
         last = data.get("last_trigger")
-        return cls(handled={k: int(v) for k, v in data.get("handled", {}).items()},
-                   last_trigger=dt.date.fromisoformat(last) if last else None)
+        return cls(
+            handled={k: int(v) for k, v in data.get("handled", {}).items()},
+            last_trigger=dt.date.fromisoformat(last) if last else None,
+        )
 
     def serialize(self) -> str:
         return json.dumps(
@@ -141,9 +143,7 @@ def _records_after(
     return sorted(records, key=lambda r: r.id)
 
 
-def new_failures(
-    instance: dg.DagsterInstance, cursor: RetrainCursor
-) -> tuple[list[CheckFailure], dict[str, int]]:
+def new_failures(instance: dg.DagsterInstance, cursor: RetrainCursor) -> tuple[list[CheckFailure], dict[str, int]]:
     """Failed ERROR evaluations of the watched checks since ``cursor``, and the cursor's next positions.
 
     An evaluation row is created when a run plans the check and completed in place when it runs, so the cursor
@@ -171,8 +171,9 @@ def new_failures(
             partition = _partition_of(instance, record, evaluation)
             if partition is None:
                 continue  # not tied to a day: cannot be placed against the cooldown
-            failures.append(CheckFailure(check_key, reason, partition, record.id, record.run_id,
-                                         _detail(reason, evaluation)))
+            failures.append(
+                CheckFailure(check_key, reason, partition, record.id, record.run_id, _detail(reason, evaluation))
+            )
         handled[key] = position
     return failures, handled
 
@@ -290,6 +291,4 @@ def retrain_on_drift(context: dg.SensorEvaluationContext) -> dg.SensorResult:
             "retrain/trigger_run_id": trigger.run_id,
         },
     )
-    return dg.SensorResult(
-        run_requests=[request], cursor=RetrainCursor(handled, trigger.partition).serialize()
-    )
+    return dg.SensorResult(run_requests=[request], cursor=RetrainCursor(handled, trigger.partition).serialize())

@@ -96,6 +96,7 @@ class StorySummary:
     retrains: list[Retrain] = field(default_factory=list)
     versions: dict[str, dict[str, Any]] = field(default_factory=dict)  # registered versions and their AUCs
     totals: dict[str, dict[str, int]] = field(default_factory=dict)  # raw tables: rows in/kept/quarantined
+    abandoned_runs: list[str] = field(default_factory=list)  # left running by an earlier process that died
 
 
 def _metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dict[str, Any]:
@@ -178,11 +179,13 @@ def run_story(
         drift_start=sim.drift_start,
         customers=sim.customers,
         first_training_day=first_training_day(settings),
+        abandoned_runs=replay.fail_abandoned_runs(instance),
     )
     retrain_config = {**QUIET, **({"ops": {"churn_model": {"config": training_config}}} if training_config else {})}
     nightly_job = defs.resolve_job_def("nightly_pipeline")
     model_free = [
-        key for key in nightly_job.asset_layer.executable_asset_keys
+        key
+        for key in nightly_job.asset_layer.executable_asset_keys
         if key not in {BATCH_SCORES_KEY, DRIFT_REPORT_KEY, MODEL_PERFORMANCE_KEY}
     ]
     cursor: str | None = None
@@ -209,8 +212,9 @@ def run_story(
             record.sensor = tick.skip_message or ", ".join(r.run_key or "" for r in tick.run_requests)
             for request, launched in tick.launched:
                 summary.retrains.append(
-                    _retrain_record(day, request.tags.get(TAG_REASON, "?"), request.tags.get(TAG_TRIGGER_PARTITION),
-                                    launched)
+                    _retrain_record(
+                        day, request.tags.get(TAG_REASON, "?"), request.tags.get(TAG_TRIGGER_PARTITION), launched
+                    )
                 )
             champion = _champion_version(store)
         summary.days.append(record)
@@ -278,6 +282,12 @@ def format_summary(summary: StorySummary) -> str:
         f"{summary.first_training_day}",
         f"  days scored: {len(scored)} ({_span(scored)})",
     ]
+    if summary.abandoned_runs:
+        lines.insert(
+            0,
+            f"{len(summary.abandoned_runs)} runs left unfinished by an earlier, interrupted process "
+            f"were marked failed first (their pool slots freed)",
+        )
     if drifted:
         peak = max(drifted, key=lambda d: d.drift_share or 0)
         top = [f for f in peak.drifted_features.split(", ") if f]
