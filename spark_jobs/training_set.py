@@ -16,15 +16,13 @@ zone-less UTC wall-clock times, like everywhere in the lake (the session's time 
 How the join is done (fast, and still exact)
 --------------------------------------------
 An as-of join written as a window over every (label, earlier snapshot) pair is quadratic in the history; this
-one is not. It reads the snapshot history twice: once the key columns alone, once every column.
-
-1. The key scan gathers, for each labelled customer, the list of days it has a snapshot on (one aggregate, one
-   row per customer). Snapshots are daily, so each label's candidate day is plain arithmetic (the cutoff above):
-   almost every label finds it in its customer's list (a native lookup); only the labels whose cutoff day is
-   missing (a late-arriving or skipped day, a customer who signed up after the cutoff) search that list for the
-   latest earlier day.
-2. The feature scan is an equi-join of the history on the resolved ``(customer_id, feature_snapshot_date)``.
-   Label-sized sides are broadcast, so the snapshot history is never shuffled.
+one is not. Snapshots are daily, so each label's *candidate* snapshot date is plain arithmetic (the cutoff
+above), and almost every label finds its snapshot by an equi-join on ``(customer_id, cutoff)``. Only the labels
+whose candidate snapshot is missing (a late-arriving or skipped day, a customer who signed up after the cutoff)
+fall back to an as-of search, ``max(snapshot_date) <= cutoff``, over those few customers. Both searches read
+only the two key columns; the feature columns are then read once, by an equi-join on the resolved
+``(customer_id, feature_snapshot_date)``. Label-sized sides are broadcast, so the snapshot history is never
+shuffled.
 
 Labels with no snapshot at or before their cutoff (or none young enough, with ``max_snapshot_age_days``) cannot
 be trained on; they are left out of the table but counted and sampled in the result, the commit metadata and
@@ -64,7 +62,6 @@ JOB = "training_set"
 LABEL_INPUT_COLUMNS = ("customer_id", "snapshot_date", "prediction_time", "churned")
 KEY_COLUMNS = ["customer_id", "prediction_time", "label_snapshot_date", "churned", "feature_snapshot_date"]
 CUTOFF = "_cutoff"  # the latest snapshot date a label may use
-DAYS = "_snapshot_days"  # the days a customer has a snapshot on
 PARTITION = "date"  # the lake's partition folder of the label files
 # Up to this many label rows, the label side of each join is broadcast and the snapshot history streams past it
 # without a shuffle. Beyond it Spark plans ordinary shuffle joins (still correct, just not the fast path).
@@ -200,31 +197,34 @@ def point_in_time_join(
     if max_snapshot_age_days is not None:
         oldest = bounds["first"] - dt.timedelta(days=max_snapshot_age_days)
         history = history.where(F.col("snapshot_date") >= F.lit(oldest))
-    # 1. One narrow scan of the key columns: the days on which each labelled customer has a snapshot.
-    customers = labels.select("customer_id").distinct()
-    days = (
-        history.select("customer_id", "snapshot_date")
-        .join(label_sized(customers), "customer_id", "left_semi")
-        .groupBy("customer_id")
-        .agg(F.collect_list("snapshot_date").alias(DAYS))
-    )
-    # 2. Each label's snapshot: the one of its cutoff day when it exists (the common case, a native array lookup);
-    #    else the latest earlier day (a late or skipped day, a customer who signed up after the cutoff), searched
-    #    in that customer's days only for these few labels.
-    cutoff = F.col(CUTOFF)
-
-    def usable(day: Column) -> Column:
-        if max_snapshot_age_days is None:
-            return day <= cutoff
-        return (day <= cutoff) & (day >= F.date_sub(cutoff, max_snapshot_age_days))
-
-    resolved = F.when(F.array_contains(DAYS, cutoff), cutoff).otherwise(F.array_max(F.filter(DAYS, usable)))
-    labelled = (
-        labels.join(days, "customer_id", "left")
-        .withColumn("feature_snapshot_date", resolved)
-        .drop(DAYS)
+    available = history.select("customer_id", F.col("snapshot_date").alias(CUTOFF))  # key columns: a narrow scan
+    keys = labels.select("customer_id", CUTOFF).distinct()
+    # 1. The common case, an equi-join: the snapshot of the cutoff day itself exists.
+    exact = (
+        available.join(label_sized(keys), ["customer_id", CUTOFF], "left_semi")
+        .withColumn("feature_snapshot_date", F.col(CUTOFF))
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
+    missing = keys.join(exact.select("customer_id", CUTOFF), ["customer_id", CUTOFF], "left_anti").persist(
+        StorageLevel.MEMORY_AND_DISK
+    )
+    cached += [exact, missing]
+    resolved = exact
+    if missing.count():
+        # 2. The few labels whose cutoff day is missing (a late or skipped day, a customer who signed up after the
+        #    cutoff): an as-of search, the latest snapshot before the cutoff, over their customers only.
+        date, cutoff = F.col("snapshot_date"), F.col(CUTOFF)
+        candidates = (
+            history.select("customer_id", "snapshot_date")
+            .join(label_sized(missing), "customer_id")
+            .where(date < cutoff)
+        )
+        if max_snapshot_age_days is not None:
+            candidates = candidates.where(date >= F.date_sub(cutoff, max_snapshot_age_days))
+        earlier = candidates.groupBy("customer_id", CUTOFF).agg(F.max("snapshot_date").alias("feature_snapshot_date"))
+        resolved = exact.unionByName(earlier)
+
+    labelled = labels.join(resolved, ["customer_id", CUTOFF], "left").persist(StorageLevel.MEMORY_AND_DISK)
     cached.append(labelled)
     fsd, cutoff = F.col("feature_snapshot_date"), F.col(CUTOFF)
     counts = labelled.agg(
