@@ -48,6 +48,9 @@ class Thresholds(BaseModel):
     churn_horizon_days: int = Field(30, ge=1, description="a label is positive if the customer cancels within N days")
     max_quarantine_share: float = Field(0.05, ge=0, le=1, description="raw check fails above this share")
     drift_share: float = Field(0.3, ge=0, le=1, description="drift check fails when this share of features drift")
+    drift_key_features: int = Field(
+        5, ge=0, description="drift check also fails when one of the champion's N most important features drifts"
+    )
     auc_floor: float = Field(0.7, ge=0, le=1, description="a challenger must reach this validation ROC AUC")
     promotion_tolerance: float = Field(0.01, ge=0, le=1, description="challenger may trail the champion by this")
     performance_tolerance: float = Field(0.05, ge=0, le=1, description="realized AUC may trail validation AUC by this")

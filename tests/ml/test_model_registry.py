@@ -86,6 +86,10 @@ def test_a_run_logs_everything_and_the_first_model_becomes_champion(
     assert len(reference) == fast_params.reference_sample_rows
     assert {*result.features.all, "prediction", LABEL} <= set(reference.columns)
     assert reference["prediction"].between(0, 1).all()
+    # Drawn from the validation window, the most recent data the model was judged on before deployment.
+    reference_days = pd.to_datetime(reference["feature_snapshot_date"]).dt.date
+    assert reference_days.min() >= result.split.validation_start
+    assert reference_days.max() <= result.split.validation_end
 
     # The model: skops, trusting exactly the reviewed types this pipeline holds, with signature and example.
     version = client.get_model_version(mlflow_store.model_name, registered.version)

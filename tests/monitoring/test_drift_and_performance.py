@@ -55,6 +55,26 @@ def test_drift_finds_the_shifted_features_and_not_the_others() -> None:
                                     drift_share=0.5).dataset_drift
 
 
+def test_a_drifted_key_feature_fails_the_check_below_the_share_threshold() -> None:
+    world = ChurnWorld(drift_start=DRIFT_START)
+    reference = _with_prediction(world.features(START + dt.timedelta(days=10)))
+    drifted = _with_prediction(world.features(DRIFTED))
+    calm = _with_prediction(world.features(CALM))
+    unshifted = sorted(set(FEATURES) - SHIFTED)[:3]
+
+    # Five of the features shifted: under a share threshold of 50% only a key feature among them fails the check.
+    leaning = drifts.compute_drift(reference, drifted, FEATURES, drift_share=0.5,
+                                   key_features=["monthly_price", *unshifted, "not_a_feature"])
+    assert not leaning.dataset_drift and leaning.failed
+    assert leaning.key_features == ["monthly_price", *unshifted]  # a name the model lacks is ignored
+    assert leaning.drifted_key_features == ["monthly_price"]
+    elsewhere = drifts.compute_drift(reference, drifted, FEATURES, drift_share=0.5, key_features=unshifted)
+    assert not elsewhere.failed and elsewhere.drifted_key_features == []
+    assert not drifts.compute_drift(reference, calm, FEATURES, drift_share=0.5, key_features=["monthly_price"]).failed
+    # The share rule still fails on its own.
+    assert drifts.compute_drift(reference, drifted, FEATURES, drift_share=0.3, key_features=unshifted).failed
+
+
 def test_sampling_the_day_keeps_the_verdicts_and_the_report_says_so(tmp_path: Path) -> None:
     world = ChurnWorld(customers=3000, drift_start=DRIFT_START)
     reference = _with_prediction(world.features(START))
@@ -138,6 +158,10 @@ def test_drift_report_asset_passes_a_calm_day_and_fails_a_shifted_one(
         # Every feature's score is its own numeric entry, so the UI plots each over days.
         assert {f"drift_score/{f}" for f in FEATURES} <= set(metadata)
         assert metadata["current_rows"].value == world.customers
+        # The champion's most important features (its logged permutation importances) are watched one by one.
+        key_features = metadata["key_features"].value.split(", ")
+        assert 1 <= len(key_features) <= settings.thresholds.drift_key_features
+        assert set(key_features) <= set(FEATURES)
     assert verdicts[CALM].passed and not verdicts[DRIFTED].passed
     assert verdicts[DRIFTED].metadata["share_of_drifted_features"].value >= 0.3
     assert set(verdicts[DRIFTED].metadata["drifted_features"].value.split(", ")) == SHIFTED

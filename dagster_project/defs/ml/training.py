@@ -495,13 +495,19 @@ def train_from_training_set(
 
 
 def reference_sample(result: TrainingResult, rows: int | None = None) -> pd.DataFrame:
-    """A seeded sample of the training rows with the model's prediction: the reference for drift monitoring.
+    """A seeded sample of the validation rows with the model's prediction: the reference for drift monitoring.
+
+    The validation window is the most recent data the model was judged on before it could be deployed, so a night
+    is compared with how the world looked when the model was chosen. The training rows are older by at least the
+    label horizon, and on a young history (the simulator's first months) their 30- and 90-day windows are still
+    filling: against them every later night would look drifted.
 
     Columns: the model's features (as the model sees them), ``prediction`` (churn probability), the label, and
     the snapshot date the features come from.
     """
-    n = min(rows or result.params.reference_sample_rows, len(result.split.train))
-    sample = result.split.train.sample(n=n, random_state=result.params.seed).sort_values(ROW_ORDER, kind="mergesort")
+    recent = result.split.validation
+    n = min(rows or result.params.reference_sample_rows, len(recent))
+    sample = recent.sample(n=n, random_state=result.params.seed).sort_values(ROW_ORDER, kind="mergesort")
     X = feature_frame(sample, result.features)
     return X.assign(
         prediction=churn_probability(result.pipeline, X),

@@ -66,6 +66,25 @@ def _reference_for(mlflow: MlflowResource, version: str) -> pd.DataFrame:
     return reference
 
 
+def _key_features_of(mlflow: MlflowResource, version: str, count: int) -> list[str]:
+    """The ``count`` most important features of registered ``version`` (its permutation importances, logged by the
+    training run), most important first; none if it logged none."""
+    import mlflow as mlflow_lib
+
+    from dagster_project.defs.ml.tracking import IMPORTANCE_ARTIFACT
+
+    if count == 0:
+        return []
+    client = mlflow.client()
+    run_id = client.get_model_version(mlflow.model_name, version).run_id
+    if IMPORTANCE_ARTIFACT not in {artifact.path for artifact in client.list_artifacts(run_id)}:
+        return []
+    local = mlflow_lib.artifacts.download_artifacts(run_id=run_id, artifact_path=IMPORTANCE_ARTIFACT)
+    importances = pd.read_csv(local)
+    ranked = importances[importances["importance_mean"] > 0].sort_values("importance_mean", ascending=False)
+    return [str(name) for name in ranked["feature"].head(count)]
+
+
 def _drift_table(result: drifts.DriftResult, top: int = 15) -> dg.MetadataValue:
     lines = ["| feature | drift score | method | drifted |", "|---|---|---|---|"]
     ranked = sorted(result.features.values(), key=lambda c: -c.score)
@@ -86,8 +105,10 @@ def _drift_table(result: drifts.DriftResult, top: int = 15) -> dg.MetadataValue:
             DRIFT_CHECK,
             asset=DRIFT_REPORT_KEY,
             description=f"Fewer than {_thresholds.drift_share:.0%} of the model's features drifted from the "
-            "champion's training reference (PLATFORM_THRESHOLDS__DRIFT_SHARE). Severity ERROR: a failure makes "
-            "the `retrain_on_drift` sensor request a retraining.",
+            "champion's reference (PLATFORM_THRESHOLDS__DRIFT_SHARE), and none of its "
+            f"{_thresholds.drift_key_features} most important features did "
+            "(PLATFORM_THRESHOLDS__DRIFT_KEY_FEATURES). Severity ERROR: a failure makes the `retrain_on_drift` "
+            "sensor request a retraining.",
         )
     ],
 )
@@ -95,20 +116,22 @@ def drift_report(
     context: dg.AssetExecutionContext, config: DriftReportConfig, lake: LakeResource, mlflow: MlflowResource
 ) -> dg.MaterializeResult:
     """An Evidently data-drift report of the day: its features and churn probabilities against the reference
-    sample of the model that scored them (training rows with that model's predictions, logged to MLflow).
+    sample of the model that scored them (its validation rows with its predictions, logged to MLflow).
 
     The HTML report is saved to `lake/monitoring/drift_reports/date=<day>/report.html` and linked here. The key
     figures (share of drifted features, the drifted features, each feature's drift score, prediction drift) are
     metadata, so the asset's Plots tab shows them over days. The day may be sampled for speed: the report says so.
     """
     date = dt.date.fromisoformat(context.partition_key)
-    threshold = get_settings().thresholds.drift_share
+    thresholds = get_settings().thresholds
+    threshold = thresholds.drift_share
     started = time.perf_counter()
     scores = scoring.read_scores(lake.root, date)
     if scores.empty:
         raise LookupError(f"no batch scores for {date}: materialize scoring/batch_scores for {date} first")
     model_name, version = _model_of(scores)
     reference = _reference_for(mlflow, version)
+    key_features = _key_features_of(mlflow, version, thresholds.drift_key_features)
     features = [c for c in reference.columns if c not in REFERENCE_EXTRA_COLUMNS]
     snapshot = scoring.read_feature_snapshot(lake.root, date, columns=features)
     current = snapshot.merge(
@@ -125,24 +148,29 @@ def drift_report(
         max_current_rows=config.max_current_rows or None,
         seed=config.seed,
         column_threshold=config.column_threshold,
+        key_features=key_features,
     )
     compute_seconds = time.perf_counter() - started
     path = drifts.drift_report_path(lake.root, date)
-    notes = drifts.report_notes(result, f"a seeded sample of the training rows of {model_name} v{version}")
+    notes = drifts.report_notes(result, f"a seeded sample of the validation rows of {model_name} v{version}")
     drifts.save_report(result, path, f"Data drift on {date}: {model_name} v{version}", notes)
 
-    failed = result.dataset_drift
+    failed = result.failed
+    verdict = (
+        (f"key features drifted: {', '.join(result.drifted_key_features)}; " if result.drifted_key_features else "")
+        + f"{len(result.drifted_features)} of {len(features)} features drifted "
+        f"({result.share_of_drifted_features:.0%}; fails at {threshold:.0%})"
+    )
     if failed:
-        context.log.warning(
-            f"drift on {date}: {len(result.drifted_features)} of {len(features)} features drifted "
-            f"({result.share_of_drifted_features:.0%} >= {threshold:.0%}): {result.drifted_features}"
-        )
+        context.log.warning(f"drift on {date}: {verdict}: {result.drifted_features}")
     drifted = ", ".join(result.drifted_features) or "none"
     return dg.MaterializeResult(
         metadata={
             "share_of_drifted_features": round(result.share_of_drifted_features, 6),
             "drifted_features_count": len(result.drifted_features),
             "drifted_features": drifted,
+            "key_features": ", ".join(key_features) or "none",
+            "drifted_key_features": ", ".join(result.drifted_key_features) or "none",
             "prediction_drift_score": round(result.prediction.score, 6),
             "prediction_drifted": result.prediction.drifted,
             "drift_scores": _drift_table(result),
@@ -162,15 +190,13 @@ def drift_report(
                 check_name=DRIFT_CHECK,
                 passed=not failed,
                 severity=dg.AssetCheckSeverity.ERROR,
-                description=(
-                    f"{len(result.drifted_features)} of {len(features)} features drifted "
-                    f"({result.share_of_drifted_features:.0%}; fails at {threshold:.0%})"
-                ),
+                description=verdict,
                 metadata={
                     "partition": context.partition_key,
                     "share_of_drifted_features": round(result.share_of_drifted_features, 6),
                     "threshold": threshold,
                     "drifted_features": drifted,
+                    "drifted_key_features": ", ".join(result.drifted_key_features) or "none",
                     "prediction_drift_score": round(result.prediction.score, 6),
                     "model_version": version,
                 },

@@ -64,11 +64,27 @@ class DriftResult:
     reference_rows: int
     sampled: bool
     snapshot: Any = field(repr=False, default=None)  # the Evidently Snapshot (renders the HTML)
+    key_features: list[str] = field(default_factory=list)  # the model's most important features, most first
 
     @property
     def dataset_drift(self) -> bool:
         """The dataset drifted: at least ``drift_share_threshold`` of the features drifted (Evidently's rule)."""
         return self.share_of_drifted_features >= self.drift_share_threshold
+
+    @property
+    def drifted_key_features(self) -> list[str]:
+        """The model's most important features (``key_features``) that drifted."""
+        return [name for name in self.key_features if name in self.drifted_features]
+
+    @property
+    def failed(self) -> bool:
+        """The drift check's verdict: the dataset drifted, or one of the model's key features did.
+
+        The share rule alone misses a shift in the one feature the model leans on most (a price rise moves
+        ``monthly_price`` and little else on its first day), while a share of lesser features can move for
+        reasons the model hardly feels.
+        """
+        return self.dataset_drift or bool(self.drifted_key_features)
 
     @property
     def drift_scores(self) -> dict[str, float]:
@@ -109,8 +125,12 @@ def compute_drift(
     max_current_rows: int | None = 20_000,
     seed: int = 0,
     column_threshold: float = COLUMN_THRESHOLD,
+    key_features: list[str] | None = None,
 ) -> DriftResult:
     """Compare ``current`` with ``reference`` on ``features`` and on the ``prediction`` column.
+
+    ``key_features``: the model's most important features; the drift of any of them fails the check
+    (``DriftResult.failed``) whatever the share.
 
     Both frames hold the feature columns and ``prediction``. ``current`` is sampled (seeded) down to
     ``max_current_rows`` when larger; ``None`` compares every row.
@@ -162,6 +182,7 @@ def compute_drift(
         features=monitored,
         prediction=columns[PREDICTION],
         drift_share_threshold=drift_share,
+        key_features=[name for name in (key_features or []) if name in features],
         current_rows=total,
         current_rows_compared=len(current_data),
         reference_rows=len(reference_data),
@@ -231,4 +252,11 @@ def report_notes(result: DriftResult, reference_description: str) -> list[str]:
         f"({result.share_of_drifted_features:.0%}); the drift check fails at >= "
         f"{result.drift_share_threshold:.0%}. Prediction drift score {result.prediction.score:.3f}"
         f"{' (drifted)' if result.prediction.drifted else ''}.",
+        *(
+            [f"Key features (the model's {len(result.key_features)} most important): "
+             f"{', '.join(result.key_features)}; drifted: {', '.join(result.drifted_key_features) or 'none'}; "
+             "the check also fails when any of them drifts."]
+            if result.key_features
+            else []
+        ),
     ]
