@@ -69,6 +69,10 @@ def test_a_drifted_key_feature_fails_the_check_below_the_share_threshold() -> No
     assert leaning.key_features == ["monthly_price", *unshifted]  # a name the model lacks is ignored
     assert leaning.drifted_key_features == ["monthly_price"]
     elsewhere = drifts.compute_drift(reference, drifted, FEATURES, drift_share=0.5, key_features=unshifted)
+    # A key feature fails the check at a higher bar than a column drifts at: noise in one feature is not enough.
+    strict = drifts.compute_drift(reference, drifted, FEATURES, drift_share=0.5, key_features=["monthly_price"],
+                                  key_feature_threshold=leaning.features["monthly_price"].score + 0.01)
+    assert "monthly_price" in strict.drifted_features and not strict.failed
     assert not elsewhere.failed and elsewhere.drifted_key_features == []
     assert not drifts.compute_drift(reference, calm, FEATURES, drift_share=0.5, key_features=["monthly_price"]).failed
     # The share rule still fails on its own.

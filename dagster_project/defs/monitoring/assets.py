@@ -43,6 +43,9 @@ class DriftReportConfig(dg.Config):
     )
     seed: int = Field(0, description="seed of the sample")
     column_threshold: float = Field(drifts.COLUMN_THRESHOLD, gt=0, description="a column drifts at this distance")
+    key_feature_threshold: float = Field(
+        drifts.KEY_FEATURE_THRESHOLD, gt=0, description="a key feature of the model fails the check at this distance"
+    )
 
 
 def _model_of(scores: pd.DataFrame) -> tuple[str, str]:
@@ -149,6 +152,7 @@ def drift_report(
         seed=config.seed,
         column_threshold=config.column_threshold,
         key_features=key_features,
+        key_feature_threshold=config.key_feature_threshold,
     )
     compute_seconds = time.perf_counter() - started
     path = drifts.drift_report_path(lake.root, date)

@@ -32,6 +32,9 @@ PREDICTION = "prediction"
 NUM_METHOD = "wasserstein"
 CAT_METHOD = "jensenshannon"
 COLUMN_THRESHOLD = 0.1
+# A key feature fails the check on its own at this score. Measured at 100,000 customers: calm nights stay under
+# 0.06 on every key feature; a 25% price rise scores 0.67 on monthly_price.
+KEY_FEATURE_THRESHOLD = 0.3
 MONITORING_LAYER = "monitoring"
 DRIFT_REPORTS_TABLE = "drift_reports"
 REPORT_FILE = "report.html"
@@ -65,6 +68,7 @@ class DriftResult:
     sampled: bool
     snapshot: Any = field(repr=False, default=None)  # the Evidently Snapshot (renders the HTML)
     key_features: list[str] = field(default_factory=list)  # the model's most important features, most first
+    key_feature_threshold: float = KEY_FEATURE_THRESHOLD
 
     @property
     def dataset_drift(self) -> bool:
@@ -73,8 +77,9 @@ class DriftResult:
 
     @property
     def drifted_key_features(self) -> list[str]:
-        """The model's most important features (``key_features``) that drifted."""
-        return [name for name in self.key_features if name in self.drifted_features]
+        """The model's most important features (``key_features``) whose drift score reaches
+        ``key_feature_threshold``: a bar above a column's, because one feature's noise must not retrain a model."""
+        return [name for name in self.key_features if self.features[name].score >= self.key_feature_threshold]
 
     @property
     def failed(self) -> bool:
@@ -126,11 +131,12 @@ def compute_drift(
     seed: int = 0,
     column_threshold: float = COLUMN_THRESHOLD,
     key_features: list[str] | None = None,
+    key_feature_threshold: float = KEY_FEATURE_THRESHOLD,
 ) -> DriftResult:
     """Compare ``current`` with ``reference`` on ``features`` and on the ``prediction`` column.
 
-    ``key_features``: the model's most important features; the drift of any of them fails the check
-    (``DriftResult.failed``) whatever the share.
+    ``key_features``: the model's most important features; any of them scoring ``key_feature_threshold`` or more
+    fails the check (``DriftResult.failed``) whatever the share.
 
     Both frames hold the feature columns and ``prediction``. ``current`` is sampled (seeded) down to
     ``max_current_rows`` when larger; ``None`` compares every row.
@@ -183,6 +189,7 @@ def compute_drift(
         prediction=columns[PREDICTION],
         drift_share_threshold=drift_share,
         key_features=[name for name in (key_features or []) if name in features],
+        key_feature_threshold=key_feature_threshold,
         current_rows=total,
         current_rows_compared=len(current_data),
         reference_rows=len(reference_data),
@@ -255,7 +262,7 @@ def report_notes(result: DriftResult, reference_description: str) -> list[str]:
         *(
             [f"Key features (the model's {len(result.key_features)} most important): "
              f"{', '.join(result.key_features)}; drifted: {', '.join(result.drifted_key_features) or 'none'}; "
-             "the check also fails when any of them drifts."]
+             f"the check also fails when any of them scores >= {result.key_feature_threshold:g}."]
             if result.key_features
             else []
         ),
