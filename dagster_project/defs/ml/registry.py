@@ -96,7 +96,7 @@ class ChampionModel:
         return churn_probability(self.model, model_input(frame, self.feature_columns()))
 
     def reference_sample(self) -> pd.DataFrame:
-        """The training rows (features, prediction, label) logged with the model, for drift monitoring."""
+        """The validation rows (features, prediction, label) logged with the model, for drift monitoring."""
         import mlflow
 
         local = mlflow.artifacts.download_artifacts(run_id=self.run_id, artifact_path=tracking.REFERENCE_ARTIFACT)

@@ -1,9 +1,9 @@
 """Data and prediction drift with Evidently 0.7, as plain functions.
 
-The day's features and churn probabilities (the *current* data) are compared with the champion's training
-reference: the sample of its training rows, with its own predictions on them, that the training run logged to
-MLflow. One Evidently ``Report`` holds a ``DataDriftPreset`` over the model's features and a ``ValueDrift`` on the
-prediction; its tests give Evidently's own per-column verdict.
+The day's features and churn probabilities (the *current* data) are compared with the champion's reference: the
+sample of its validation rows (the most recent data it was judged on), with its own predictions on them, that the
+training run logged to MLflow. One Evidently ``Report`` holds a ``DataDriftPreset`` over the model's features and
+a ``ValueDrift`` on the prediction; its tests give Evidently's own per-column verdict.
 
 Methods are fixed rather than left to Evidently's size-dependent default (which switches from p-value tests to
 distances at 1,000 rows): a normed Wasserstein distance for numbers, a Jensen-Shannon distance for categories,

@@ -32,7 +32,7 @@ def load_champion(store: MlflowResource) -> ChampionModel:
 
 
 def reference_sample(champion: ChampionModel) -> pd.DataFrame:
-    """The champion's drift reference: a sample of its training rows with its own predictions on them."""
+    """The champion's drift reference: a sample of its validation rows with its own predictions on them."""
     frame = champion.reference_sample()
     if PREDICTION not in frame.columns:
         raise KeyError(f"the reference sample of {champion.uri} has no {PREDICTION!r} column: {list(frame.columns)}")
