@@ -224,19 +224,7 @@ def set_champion_alias(
     """Point the registry alias `champion` at `config.version`; the next scoring run uses it."""
     result = registry.rollback_champion(mlflow, config.version, config.reason, config.force, lake_root=lake.root)
     context.log.warning(f"champion rolled back: v{result.previous_version} -> v{result.version} ({result.reason})")
-    yield dg.AssetMaterialization(
-        asset_key=CHAMPION_MODEL_KEY,
-        description=f"rollback to version {result.version}",
-        tags={"dagster/data_version": result.version},
-        metadata={
-            "champion_version": result.version,
-            "previous_champion_version": result.previous_version or "none",
-            "reason": result.reason,
-            "change": "rollback",
-            "champion_uri": f"models:/{mlflow.model_name}@{tracking.CHAMPION}",
-            "model_version_url": dg.MetadataValue.url(mlflow.model_version_url(result.version)),
-        },
-    )
+    yield rollback_materialization(result, mlflow)
     yield dg.Output(result.as_dict())
 
 
@@ -250,3 +238,22 @@ def set_champion_alias(
 )
 def rollback_champion():
     set_champion_alias()
+
+
+def rollback_materialization(
+    result: registry.RollbackResult, mlflow: MlflowResource, origin: str = ""
+) -> dg.AssetMaterialization:
+    """The event that records a rollback on `ml/champion_model` (from the job, or the command line's ``origin``)."""
+    return dg.AssetMaterialization(
+        asset_key=CHAMPION_MODEL_KEY,
+        description=f"rollback to version {result.version}{f' ({origin})' if origin else ''}",
+        tags={"dagster/data_version": result.version},
+        metadata={
+            "champion_version": result.version,
+            "previous_champion_version": result.previous_version or "none",
+            "reason": result.reason,
+            "change": "rollback",
+            "champion_uri": f"models:/{mlflow.model_name}@{tracking.CHAMPION}",
+            "model_version_url": dg.MetadataValue.url(mlflow.model_version_url(result.version)),
+        },
+    )

@@ -40,26 +40,13 @@ def record_in_dagster(settings: Settings, result: registry.RollbackResult, store
     """Record the change as a materialization of ``ml/champion_model`` in the platform's Dagster instance."""
     import dagster as dg
 
-    from dagster_project.defs.ml.assets import CHAMPION_MODEL_KEY
+    from dagster_project.defs.ml.assets import rollback_materialization
 
     home = settings.dagster_home
     if home is None or not home.is_dir():
         return False
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        instance.report_runless_asset_event(
-            dg.AssetMaterialization(
-                asset_key=CHAMPION_MODEL_KEY,
-                description=f"rollback to version {result.version} (command line)",
-                tags={"dagster/data_version": result.version},
-                metadata={
-                    "champion_version": result.version,
-                    "previous_champion_version": result.previous_version or "none",
-                    "reason": result.reason,
-                    "change": "rollback",
-                    "model_version_url": dg.MetadataValue.url(store.model_version_url(result.version)),
-                },
-            )
-        )
+        instance.report_runless_asset_event(rollback_materialization(result, store, "command line"))
     return True
 
 

@@ -55,14 +55,18 @@ def _model_of(scores: pd.DataFrame) -> tuple[str, str]:
     return str(scores["model_name"].iloc[0]), str(versions[0])
 
 
+def _run_of(mlflow: MlflowResource, version: str) -> str:
+    """The MLflow run that trained registered ``version``."""
+    return mlflow.client().get_model_version(mlflow.model_name, version).run_id
+
+
 def _reference_for(mlflow: MlflowResource, version: str) -> pd.DataFrame:
     """The drift reference logged with the training run of registered ``version``."""
     import mlflow as mlflow_lib
 
     from dagster_project.defs.ml.tracking import REFERENCE_ARTIFACT
 
-    run_id = mlflow.client().get_model_version(mlflow.model_name, version).run_id
-    local = mlflow_lib.artifacts.download_artifacts(run_id=run_id, artifact_path=REFERENCE_ARTIFACT)
+    local = mlflow_lib.artifacts.download_artifacts(run_id=_run_of(mlflow, version), artifact_path=REFERENCE_ARTIFACT)
     reference = pd.read_parquet(local)
     if champions.PREDICTION not in reference.columns:
         raise KeyError(f"the reference sample of version {version} has no {champions.PREDICTION!r} column")
@@ -78,9 +82,8 @@ def _key_features_of(mlflow: MlflowResource, version: str, count: int) -> list[s
 
     if count == 0:
         return []
-    client = mlflow.client()
-    run_id = client.get_model_version(mlflow.model_name, version).run_id
-    if IMPORTANCE_ARTIFACT not in {artifact.path for artifact in client.list_artifacts(run_id)}:
+    run_id = _run_of(mlflow, version)
+    if IMPORTANCE_ARTIFACT not in {artifact.path for artifact in mlflow.client().list_artifacts(run_id)}:
         return []
     local = mlflow_lib.artifacts.download_artifacts(run_id=run_id, artifact_path=IMPORTANCE_ARTIFACT)
     importances = pd.read_csv(local)
