@@ -135,6 +135,30 @@ def version_by_alias(store: MlflowResource, alias: str) -> Any | None:
         raise
 
 
+def version_artifact(store: MlflowResource, version: str, artifact_path: str) -> Path | None:
+    """A file the training run of registered ``version`` logged (downloaded), or None if it logged none there."""
+    import mlflow
+
+    client = store.client()
+    run_id = client.get_model_version(store.model_name, str(version)).run_id
+    folder = str(Path(artifact_path).parent)
+    logged = {a.path for a in client.list_artifacts(run_id, None if folder == "." else folder)}
+    if artifact_path not in logged:
+        return None
+    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path))
+
+
+def key_features(store: MlflowResource, version: str, count: int) -> list[str]:
+    """The ``count`` most important features of registered ``version`` by the permutation importances its training
+    run logged, most important first; none if it logged none."""
+    local = version_artifact(store, version, tracking.IMPORTANCE_ARTIFACT) if count else None
+    if local is None:
+        return []
+    importances = pd.read_csv(local)
+    ranked = importances[importances["importance_mean"] > 0].sort_values("importance_mean", ascending=False)
+    return [str(name) for name in ranked["feature"].head(count)]
+
+
 def load_version(store: MlflowResource, version: str) -> Any:
     """Load a registered version as the scikit-learn pipeline, through the registry like production does."""
     import mlflow

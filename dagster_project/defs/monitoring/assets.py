@@ -11,6 +11,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from dagster_project.defs.ml import registry
 from dagster_project.defs.monitoring import drift as drifts
 from dagster_project.defs.monitoring import performance as perf
 from dagster_project.defs.scoring import champion as champions
@@ -55,40 +56,17 @@ def _model_of(scores: pd.DataFrame) -> tuple[str, str]:
     return str(scores["model_name"].iloc[0]), str(versions[0])
 
 
-def _run_of(mlflow: MlflowResource, version: str) -> str:
-    """The MLflow run that trained registered ``version``."""
-    return mlflow.client().get_model_version(mlflow.model_name, version).run_id
-
-
 def _reference_for(mlflow: MlflowResource, version: str) -> pd.DataFrame:
     """The drift reference logged with the training run of registered ``version``."""
-    import mlflow as mlflow_lib
-
     from dagster_project.defs.ml.tracking import REFERENCE_ARTIFACT
 
-    local = mlflow_lib.artifacts.download_artifacts(run_id=_run_of(mlflow, version), artifact_path=REFERENCE_ARTIFACT)
+    local = registry.version_artifact(mlflow, version, REFERENCE_ARTIFACT)
+    if local is None:
+        raise FileNotFoundError(f"version {version} of {mlflow.model_name} logged no {REFERENCE_ARTIFACT}")
     reference = pd.read_parquet(local)
     if champions.PREDICTION not in reference.columns:
         raise KeyError(f"the reference sample of version {version} has no {champions.PREDICTION!r} column")
     return reference
-
-
-def _key_features_of(mlflow: MlflowResource, version: str, count: int) -> list[str]:
-    """The ``count`` most important features of registered ``version`` (its permutation importances, logged by the
-    training run), most important first; none if it logged none."""
-    import mlflow as mlflow_lib
-
-    from dagster_project.defs.ml.tracking import IMPORTANCE_ARTIFACT
-
-    if count == 0:
-        return []
-    run_id = _run_of(mlflow, version)
-    if IMPORTANCE_ARTIFACT not in {artifact.path for artifact in mlflow.client().list_artifacts(run_id)}:
-        return []
-    local = mlflow_lib.artifacts.download_artifacts(run_id=run_id, artifact_path=IMPORTANCE_ARTIFACT)
-    importances = pd.read_csv(local)
-    ranked = importances[importances["importance_mean"] > 0].sort_values("importance_mean", ascending=False)
-    return [str(name) for name in ranked["feature"].head(count)]
 
 
 def _drift_table(result: drifts.DriftResult, top: int = 15) -> dg.MetadataValue:
@@ -137,7 +115,7 @@ def drift_report(
         raise LookupError(f"no batch scores for {date}: materialize scoring/batch_scores for {date} first")
     model_name, version = _model_of(scores)
     reference = _reference_for(mlflow, version)
-    key_features = _key_features_of(mlflow, version, thresholds.drift_key_features)
+    key_features = registry.key_features(mlflow, version, thresholds.drift_key_features)
     features = [c for c in reference.columns if c not in REFERENCE_EXTRA_COLUMNS]
     snapshot = scoring.read_feature_snapshot(lake.root, date, columns=features)
     current = snapshot.merge(
@@ -171,13 +149,14 @@ def drift_report(
     if failed:
         context.log.warning(f"drift on {date}: {verdict}: {result.drifted_features}")
     drifted = ", ".join(result.drifted_features) or "none"
+    drifted_key = ", ".join(result.drifted_key_features) or "none"
     return dg.MaterializeResult(
         metadata={
             "share_of_drifted_features": round(result.share_of_drifted_features, 6),
             "drifted_features_count": len(result.drifted_features),
             "drifted_features": drifted,
             "key_features": ", ".join(key_features) or "none",
-            "drifted_key_features": ", ".join(result.drifted_key_features) or "none",
+            "drifted_key_features": drifted_key,
             "prediction_drift_score": round(result.prediction.score, 6),
             "prediction_drifted": result.prediction.drifted,
             "drift_scores": _drift_table(result),
@@ -203,7 +182,7 @@ def drift_report(
                     "share_of_drifted_features": round(result.share_of_drifted_features, 6),
                     "threshold": threshold,
                     "drifted_features": drifted,
-                    "drifted_key_features": ", ".join(result.drifted_key_features) or "none",
+                    "drifted_key_features": drifted_key,
                     "prediction_drift_score": round(result.prediction.score, 6),
                     "model_version": version,
                 },
