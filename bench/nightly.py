@@ -65,15 +65,15 @@ def setup(root: Path, customers: int, night: dt.date, chunk: int, train_every: i
     os.environ.update(_env(root, customers))
     import dagster as dg
 
-    from dagster_project.definitions import defs
-    from dagster_project.defs.automation import replay
+    from dagster_project import asset_keys, replay
+    from dagster_project.definitions import defs as load_definitions
     from dagster_project.defs.automation.jobs import RETRAIN_JOB
     from dagster_project.defs.automation.sensors import TAG_REASON
     from dagster_project.defs.ml import registry
-    from dagster_project.defs.ml.assets import CHAMPION_MODEL_KEY, CHURN_MODEL_KEY, TRAINING_SET_KEY
     from dagster_project.instance import local_instance
     from dagster_project.resources import MlflowResource
     from dagster_project.settings import get_settings
+    defs = load_definitions()
 
     settings = get_settings()
     lake = Path(settings.lake_root)
@@ -116,7 +116,7 @@ def setup(root: Path, customers: int, night: dt.date, chunk: int, train_every: i
     if registry.version_by_alias(MlflowResource.from_settings(settings), "champion") is None:
         request = dg.RunRequest(tags={TAG_REASON: "bootstrap"})
         started = time.perf_counter()
-        result = replay.execute_request(defs, instance, RETRAIN_JOB, request, {}, [TRAINING_SET_KEY], quiet)
+        result = replay.execute_request(defs, instance, RETRAIN_JOB, request, {}, [asset_keys.TRAINING_SET], quiet)
         if not result.success:
             raise RuntimeError("the training set could not be built")
         figures["training_set_seconds"] = time.perf_counter() - started
@@ -124,7 +124,7 @@ def setup(root: Path, customers: int, night: dt.date, chunk: int, train_every: i
         print(f"  training set built; the champion trains on 1 customer in {train_every} ({rows:,} rows)", flush=True)
         started = time.perf_counter()
         result = replay.execute_request(defs, instance, RETRAIN_JOB, request, {},
-                                        [CHURN_MODEL_KEY, CHAMPION_MODEL_KEY], quiet)
+                                        [asset_keys.CHURN_MODEL, asset_keys.CHAMPION_MODEL], quiet)
         if not result.success:
             raise RuntimeError("the first champion could not be trained")
         figures["champion_seconds"] = time.perf_counter() - started
@@ -135,11 +135,12 @@ def night(root: Path, customers: int, day: dt.date, process_start: float) -> Non
     """The measured night, in this (fresh) process; prints one JSON line."""
     os.environ.update(_env(root, customers))
     imported = time.time()
-    from dagster_project.definitions import defs
-    from dagster_project.defs.automation import replay
+    from dagster_project import replay
+    from dagster_project.definitions import defs as load_definitions
     from dagster_project.instance import local_instance
     from dagster_project.resources import SparkResource
     from dagster_project.settings import get_settings
+    defs = load_definitions()
 
     settings = get_settings()
     instance = local_instance(settings)

@@ -143,12 +143,14 @@ def asset_runs(root: Path, repeats: int) -> None:
     os.environ["PLATFORM_DATA_ROOT"] = str(root)
     import dagster as dg
 
-    from dagster_project.defs.scoring.assets import batch_scores
+    from dagster_project.defs.scoring.assets import build_batch_scores
+    from dagster_project.partitions import daily_partitions
     from dagster_project.resources import LakeResource, MlflowResource
     from dagster_project.settings import get_settings
 
     settings = get_settings()
     resources = {"lake": LakeResource(root=str(settings.lake_root)), "mlflow": MlflowResource.from_settings(settings)}
+    batch_scores = build_batch_scores(daily_partitions(settings))
     instance = dg.DagsterInstance.ephemeral()
     runs = []
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -180,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
 
     root = args.data_root or Path(tempfile.mkdtemp(prefix="bench_scoring_"))
     os.environ["PLATFORM_DATA_ROOT"] = str(root)  # before the project reads its settings
+    from dagster_project.defs.ml.training import model_input
     from dagster_project.defs.scoring import scores as scoring
     from dagster_project.defs.scoring.champion import load_champion
     from dagster_project.resources import MlflowResource
@@ -220,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         snapshot = scoring.read_feature_snapshot(
             lake, DAY, columns=champion.feature_columns(), optional=scoring.TOP_RISK_CONTEXT
         )
-        X = scoring.model_input(model, snapshot)
+        X = model_input(snapshot, scoring.model_feature_names(model))
 
         def best(fn: object, repeats: int) -> float:
             times = []

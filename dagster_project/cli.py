@@ -7,7 +7,7 @@ The whole story: each simulated day is one real Dagster run of ``nightly_pipelin
 requested by the nightly schedule's own logic; once enough labels have matured the first model is trained; the
 ``retrain_on_drift`` sensor is evaluated after every night and the retraining it requests runs at once. All of it
 is recorded in the instance under the data root, so ``make ui`` shows the history afterwards.
-(``dagster_project.defs.automation.story`` has the day-by-day logic.)
+(``dagster_project.story`` has the day-by-day logic.)
 """
 
 import argparse
@@ -64,7 +64,7 @@ def _story_settings(scenario: str | None, drift_day: int | None) -> None:
     chosen = scenario or os.environ.get("PLATFORM_SIMULATOR__SCENARIO") or Scenario.price_rise.value
     os.environ["PLATFORM_SIMULATOR__SCENARIO"] = chosen
     if drift_day is not None:
-        start = get_settings().partitions_start
+        start = get_settings().history_start
         os.environ["PLATFORM_SIMULATOR__DRIFT_START"] = (start + dt.timedelta(days=drift_day - 1)).isoformat()
     get_settings.cache_clear()
 
@@ -72,12 +72,13 @@ def _story_settings(scenario: str | None, drift_day: int | None) -> None:
 def run(days: int, start: dt.date | None, scenario: str | None = None, drift_day: int | None = None) -> int:
     _story_settings(scenario, drift_day)
     # Imported here so that `--help` answers at once, and the definitions see the story's settings.
-    from dagster_project.definitions import defs
-    from dagster_project.defs.automation import story
+    from dagster_project import story
+    from dagster_project.definitions import defs as load_definitions
     from dagster_project.resources import MlflowResource
+    defs = load_definitions()
 
     settings = get_settings()
-    first = start or settings.partitions_start
+    first = start or settings.history_start
     instance = local_instance(settings)
     calendar = _days(first, days)
     print(f"data root: {settings.data_root}")

@@ -1,7 +1,20 @@
-"""The data lake's layout and its one write primitive.
+"""The data lake's layout and its one write primitive: the only module that knows where a table lives.
 
-Layout: ``<lake_root>/<layer>/<table>/date=YYYY-MM-DD/part-0.parquet``. One file per partition, replaced with an
-atomic rename, so a reader (or a crash) sees either the old partition or the new one, never half of either.
+Layout, under the lake root (``settings.lake_root``)::
+
+    raw/<table>/date=YYYY-MM-DD/part-0.parquet             the validated raw rows of a day
+    quarantine/<table>/date=YYYY-MM-DD/part-0.parquet      the rows set aside, with their reasons
+    features/<model>/date=YYYY-MM-DD/part-0.parquet        the dbt feature and label exports
+    offline_store/feature_snapshots                        Delta, by snapshot_date (spark_jobs)
+    offline_store/training_set                             Delta, one version per build (spark_jobs)
+    offline_store/_protected_versions.json                 the versions registered models still reference
+    scoring/batch_scores                                   Delta, by snapshot_date (delta-rs)
+    scoring/top_risk/date=YYYY-MM-DD/top_risk.csv          the day's list for the retention team
+    monitoring/drift_reports/date=YYYY-MM-DD/report.html   the day's Evidently report
+    monitoring/model_performance/date=YYYY-MM-DD/part-0.parquet
+
+Parquet partitions are one file per day, replaced with an atomic rename, so a reader (or a crash) sees either the
+old partition or the new one, never half of either. dbt reads the same layout (``dbt_project/macros/lake.sql``).
 """
 
 from __future__ import annotations
@@ -9,33 +22,100 @@ from __future__ import annotations
 import datetime as dt
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+# Layers: the first folder below the lake root.
+RAW = "raw"
+QUARANTINE = "quarantine"
+FEATURES = "features"
+OFFLINE_STORE = "offline_store"
+SCORING = "scoring"
+MONITORING = "monitoring"
+
 PARTITION_FILE = "part-0.parquet"
 
+# Tables that are not named by the data (raw tables and dbt models are).
+FEATURE_SNAPSHOTS_TABLE = "feature_snapshots"
+TRAINING_SET_TABLE = "training_set"
+PROTECTED_VERSIONS_FILE = "_protected_versions.json"
+BATCH_SCORES_TABLE = "batch_scores"
+TOP_RISK_TABLE = "top_risk"
+TOP_RISK_FILE = "top_risk.csv"
+DRIFT_REPORTS_TABLE = "drift_reports"
+DRIFT_REPORT_FILE = "report.html"
+MODEL_PERFORMANCE_TABLE = "model_performance"
 
-def partition_dir(root: Path, layer: str, table: str, date: dt.date) -> Path:
-    return root / layer / table / f"date={date.isoformat()}"
+
+def table_dir(root: str | Path, layer: str, table: str) -> Path:
+    return Path(root) / layer / table
 
 
-def partition_path(root: Path, layer: str, table: str, date: dt.date) -> Path:
+def partition_dir(root: str | Path, layer: str, table: str, date: dt.date) -> Path:
+    return table_dir(root, layer, table) / f"date={date.isoformat()}"
+
+
+def partition_path(root: str | Path, layer: str, table: str, date: dt.date) -> Path:
     return partition_dir(root, layer, table, date) / PARTITION_FILE
 
 
-def table_glob(root: Path, layer: str, table: str) -> str:
-    """A glob over every partition of a table, as DuckDB and dbt read it."""
-    return str(root / layer / table / "*" / "*.parquet")
+def feature_snapshots_path(root: str | Path) -> Path:
+    """The Delta table of daily feature snapshots (the offline store)."""
+    return table_dir(root, OFFLINE_STORE, FEATURE_SNAPSHOTS_TABLE)
 
 
-def write_partition_atomically(table: pa.Table, path: Path) -> None:
-    """Write ``table`` to ``path`` through a temporary file in the same folder, then rename it into place."""
+def training_set_path(root: str | Path) -> Path:
+    """The Delta table of point-in-time training sets."""
+    return table_dir(root, OFFLINE_STORE, TRAINING_SET_TABLE)
+
+
+def protected_versions_path(root: str | Path) -> Path:
+    """The offline-store versions that registered models reference (written by ml, read by maintenance)."""
+    return Path(root) / OFFLINE_STORE / PROTECTED_VERSIONS_FILE
+
+
+def batch_scores_path(root: str | Path) -> Path:
+    """The Delta table of nightly scores."""
+    return table_dir(root, SCORING, BATCH_SCORES_TABLE)
+
+
+def top_risk_path(root: str | Path, date: dt.date) -> Path:
+    return partition_dir(root, SCORING, TOP_RISK_TABLE, date) / TOP_RISK_FILE
+
+
+def drift_report_path(root: str | Path, date: dt.date) -> Path:
+    return partition_dir(root, MONITORING, DRIFT_REPORTS_TABLE, date) / DRIFT_REPORT_FILE
+
+
+def model_performance_path(root: str | Path, date: dt.date) -> Path:
+    return partition_path(root, MONITORING, MODEL_PERFORMANCE_TABLE, date)
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write`` on a temporary file in ``path``'s folder, then rename it into place.
+
+    The rename is atomic on POSIX within one file system: readers, and a run killed at any point, see the old file
+    or the new one. The temporary file is removed when ``write`` fails.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        pq.write_table(table, tmp, coerce_timestamps="us", allow_truncated_timestamps=False)
-        os.replace(tmp, path)  # atomic on POSIX within one filesystem
+        write(tmp)
+        os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_text_atomically(path: Path, text: str) -> Path:
+    return write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_partition_atomically(table: pa.Table, path: Path) -> Path:
+    """Write ``table`` to ``path`` as Parquet, timestamps in microseconds (what Spark reads), atomically."""
+    return write_atomically(
+        path, lambda tmp: pq.write_table(table, tmp, coerce_timestamps="us", allow_truncated_timestamps=False)
+    )

@@ -20,7 +20,15 @@ import pyarrow as pa
 from dagster_dbt import DbtCliInvocation, DbtCliResource
 
 from dagster_project import lake
-from dagster_project.settings import DBT_PROJECT_DIR, Scenario, Settings, SimulatorSettings, Source, get_settings
+from dagster_project.settings import (
+    DBT_PROJECT_DIR,
+    Scenario,
+    Settings,
+    SimulatorSettings,
+    Source,
+    Thresholds,
+    get_settings,
+)
 
 if TYPE_CHECKING:  # mlflow is imported lazily: loading the definitions stays fast
     from mlflow import MlflowClient
@@ -44,9 +52,6 @@ class LakeResource(dg.ConfigurableResource):
         arrow = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
         lake.write_partition_atomically(arrow, path)
         return path
-
-    def read_partition(self, layer: str, table: str, date: dt.date) -> pd.DataFrame:
-        return pd.read_parquet(self.partition_path(layer, table, date))
 
 
 class RawSourceResource(dg.ConfigurableResource):
@@ -142,6 +147,14 @@ class MlflowResource(dg.ConfigurableResource):
 
 
 
+class ThresholdsResource(dg.ConfigurableResource, Thresholds):
+    """The thresholds of the checks, the promotion gate and the sensor (``settings.thresholds``), as a run sees them.
+
+    A resource rather than a read of the settings inside each asset: the values a run used are the ones its
+    launchpad shows, a run may override them, and nothing reads the environment when a module is imported.
+    """
+
+
 class WarehouseResource(dg.ConfigurableResource):
     """The DuckDB warehouse dbt builds the feature tables in (``settings.warehouse_path``)."""
 
@@ -232,7 +245,7 @@ class DbtResource(DbtCliResource):
             warehouse_path=str(s.warehouse_path),
             lake_root=str(s.lake_root),
             artifacts_root=str(s.data_root / "dbt"),
-            history_start_date=s.partitions_start.isoformat(),
+            history_start_date=s.history_start.isoformat(),
             churn_horizon_days=s.thresholds.churn_horizon_days,
         )
 
@@ -274,5 +287,6 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
             drift_start=sim.drift_start.isoformat(),
         ),
         "spark": SparkResource.from_settings(s),
+        "thresholds": ThresholdsResource(**s.thresholds.model_dump()),
         "warehouse": WarehouseResource(path=str(s.warehouse_path)),
     }

@@ -12,6 +12,7 @@ import datetime as dt
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +40,7 @@ class Scenario(StrEnum):
 class SimulatorSettings(BaseModel):
     seed: int = 42
     customers: int = Field(3_000, ge=10, description="customers already subscribed on the first day")
+    # The simulator's first day. Within Settings it is always the history's first day (Settings.history_start).
     start_date: dt.date = dt.date(2025, 1, 1)
     scenario: Scenario = Scenario.none
     drift_start: dt.date = dt.date(2025, 4, 1)
@@ -77,6 +79,8 @@ class Settings(BaseSettings):
     # Downloaded jars are no data: they live in a cache that survives wiping the data folder.
     jars_cache: Path = REPO_ROOT / ".cache" / "jars"
 
+    # The first day of history, whatever the source: the first daily partition, and where feature windows begin.
+    history_start: dt.date = dt.date(2025, 1, 1)
     source: Source = Source.simulator
     spark_master: str = "local[*]"  # or spark://host:7077, k8s://..., sc://host:15002 (Spark Connect)
     spark_driver_memory: str = "2g"
@@ -84,6 +88,17 @@ class Settings(BaseSettings):
 
     simulator: SimulatorSettings = SimulatorSettings()
     thresholds: Thresholds = Thresholds()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_first_day(cls, values: Any) -> Any:
+        simulator = values.get("simulator") if isinstance(values, dict) else None
+        if isinstance(simulator, dict) and "start_date" in simulator:
+            raise ValueError(
+                "PLATFORM_SIMULATOR__START_DATE is no longer read: the first day of history belongs to every source, "
+                "set PLATFORM_HISTORY_START instead"
+            )
+        return values
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
@@ -94,11 +109,8 @@ class Settings(BaseSettings):
         self.dagster_home = self.dagster_home or root / "dagster"
         self.mlflow_artifact_root = self.mlflow_artifact_root or root / "mlflow" / "artifacts"
         self.mlflow_tracking_uri = self.mlflow_tracking_uri or f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
+        self.simulator = self.simulator.model_copy(update={"start_date": self.history_start})
         return self
-
-    @property
-    def partitions_start(self) -> dt.date:
-        return self.simulator.start_date
 
 
 @cache

@@ -7,7 +7,7 @@ import sys
 
 import dagster as dg
 
-from dagster_project.defs.automation import replay
+from dagster_project import replay
 from dagster_project.defs.ml.assets import REGISTRY_POOL
 from dagster_project.instance import local_instance
 from dagster_project.settings import Settings

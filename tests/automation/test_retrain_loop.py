@@ -14,8 +14,8 @@ import dagster as dg
 import pytest
 from churn_world import FAST_TRAINING, START, ChurnWorld, days
 
+from dagster_project import asset_keys, replay, story
 from dagster_project.defs import automation, ml, monitoring, offline_store, scoring
-from dagster_project.defs.automation import replay, story
 from dagster_project.defs.automation.jobs import RETRAIN_JOB
 from dagster_project.defs.automation.schedules import NIGHTLY_SCHEDULE
 from dagster_project.defs.automation.sensors import (
@@ -30,12 +30,9 @@ from dagster_project.defs.automation.sensors import (
 from dagster_project.defs.ml import registry
 from dagster_project.defs.monitoring.assets import (
     DRIFT_CHECK,
-    DRIFT_REPORT_KEY,
-    MODEL_PERFORMANCE_KEY,
     PERFORMANCE_CHECK,
 )
 from dagster_project.defs.scoring import scores as scoring_fns
-from dagster_project.defs.scoring.assets import BATCH_SCORES_KEY
 from dagster_project.resources import MlflowResource, build_resources
 from dagster_project.settings import Settings
 
@@ -45,7 +42,7 @@ NO_CHECK_FAILED = "No drift or performance check failed since the last tick"
 def _defs(settings: Settings) -> dg.Definitions:
     """The project's definitions from the offline store on, with the test's resources."""
     return dg.Definitions.merge(
-        offline_store.defs, ml.defs, scoring.defs, monitoring.defs, automation.defs,
+        *(domain.build_defs(settings) for domain in (offline_store, ml, scoring, monitoring, automation)),
         dg.Definitions(resources=build_resources(settings)),
     )
 
@@ -148,19 +145,19 @@ def test_a_failed_performance_check_requests_a_retrain_for_its_day(
     matured = scored + dt.timedelta(days=settings.thresholds.churn_horizon_days)
     world.write_feature_snapshots(settings.lake_root, [scored])
     defs = dg.Definitions.merge(
-        ml.defs, scoring.defs, monitoring.defs, automation.defs,
+        *(domain.build_defs(settings) for domain in (ml, scoring, monitoring, automation)),
         dg.Definitions(resources={**build_resources(settings), "mlflow": world_champion}),
     )
     instance = dg.DagsterInstance.ephemeral()
     job = defs.resolve_job_def("nightly_pipeline")
     assert job.execute_in_process(partition_key=scored.isoformat(), instance=instance,
-                                  asset_selection=[BATCH_SCORES_KEY]).success
+                                  asset_selection=[asset_keys.BATCH_SCORES]).success
     labels = world.labels(scored).assign(churned=lambda f: 1 - f["churned"])
     path = Path(settings.lake_root) / "features" / "churn_labels" / f"date={matured}" / "part-0.parquet"
     path.parent.mkdir(parents=True)
     labels.astype({"prediction_time": "datetime64[us]"}).to_parquet(path, index=False)
     result = job.execute_in_process(partition_key=matured.isoformat(), instance=instance,
-                                    asset_selection=[MODEL_PERFORMANCE_KEY])
+                                    asset_selection=[asset_keys.MODEL_PERFORMANCE])
     [check] = result.get_asset_check_evaluations()
     assert check.check_name == PERFORMANCE_CHECK and not check.passed
 
@@ -172,7 +169,7 @@ def test_a_failed_performance_check_requests_a_retrain_for_its_day(
 
 
 def _failure(day: dt.date, reason: str = "drift", record_id: int = 1) -> CheckFailure:
-    key = dg.AssetCheckKey(DRIFT_REPORT_KEY, DRIFT_CHECK)
+    key = dg.AssetCheckKey(asset_keys.DRIFT_REPORT, DRIFT_CHECK)
     return CheckFailure(key, reason, day, record_id, "run", "detail")
 
 
@@ -223,7 +220,8 @@ def test_the_nightly_schedule_targets_yesterdays_partition(
 
 
 def test_real_definitions_wire_the_nightly_job_the_retrain_job_the_schedule_and_the_sensor() -> None:
-    from dagster_project.definitions import defs
+    from dagster_project.definitions import defs as load_definitions
+    defs = load_definitions()
 
     nightly = {k.to_user_string() for k in defs.resolve_job_def("nightly_pipeline").asset_layer.executable_asset_keys}
     assert {"raw/customers", "lake/customer_features", "offline_store/feature_snapshots", "scoring/batch_scores",
@@ -236,14 +234,14 @@ def test_real_definitions_wire_the_nightly_job_the_retrain_job_the_schedule_and_
     sensor = defs.resolve_sensor_def(SENSOR_NAME)
     assert sensor.job_name == RETRAIN_JOB and sensor.default_status == dg.DefaultSensorStatus.STOPPED
     graph = defs.resolve_asset_graph()
-    performance = graph.get(MODEL_PERFORMANCE_KEY)
-    assert {BATCH_SCORES_KEY, dg.AssetKey(["lake", "churn_labels"])} <= set(performance.parent_keys)
-    assert dg.AssetKey(["ml", "champion_model"]) in graph.get(BATCH_SCORES_KEY).parent_keys
+    performance = graph.get(asset_keys.MODEL_PERFORMANCE)
+    assert {asset_keys.BATCH_SCORES, dg.AssetKey(["lake", "churn_labels"])} <= set(performance.parent_keys)
+    assert dg.AssetKey(["ml", "champion_model"]) in graph.get(asset_keys.BATCH_SCORES).parent_keys
     assert {"scores_are_sane", DRIFT_CHECK, PERFORMANCE_CHECK} <= {k.name for k in graph.asset_check_keys}
 
 
 def test_the_story_summary_says_what_happened() -> None:
-    from dagster_project.defs.automation import story
+    from dagster_project import story
 
     day = lambda n: START + dt.timedelta(days=n)  # noqa: E731
     summary = story.StorySummary(first=day(0), last=day(9), scenario="price_rise", drift_start=day(6),

@@ -75,7 +75,8 @@ def _day_rows(settings: Settings) -> dict[str, list[dict]]:
 
 
 def test_every_dbt_model_is_an_asset_below_the_raw_assets_and_every_test_a_check() -> None:
-    from dagster_project.definitions import defs
+    from dagster_project.definitions import defs as load_definitions
+    defs = load_definitions()
 
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}

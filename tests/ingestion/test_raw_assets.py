@@ -116,7 +116,7 @@ def test_a_missing_landing_file_fails_saying_where_it_was_expected(landing_setti
     assert any("activity_events/2025-01-04.csv" in e.step_failure_data.error.cause.message for e in failures)
 
 
-def test_partitions_start_on_the_simulation_start(settings: Settings) -> None:
+def test_history_start_on_the_simulation_start(settings: Settings) -> None:
     partitions = raw_assets[0].partitions_def
-    assert partitions.get_first_partition_key() == settings.partitions_start.isoformat()
+    assert partitions.get_first_partition_key() == settings.history_start.isoformat()
     assert dt.date.fromisoformat(partitions.get_last_partition_key()) < dt.date.today()

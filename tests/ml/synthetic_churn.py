@@ -93,14 +93,24 @@ SCHEMA_OVERRIDES = {
 
 
 def write_training_set(
-    path: Path, frame: pd.DataFrame, feature_store_version: int = 7, dagster_run_id: str = "test-run", **extra: object
+    path: Path,
+    frame: pd.DataFrame,
+    feature_store_version: int = 7,
+    dagster_run_id: str = "test-run",
+    churn_horizon_days: int = 30,
+    **extra: object,
 ) -> int:
     """Write ``frame`` as a new version of the Delta table at ``path`` (microsecond timestamps, as Spark writes
     them), with the lineage in the commit's ``userMetadata`` like the Spark job does; return the version."""
     arrow = pa.Table.from_pandas(frame, preserve_index=False)
     for name, dtype in SCHEMA_OVERRIDES.items():
         arrow = arrow.set_column(arrow.schema.get_field_index(name), name, arrow[name].cast(dtype))
-    metadata = {"feature_store_version": feature_store_version, "dagster_run_id": dagster_run_id, **extra}
+    metadata = {
+        "feature_store_version": feature_store_version,
+        "dagster_run_id": dagster_run_id,
+        "churn_horizon_days": churn_horizon_days,
+        **extra,
+    }
     write_deltalake(
         str(path),
         arrow,

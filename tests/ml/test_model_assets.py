@@ -5,11 +5,9 @@ from pathlib import Path
 import dagster as dg
 from synthetic_churn import FAST
 
+from dagster_project import asset_keys
 from dagster_project.defs.ml.assets import (
     CHAMPION_CHECK,
-    CHAMPION_MODEL_KEY,
-    CHURN_MODEL_KEY,
-    TRAINING_SET_KEY,
     champion_serves,
     churn_model,
     rollback_champion,
@@ -69,9 +67,9 @@ def test_assets_train_gate_reproduce_refuse_and_roll_back(
         assert str(version_by_alias(mlflow_store, "challenger").version) == "3"
 
         # The gate alone, on the current challenger: same verdict, recorded on the model asset as an observation.
-        regate = _run(settings, instance, selection=[CHAMPION_MODEL_KEY])
+        regate = _run(settings, instance, selection=[asset_keys.CHAMPION_MODEL])
         assert regate.success and not regate.get_asset_materialization_events()
-        observation = instance.fetch_observations(CHURN_MODEL_KEY, limit=1).records[0].asset_observation
+        observation = instance.fetch_observations(asset_keys.CHURN_MODEL, limit=1).records[0].asset_observation
         assert observation.metadata["decision"].value == "rejected"
 
         # Roll back through the Dagster job: the champion asset's history records it.
@@ -82,17 +80,18 @@ def test_assets_train_gate_reproduce_refuse_and_roll_back(
         )
         assert rolled.success
         assert str(version_by_alias(mlflow_store, "champion").version) == "1"
-        latest = instance.get_latest_materialization_event(CHAMPION_MODEL_KEY).asset_materialization
+        latest = instance.get_latest_materialization_event(asset_keys.CHAMPION_MODEL).asset_materialization
         assert (latest.metadata["change"].value, latest.metadata["champion_version"].value) == ("rollback", "1")
         assert latest.tags["dagster/data_version"] == "1"  # what downstream staleness compares
 
 
 def test_real_definitions_wire_the_model_assets_and_the_rollback_job() -> None:
-    from dagster_project.definitions import defs
+    from dagster_project.definitions import defs as load_definitions
+    defs = load_definitions()
 
     graph = defs.resolve_asset_graph()
-    assert graph.get(CHURN_MODEL_KEY).parent_keys == {TRAINING_SET_KEY}
-    assert graph.get(CHAMPION_MODEL_KEY).parent_keys == {CHURN_MODEL_KEY}
-    assert graph.get(CHURN_MODEL_KEY).group_name == "ml"
+    assert graph.get(asset_keys.CHURN_MODEL).parent_keys == {asset_keys.TRAINING_SET}
+    assert graph.get(asset_keys.CHAMPION_MODEL).parent_keys == {asset_keys.CHURN_MODEL}
+    assert graph.get(asset_keys.CHURN_MODEL).group_name == "ml"
     job = defs.resolve_job_def("rollback_champion")
     dg.validate_run_config(job, {"ops": {"set_champion_alias": {"config": {"version": 1}}}})

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from dagster_project import asset_keys
 from dagster_project.defs.ml import registry, rollback, tracking
-from dagster_project.defs.ml.assets import CHAMPION_MODEL_KEY
 from dagster_project.defs.ml.serialization import trusted_types_for
 from dagster_project.defs.ml.training import LABEL, ModelKind, TrainingParams, TrainingResult, train_from_training_set
 from dagster_project.resources import MlflowResource
@@ -195,7 +195,7 @@ def test_rollback_sets_an_earlier_champion_that_scoring_then_loads(
     assert rollback.main(["--version", "1", "--reason", "v2 misbehaves"]) == 0
     assert _champion(mlflow_store) == "1"
     with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
-        event = instance.get_latest_materialization_event(CHAMPION_MODEL_KEY)
+        event = instance.get_latest_materialization_event(asset_keys.CHAMPION_MODEL)
     metadata = event.asset_materialization.metadata
     assert (metadata["champion_version"].value, metadata["reason"].value) == ("1", "v2 misbehaves")
     assert rollback.main(["--list"]) == 0

@@ -15,12 +15,13 @@ from dagster_project.defs.monitoring import performance as perf
 from dagster_project.defs.monitoring.assets import (
     DRIFT_CHECK,
     PERFORMANCE_CHECK,
-    drift_report,
-    model_performance,
+    build_drift_report,
+    build_model_performance,
 )
 from dagster_project.defs.scoring import scores as scoring
-from dagster_project.defs.scoring.assets import batch_scores
-from dagster_project.resources import LakeResource, MlflowResource
+from dagster_project.defs.scoring.assets import build_batch_scores
+from dagster_project.partitions import daily_partitions, label_horizon_mapping
+from dagster_project.resources import MlflowResource, build_resources
 from dagster_project.settings import Settings
 
 CALM = START + dt.timedelta(days=70)
@@ -126,8 +127,12 @@ def test_realized_performance_joins_matured_labels_and_refuses_noise() -> None:
     assert perf.within_tolerance(0.76, 0.80, 0.05) and not perf.within_tolerance(0.74, 0.80, 0.05)
 
 
+def _performance(settings: Settings) -> dg.AssetsDefinition:
+    return build_model_performance(daily_partitions(settings), label_horizon_mapping(settings))
+
+
 def _resources(settings: Settings, store: MlflowResource) -> dict[str, object]:
-    return {"lake": LakeResource(root=str(settings.lake_root)), "mlflow": store}
+    return {**build_resources(settings), "mlflow": store}
 
 
 def _metadata(result: dg.ExecuteInProcessResult, key: str) -> dict[str, dg.MetadataValue]:
@@ -149,7 +154,7 @@ def test_drift_report_asset_passes_a_calm_day_and_fails_a_shifted_one(
     instance = dg.DagsterInstance.ephemeral()
     verdicts = {}
     for day in (CALM, DRIFTED):
-        result = _run([batch_scores, drift_report], day, settings, world_champion, instance)
+        result = _run([build_batch_scores(daily_partitions(settings)), build_drift_report(daily_partitions(settings))], day, settings, world_champion, instance)
         assert result.success  # a failed check is a verdict, not a run failure
         [drift] = [e for e in result.get_asset_check_evaluations() if e.check_name == DRIFT_CHECK]
         assert drift.severity == dg.AssetCheckSeverity.ERROR
@@ -172,7 +177,7 @@ def test_drift_report_asset_passes_a_calm_day_and_fails_a_shifted_one(
 
 
 def test_drift_report_needs_the_days_scores(settings: Settings, world_champion: MlflowResource) -> None:
-    result = _run([drift_report], CALM, settings, world_champion, dg.DagsterInstance.ephemeral())
+    result = _run([build_drift_report(daily_partitions(settings))], CALM, settings, world_champion, dg.DagsterInstance.ephemeral())
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert "materialize scoring/batch_scores" in failure.step_failure_data.error.to_string()
@@ -186,16 +191,16 @@ def test_model_performance_judges_matured_scores_and_skips_the_rest(
     matured_on = CALM + dt.timedelta(days=horizon)
     world.write_feature_snapshots(settings.lake_root, [CALM])
     instance = dg.DagsterInstance.ephemeral()
-    assert _run([batch_scores], CALM, settings, world_champion, instance).success
+    assert _run([build_batch_scores(daily_partitions(settings))], CALM, settings, world_champion, instance).success
 
     # Before the labels mature: materialized, not evaluated, and the check is skipped rather than faked.
-    early = _run([model_performance], matured_on, settings, world_champion, instance)
+    early = _run([_performance(settings)], matured_on, settings, world_champion, instance)
     assert early.success and not early.get_asset_check_evaluations()
     metadata = _metadata(early, "monitoring/model_performance")
     assert metadata["evaluated"].value is False and "no matured labels" in metadata["reason"].value
 
     world.write_labels(settings.lake_root, [matured_on])
-    result = _run([model_performance], matured_on, settings, world_champion, instance)
+    result = _run([_performance(settings)], matured_on, settings, world_champion, instance)
     [check] = result.get_asset_check_evaluations()
     assert check.check_name == PERFORMANCE_CHECK and check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     stored = scoring.read_scores(settings.lake_root, CALM)
@@ -211,6 +216,6 @@ def test_model_performance_judges_matured_scores_and_skips_the_rest(
     flipped = labels.assign(churned=1 - labels["churned"])
     flipped_path = Path(settings.lake_root) / "features" / "churn_labels" / f"date={matured_on}" / "part-0.parquet"
     flipped.astype({"prediction_time": "datetime64[us]"}).to_parquet(flipped_path, index=False)
-    failed = _run([model_performance], matured_on, settings, world_champion, instance)
+    failed = _run([_performance(settings)], matured_on, settings, world_champion, instance)
     [check] = failed.get_asset_check_evaluations()
     assert not check.passed and check.metadata["realized_roc_auc"].value < 0.5

@@ -10,9 +10,12 @@ import pytest
 from churn_world import CATEGORICAL, NUMERIC, START, ChurnWorld, days
 from deltalake import DeltaTable
 
+from dagster_project import asset_keys
+from dagster_project import lake as lake_layout
 from dagster_project.defs.ml.training import FeatureColumns, ModelKind, TrainingParams, build_pipeline
 from dagster_project.defs.scoring import scores as scoring
-from dagster_project.defs.scoring.assets import BATCH_SCORES_KEY, SCORES_SANE_CHECK, batch_scores
+from dagster_project.defs.scoring.assets import SCORES_SANE_CHECK, build_batch_scores
+from dagster_project.partitions import daily_partitions
 from dagster_project.resources import LakeResource, MlflowResource
 from dagster_project.settings import Settings
 
@@ -110,7 +113,7 @@ def test_rescoring_a_day_replaces_exactly_that_day(small_model: object, tmp_path
     written = scoring.write_scores(lake, DAY, again, commit_metadata={"dagster_run_id": "r2"})
     assert written.replaced_rows == 40 and written.table_version == 2
 
-    stored = DeltaTable(str(scoring.batch_scores_path(lake))).to_pandas()
+    stored = DeltaTable(str(lake_layout.batch_scores_path(lake))).to_pandas()
     by_day = stored.groupby(pd.to_datetime(stored["snapshot_date"]).dt.date)
     assert by_day.size().to_dict() == {DAY: 25, next_day: 40}
     assert set(by_day.get_group(DAY)["model_version"]) == {"2"}
@@ -118,7 +121,7 @@ def test_rescoring_a_day_replaces_exactly_that_day(small_model: object, tmp_path
     assert len(scoring.read_scores(lake, DAY)) == 25
     assert scoring.read_scores(lake, DAY + dt.timedelta(days=5)).empty
     # One atomic commit per write, restricted to its partition (Delta's replaceWhere), with our lineage.
-    last = DeltaTable(str(scoring.batch_scores_path(lake))).history(1)[0]
+    last = DeltaTable(str(lake_layout.batch_scores_path(lake))).history(1)[0]
     assert last["operationParameters"]["predicate"].startswith(f"snapshot_date = '{DAY}'")
     assert '"dagster_run_id": "r2"' in last["userMetadata"]
     with pytest.raises(ValueError, match="must all carry snapshot_date"):
@@ -146,7 +149,7 @@ def _materialize(
     settings: Settings, store: MlflowResource, day: dt.date, **config: object
 ) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [batch_scores],
+        [build_batch_scores(daily_partitions(settings))],
         partition_key=day.isoformat(),
         resources={"lake": LakeResource(root=str(settings.lake_root)), "mlflow": store},
         run_config={"ops": {"scoring__batch_scores": {"config": config}}} if config else None,
@@ -173,7 +176,7 @@ def test_asset_scores_the_day_with_the_champion_and_exports_the_top_risk(
 
     stored = scoring.read_scores(settings.lake_root, DAY)
     assert len(stored) == world.customers and stored["customer_id"].is_unique
-    top = pd.read_csv(scoring.top_risk_path(settings.lake_root, DAY))
+    top = pd.read_csv(lake_layout.top_risk_path(settings.lake_root, DAY))
     assert len(top) == 20 and top["rank"].tolist() == list(range(1, 21))
     assert top["churn_probability"].is_monotonic_decreasing
     assert top["churn_probability"].iloc[0] == pytest.approx(stored["churn_probability"].max(), abs=1e-6)
@@ -205,4 +208,4 @@ def test_asset_without_the_days_snapshot_fails_naming_it(settings: Settings, wor
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert "materialize offline_store/feature_snapshots" in failure.step_failure_data.error.to_string()
-    assert BATCH_SCORES_KEY.to_user_string() == "scoring/batch_scores"
+    assert asset_keys.BATCH_SCORES.to_user_string() == "scoring/batch_scores"

@@ -35,7 +35,8 @@ NODE_LABEL = '[class*="AssetNode_assetName"]'
 
 
 def _definitions() -> dg.Definitions:
-    from dagster_project.definitions import defs
+    from dagster_project.definitions import defs as load_definitions
+    defs = load_definitions()
 
     return defs
 
@@ -170,9 +171,17 @@ def test_checks_are_visible_on_their_asset_with_their_latest_result(
 
 @pytest.mark.parametrize("view", ["overview", "events"])
 def test_a_materialized_asset_page_shows_its_history(
-    dagster_ui: DagsterDev, page: Page, artifacts: Path, view: str
+    dagster_ui: DagsterDev, deployed_platform: DeployedPlatform, page: Page, artifacts: Path, view: str
 ) -> None:
     key = dg.AssetKey(["raw", "customers"])
+    with dg.DagsterInstance.from_config(str(deployed_platform.dagster_home)) as instance:
+        event = instance.get_latest_materialization_event(key)
+    assert event is not None and event.asset_materialization is not None, "the night materialized no raw customers"
+    rows_kept = event.asset_materialization.metadata["rows_kept"].value
     _open(page, f"{_asset_url(dagster_ui.base_url, key)}?view={view}")
     page.get_by_text("rows_kept").first.wait_for(state="visible", timeout=60_000)  # metadata of the latest run
     page.screenshot(path=str(artifacts / f"asset-raw-customers-{view}.png"))
+    text = page.inner_text("body")
+    # The page shows what the run recorded: the partition it materialized and its row count.
+    assert event.asset_materialization.partition in text, f"partition {event.asset_materialization.partition} not shown"
+    assert f"{rows_kept:,}" in text or str(rows_kept) in text, f"rows_kept {rows_kept} is not shown"

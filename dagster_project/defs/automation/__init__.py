@@ -3,7 +3,19 @@
 import dagster as dg
 
 from dagster_project.defs.automation.jobs import nightly_pipeline, retrain
+from dagster_project.defs.automation.maintenance_schedule import (
+    maintain_offline_store,
+    weekly_offline_store_maintenance,
+)
 from dagster_project.defs.automation.schedules import nightly_schedule
 from dagster_project.defs.automation.sensors import retrain_on_drift
+from dagster_project.settings import Settings
 
-defs = dg.Definitions(jobs=[nightly_pipeline, retrain], schedules=[nightly_schedule], sensors=[retrain_on_drift])
+
+def build_defs(settings: Settings) -> dg.Definitions:
+    """Jobs select assets by key and group, and take their partitions from them: nothing here reads settings."""
+    return dg.Definitions(
+        jobs=[nightly_pipeline, retrain, maintain_offline_store],
+        schedules=[nightly_schedule, weekly_offline_store_maintenance],
+        sensors=[retrain_on_drift],
+    )

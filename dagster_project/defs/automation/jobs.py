@@ -2,12 +2,12 @@
 
 import dagster as dg
 
-from dagster_project.defs.ml.assets import CHAMPION_MODEL_KEY, CHURN_MODEL_KEY, TRAINING_SET_KEY
+from dagster_project import asset_keys
 
 # The groups a night runs through, in the order the data flows; later layers join this list.
 NIGHTLY_GROUPS = ["ingestion", "features", "offline_store", "scoring", "monitoring"]
 # Retraining: a fresh point-in-time training set, a challenger trained on it, and the promotion gate.
-RETRAIN_KEYS = [TRAINING_SET_KEY, CHURN_MODEL_KEY, CHAMPION_MODEL_KEY]
+RETRAIN_KEYS = [asset_keys.TRAINING_SET, asset_keys.CHURN_MODEL, asset_keys.CHAMPION_MODEL]
 RETRAIN_JOB = "retrain"
 
 nightly_pipeline = dg.define_asset_job(
@@ -24,7 +24,7 @@ nightly_pipeline = dg.define_asset_job(
 retrain = dg.define_asset_job(
     name=RETRAIN_JOB,
     # The two model assets and what they are trained from, one step upstream: the offline store's training set.
-    selection=dg.AssetSelection.assets(CHURN_MODEL_KEY, CHAMPION_MODEL_KEY).upstream(depth=1),
+    selection=dg.AssetSelection.assets(asset_keys.CHURN_MODEL, asset_keys.CHAMPION_MODEL).upstream(depth=1),
     description=(
         "Retrain the churn model: build the point-in-time training set from the offline store, train and register "
         "a challenger in MLflow, and run the promotion gate, which decides whether it becomes the champion. "

@@ -2,13 +2,11 @@
 
 import dagster as dg
 
-# Spelled out rather than imported, so that this module never imports the offline_store package (which imports
-# this module to register the schedule).
-TABLE_MAINTENANCE = dg.AssetKey(["offline_store", "table_maintenance"])
+from dagster_project import asset_keys
 
 maintain_offline_store = dg.define_asset_job(
     name="maintain_offline_store",
-    selection=dg.AssetSelection.assets(TABLE_MAINTENANCE),
+    selection=dg.AssetSelection.assets(asset_keys.TABLE_MAINTENANCE),
     description="Compact and vacuum the Delta feature snapshots and training sets, keeping every version a "
     "registered model references readable.",
 )

@@ -27,14 +27,13 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from dagster_project import asset_keys
 from dagster_project.defs.automation.jobs import RETRAIN_JOB, retrain
 from dagster_project.defs.monitoring.assets import (
     DRIFT_CHECK,
-    DRIFT_REPORT_KEY,
-    MODEL_PERFORMANCE_KEY,
     PERFORMANCE_CHECK,
 )
-from dagster_project.settings import get_settings
+from dagster_project.resources import ThresholdsResource
 
 if TYPE_CHECKING:  # the record type is not exported at dagster's top level; only its fields are used here
     from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecord
@@ -49,8 +48,8 @@ TAG_FAILED_CHECKS = "retrain/failed_checks"
 TAG_DETAIL = "retrain/detail"
 # The checks watched, and the reason each gives a retrain.
 WATCHED_CHECKS: dict[dg.AssetCheckKey, str] = {
-    dg.AssetCheckKey(DRIFT_REPORT_KEY, DRIFT_CHECK): "drift",
-    dg.AssetCheckKey(MODEL_PERFORMANCE_KEY, PERFORMANCE_CHECK): "performance",
+    dg.AssetCheckKey(asset_keys.DRIFT_REPORT, DRIFT_CHECK): "drift",
+    dg.AssetCheckKey(asset_keys.MODEL_PERFORMANCE, PERFORMANCE_CHECK): "performance",
 }
 PAGE = 100
 MAX_TAG_LENGTH = 250
@@ -246,9 +245,9 @@ def run_key_for(day: dt.date) -> str:
         "(PLATFORM_THRESHOLDS__RETRAIN_COOLDOWN_DAYS). Skips, saying so, when nothing failed."
     ),
 )
-def retrain_on_drift(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+def retrain_on_drift(context: dg.SensorEvaluationContext, thresholds: ThresholdsResource) -> dg.SensorResult:
     """Request a retraining when a drift or performance check fails, at most once per cooldown."""
-    cooldown = get_settings().thresholds.retrain_cooldown_days
+    cooldown = thresholds.retrain_cooldown_days
     cursor = RetrainCursor.parse(context.cursor)
     failures, handled = new_failures(context.instance, cursor)
     known = [d for d in (cursor.last_trigger, last_trigger_in_history(context.instance)) if d is not None]

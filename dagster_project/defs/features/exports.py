@@ -1,8 +1,9 @@
 """The feature tables of each day, exported from the warehouse to the lake as Parquet for the Spark offline store.
 
 ``<lake>/features/customer_features/date=D/part-0.parquet`` holds the snapshot of day D;
-``<lake>/features/churn_labels/date=D/part-0.parquet`` the labels that matured on day D (snapshot D - N). Each
-file is replaced atomically, so re-exporting a day is idempotent and a reader never sees half a file.
+``<lake>/features/churn_labels/date=D/part-0.parquet`` the labels that matured on day D (snapshot D - N); the
+layout is ``dagster_project/lake.py``'s. Each file is replaced atomically, so re-exporting a day is idempotent and
+a reader never sees half a file.
 """
 
 import datetime as dt
@@ -14,6 +15,7 @@ import dagster as dg
 import pyarrow as pa
 from dagster_dbt import get_asset_key_for_model
 
+from dagster_project import asset_keys
 from dagster_project.defs.features.assets import (
     BACKFILL_POLICY,
     MANIFEST,
@@ -23,26 +25,13 @@ from dagster_project.defs.features.assets import (
     run_days,
 )
 from dagster_project.defs.features.translator import GROUP_NAME
-from dagster_project.lake import write_partition_atomically
+from dagster_project.lake import FEATURES, PARTITION_FILE, write_partition_atomically
 from dagster_project.partitions import daily_partitions
 from dagster_project.resources import LakeResource, WarehouseResource
-
-FEATURES_LAYER = "features"  # <lake>/features/<table>/date=YYYY-MM-DD/part-0.parquet
-
-
-def export_key(model: str) -> dg.AssetKey:
-    """The asset key of a table's export: ``lake/<table>``."""
-    return dg.AssetKey(["lake", model])
 
 
 def _model_node(manifest: Mapping[str, Any], model: str) -> Mapping[str, Any]:
     return next(n for n in manifest["nodes"].values() if n["resource_type"] == "model" and n["name"] == model)
-
-
-def feature_columns(manifest: Mapping[str, Any] = MANIFEST, model: str = "customer_features") -> list[str]:
-    """The model's input columns as the dbt YAML declares them (column meta ``feature: true``), in order."""
-    columns = _model_node(manifest, model)["columns"]
-    return [name for name, column in columns.items() if (column.get("config", {}).get("meta") or {}).get("feature")]
 
 
 def read_day(warehouse: WarehouseResource, relation: str, day_column: str, day: dt.date) -> pa.Table:
@@ -69,7 +58,7 @@ def _export_asset(model: str, description: str, allow_empty_day: bool) -> dg.Ass
         warnings.simplefilter("ignore", dg.BetaWarning)
 
         @dg.asset(
-            key=export_key(model),
+            key=asset_keys.lake_export(model),
             deps=[upstream],
             partitions_def=daily_partitions,
             backfill_policy=BACKFILL_POLICY,
@@ -77,7 +66,7 @@ def _export_asset(model: str, description: str, allow_empty_day: bool) -> dg.Ass
             group_name=GROUP_NAME,
             kinds={"duckdb", "parquet"},
             description=description,
-            metadata={"lake_layout": f"{FEATURES_LAYER}/{model}/date=YYYY-MM-DD/part-0.parquet", **provenance},
+            metadata={"lake_layout": f"{FEATURES}/{model}/date=YYYY-MM-DD/{PARTITION_FILE}", **provenance},
         )
         def _export(
             context: dg.AssetExecutionContext, warehouse: WarehouseResource, lake: LakeResource
@@ -93,7 +82,7 @@ def _export_asset(model: str, description: str, allow_empty_day: bool) -> dg.Ass
                         "for that day first."
                     )
                 table = table.replace_schema_metadata({**(table.schema.metadata or {}), **provenance})
-                path = lake.partition_path(FEATURES_LAYER, model, day)
+                path = lake.partition_path(FEATURES, model, day)
                 write_partition_atomically(table, path)
                 rows_by_day[day.isoformat()] = table.num_rows
                 columns = len(table.schema)
@@ -112,7 +101,7 @@ def _export_asset(model: str, description: str, allow_empty_day: bool) -> dg.Ass
 
 
 customer_features_export = _export_asset(
-    "customer_features",
+    asset_keys.FEATURES_MODEL,
     description=(
         "The day's feature snapshot (`features/customer_features`), exported from DuckDB to "
         "`<lake>/features/customer_features/date=<day>/part-0.parquet` for the Spark offline store. Each file "
@@ -122,7 +111,7 @@ customer_features_export = _export_asset(
 )
 
 churn_labels_export = _export_asset(
-    "churn_labels",
+    asset_keys.LABELS_MODEL,
     description=(
         "The labels that matured on the day (`features/churn_labels`: the snapshot of the day minus the "
         "horizon), exported to `<lake>/features/churn_labels/date=<day>/part-0.parquet`. Empty during the first "

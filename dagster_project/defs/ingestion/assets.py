@@ -5,21 +5,19 @@ import datetime as dt
 import dagster as dg
 import pandas as pd
 
+from dagster_project import asset_keys
+from dagster_project import lake as lake_layout
 from dagster_project.defs.ingestion import simulator
 from dagster_project.defs.ingestion.schemas import RAW_TABLES, TableSpec
 from dagster_project.defs.ingestion.validation import QUARANTINE_SCHEMA, ValidationResult, read_landing_file, validate
 from dagster_project.partitions import daily_partitions
-from dagster_project.resources import LakeResource, RawSourceResource
-from dagster_project.settings import Source, get_settings
+from dagster_project.resources import LakeResource, RawSourceResource, ThresholdsResource
+from dagster_project.settings import Source
 
-RAW_LAYER = "raw"
-QUARANTINE_LAYER = "quarantine"
+RAW_LAYER = lake_layout.RAW
+QUARANTINE_LAYER = lake_layout.QUARANTINE
 VALID_ROWS_CHECK = "no_quarantined_rows"
 QUARANTINE_SHARE_CHECK = "quarantine_share_below_threshold"
-
-
-def raw_asset_key(table: str) -> dg.AssetKey:
-    return dg.AssetKey([RAW_LAYER, table])
 
 
 def load_raw(source: RawSourceResource, table: str, date: dt.date) -> tuple[pd.DataFrame, str]:
@@ -54,8 +52,7 @@ def _check_results(key: dg.AssetKey, result: ValidationResult, max_share: float)
 
 
 def build_raw_asset(spec: TableSpec) -> dg.AssetsDefinition:
-    key = raw_asset_key(spec.name)
-    max_share = get_settings().thresholds.max_quarantine_share
+    key = asset_keys.raw_table(spec.name)
 
     @dg.asset(
         key=key,
@@ -72,14 +69,17 @@ def build_raw_asset(spec: TableSpec) -> dg.AssetsDefinition:
             dg.AssetCheckSpec(
                 QUARANTINE_SHARE_CHECK,
                 asset=key,
-                description=f"At most {max_share:.0%} of the day's rows were quarantined "
-                "(PLATFORM_THRESHOLDS__MAX_QUARANTINE_SHARE).",
+                description="At most `thresholds.max_quarantine_share` of the day's rows were quarantined "
+                "(PLATFORM_THRESHOLDS__MAX_QUARANTINE_SHARE; the value in force is in each result's metadata).",
             ),
         ],
         metadata={"keys": ", ".join(spec.keys), "columns": ", ".join(spec.columns)},
     )
     def _raw_table(
-        context: dg.AssetExecutionContext, lake: LakeResource, raw_source: RawSourceResource
+        context: dg.AssetExecutionContext,
+        lake: LakeResource,
+        raw_source: RawSourceResource,
+        thresholds: ThresholdsResource,
     ) -> dg.MaterializeResult:
         date = dt.date.fromisoformat(context.partition_key)
         frame, source = load_raw(raw_source, spec.name, date)
@@ -102,7 +102,7 @@ def build_raw_asset(spec: TableSpec) -> dg.AssetsDefinition:
                 "quarantine_path": dg.MetadataValue.path(str(quarantine_path)),
                 "dagster/row_count": result.rows_kept,
             },
-            check_results=_check_results(key, result, max_share),
+            check_results=_check_results(key, result, thresholds.max_quarantine_share),
         )
 
     return _raw_table

@@ -14,15 +14,12 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from dagster_project import asset_keys
 from dagster_project.defs.ml import plots, registry, tracking
 from dagster_project.defs.ml.training import TrainingParams, fit_on_split, load_training_set
-from dagster_project.resources import LakeResource, MlflowResource
-from dagster_project.settings import get_settings
+from dagster_project.resources import LakeResource, MlflowResource, ThresholdsResource
 from spark_jobs.paths import OfflineStorePaths
 
-TRAINING_SET_KEY = dg.AssetKey(["offline_store", "training_set"])
-CHURN_MODEL_KEY = dg.AssetKey(["ml", "churn_model"])
-CHAMPION_MODEL_KEY = dg.AssetKey(["ml", "champion_model"])
 CHAMPION_CHECK = "champion_serves"
 # Moving aliases is read-modify-write on the registry: runs that touch it share this pool. Limit it to one slot
 # (`dagster instance concurrency set model_registry 1`) to serialize concurrent gates and rollbacks.
@@ -65,8 +62,8 @@ def _importance_table(importances: pd.DataFrame, top: int = 10) -> dg.MetadataVa
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
-            CHURN_MODEL_KEY,
-            deps=[TRAINING_SET_KEY],
+            asset_keys.CHURN_MODEL,
+            deps=[asset_keys.TRAINING_SET],
             description=(
                 "The churn model trained on the latest training set, logged to MLflow and registered as the new "
                 "version of the registered model with the alias `challenger`. Time-based split: the last "
@@ -79,8 +76,8 @@ def _importance_table(importances: pd.DataFrame, top: int = 10) -> dg.MetadataVa
             skippable=True,
         ),
         dg.AssetSpec(
-            CHAMPION_MODEL_KEY,
-            deps=[CHURN_MODEL_KEY],
+            asset_keys.CHAMPION_MODEL,
+            deps=[asset_keys.CHURN_MODEL],
             description=(
                 "The model production scores with: the registry alias `champion`. The promotion gate scores the "
                 "challenger and the champion on the challenger's holdout; the challenger takes over if its ROC AUC "
@@ -97,23 +94,26 @@ def _importance_table(importances: pd.DataFrame, top: int = 10) -> dg.MetadataVa
     pool=REGISTRY_POOL,
 )
 def churn_model(
-    context: dg.AssetExecutionContext, config: ChurnModelConfig, mlflow: MlflowResource, lake: LakeResource
+    context: dg.AssetExecutionContext,
+    config: ChurnModelConfig,
+    mlflow: MlflowResource,
+    lake: LakeResource,
+    thresholds: ThresholdsResource,
 ) -> Iterator[dg.MaterializeResult]:
     """Train and register a challenger, then run the promotion gate (each step only if its asset is selected)."""
-    settings = get_settings()
     selected = context.selected_asset_keys
     model_metadata: dict[str, object] = {}
 
-    if CHURN_MODEL_KEY in selected:
+    if asset_keys.CHURN_MODEL in selected:
         path = training_set_path(lake.root)
         started = time.perf_counter()
         training_set = load_training_set(str(path), config.training_set_version)
         params = TrainingParams(**config.model_dump(exclude={"training_set_version"}))
-        result = fit_on_split(training_set, params, settings.thresholds.churn_horizon_days)
+        result = fit_on_split(training_set, params, thresholds.churn_horizon_days)
         training_seconds = time.perf_counter() - started  # read, split, fit, evaluate
         context.log.info(f"trained {params.model_kind.value} on {path} v{training_set.version}: {result.metrics}")
         importances = plots.permutation_importances(result)
-        registered = tracking.log_and_register(result, mlflow, context.run_id, importances=importances)
+        registered = tracking.log_and_register(result, mlflow, context.run.run_id, importances=importances)
         registry.write_protected_versions(mlflow, lake.root)
         split = result.split.describe()
         model_metadata = {
@@ -137,31 +137,31 @@ def churn_model(
         }
 
     decision = None
-    if CHAMPION_MODEL_KEY in selected:
+    if asset_keys.CHAMPION_MODEL in selected:
         decision = registry.run_promotion_gate(
             mlflow,
-            auc_floor=settings.thresholds.auc_floor,
-            tolerance=settings.thresholds.promotion_tolerance,
+            auc_floor=thresholds.auc_floor,
+            tolerance=thresholds.promotion_tolerance,
             lake_root=lake.root,
-            dagster_run_id=context.run_id,
+            dagster_run_id=context.run.run_id,
         )
         log = context.log.info if decision.promoted else context.log.warning
         log(f"promotion gate: {decision.decision} v{decision.challenger_version}: {decision.reason}")
         model_metadata.update(_decision_metadata(decision))
-        if CHURN_MODEL_KEY not in selected:
+        if asset_keys.CHURN_MODEL not in selected:
             # The gate ran on an earlier challenger: record its verdict on the model asset all the same.
-            context.log_event(dg.AssetObservation(asset_key=CHURN_MODEL_KEY, metadata=model_metadata))
+            context.log_event(dg.AssetObservation(asset_key=asset_keys.CHURN_MODEL, metadata=model_metadata))
 
-    if CHURN_MODEL_KEY in selected:
+    if asset_keys.CHURN_MODEL in selected:
         # Data versions are registry versions: Dagster marks what was built from an older one as stale.
         yield dg.MaterializeResult(
-            asset_key=CHURN_MODEL_KEY,
+            asset_key=asset_keys.CHURN_MODEL,
             metadata=model_metadata,
             data_version=dg.DataVersion(str(model_metadata["model_version"])),
         )
     if decision is not None and decision.promoted:
         yield dg.MaterializeResult(
-            asset_key=CHAMPION_MODEL_KEY,
+            asset_key=asset_keys.CHAMPION_MODEL,
             data_version=dg.DataVersion(decision.challenger_version),
             metadata={
                 "champion_version": decision.challenger_version,
@@ -175,7 +175,7 @@ def churn_model(
         )
 
 
-@dg.asset_check(asset=CHAMPION_MODEL_KEY, name=CHAMPION_CHECK, blocking=True)
+@dg.asset_check(asset=asset_keys.CHAMPION_MODEL, name=CHAMPION_CHECK, blocking=True)
 def champion_serves(mlflow: MlflowResource) -> dg.AssetCheckResult:
     """The champion loads through `models:/<name>@champion` as a pyfunc model (the way any consumer loads it) and
     returns one churn probability in [0, 1] per row of its logged input example. Blocking: nothing downstream
@@ -245,7 +245,7 @@ def rollback_materialization(
 ) -> dg.AssetMaterialization:
     """The event that records a rollback on `ml/champion_model` (from the job, or the command line's ``origin``)."""
     return dg.AssetMaterialization(
-        asset_key=CHAMPION_MODEL_KEY,
+        asset_key=asset_keys.CHAMPION_MODEL,
         description=f"rollback to version {result.version}{f' ({origin})' if origin else ''}",
         tags={"dagster/data_version": result.version},
         metadata={

@@ -52,6 +52,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 LABEL = "churned"
+# The column of the drift reference sample (``reference_sample``) that holds the model's churn probability.
+PREDICTION = "prediction"
 # The columns of the training-set contract that are not features: keys, time and the label.
 NON_FEATURE_COLUMNS = ("customer_id", "prediction_time", "label_snapshot_date", LABEL, "feature_snapshot_date")
 # The canonical row order: one row per customer and prediction time.
@@ -76,7 +78,7 @@ class TrainingParams(BaseModel):
         None,
         ge=1,
         description="label horizon, and so the gap between training labels and validation; "
-        "None = the training set's own (commit metadata), else the settings' thresholds.churn_horizon_days",
+        "None = the training set's own (commit metadata), else the run's thresholds.churn_horizon_days",
     )
     seed: int = Field(42, description="seeds every random step: the model, the samples, permutation importance")
     # HistGradientBoostingClassifier
@@ -283,12 +285,18 @@ def load_training_set(path: str, version: int | None = None) -> TrainingSetVersi
     return TrainingSetVersion(path=path, version=resolved, commit_metadata=metadata, frame=frame)
 
 
-def feature_columns(frame: pd.DataFrame) -> FeatureColumns:
-    """Every column but the contract's keys, time and label is a feature; its dtype says how it is encoded."""
+def feature_kinds(frame: pd.DataFrame, columns: list[str]) -> FeatureColumns:
+    """The one rule for how a feature is encoded: numbers and booleans are numeric; strings and categories are
+    categorical; any other type (dates, timestamps, nested values) is refused, naming the columns.
+
+    Training, scoring and drift all split columns with this function, so a column is never numeric to one of them
+    and categorical to another.
+    """
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise KeyError(f"the rows lack the feature columns {missing}")
     numeric, categorical, unusable = [], [], []
-    for column in frame.columns:
-        if column in NON_FEATURE_COLUMNS:
-            continue
+    for column in columns:
         dtype = frame[column].dtype
         if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
             numeric.append(column)
@@ -302,9 +310,15 @@ def feature_columns(frame: pd.DataFrame) -> FeatureColumns:
             unusable.append(f"{column} ({dtype})")
     if unusable:
         raise TypeError(f"feature columns of an unsupported type: {unusable}; cast them upstream or drop them")
-    if not numeric and not categorical:
-        raise ValueError("the training set has no feature columns")
     return FeatureColumns(numeric=numeric, categorical=categorical)
+
+
+def feature_columns(frame: pd.DataFrame) -> FeatureColumns:
+    """Every column of a training set but the contract's keys, time and label is a feature (``feature_kinds``)."""
+    features = feature_kinds(frame, [c for c in frame.columns if c not in NON_FEATURE_COLUMNS])
+    if not features.all:
+        raise ValueError("the training set has no feature columns")
+    return features
 
 
 def feature_frame(frame: pd.DataFrame, features: FeatureColumns) -> pd.DataFrame:
@@ -322,17 +336,12 @@ def feature_frame(frame: pd.DataFrame, features: FeatureColumns) -> pd.DataFrame
 
 
 def model_input(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """``frame``'s columns a fitted model expects, typed as at training: what to feed a loaded model.
+    """``frame``'s columns a fitted model expects, in its order, typed as at training: what to feed a loaded model.
 
     Feature snapshots carry counts as integers; the model (and its MLflow signature) takes every number as
     float64, and MLflow's schema enforcement refuses to narrow int64 to float64 by itself.
     """
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise KeyError(f"the rows lack the model's feature columns {missing}")
-    numeric = [c for c in columns if pd.api.types.is_numeric_dtype(frame[c].dtype)]
-    features = FeatureColumns(numeric=numeric, categorical=[c for c in columns if c not in numeric])
-    return feature_frame(frame, features)[columns]
+    return feature_frame(frame, feature_kinds(frame, columns))[columns]
 
 
 def time_split(frame: pd.DataFrame, validation_days: int, churn_horizon_days: int) -> TimeSplit:
@@ -449,12 +458,13 @@ def frame_hash(frame: pd.DataFrame) -> str:
 
 
 def resolve_horizon(params: TrainingParams, training_set: TrainingSetVersion, default: int | None = None) -> int:
-    """The label horizon: set explicitly, else the training set's own, else ``default`` (the settings')."""
+    """The label horizon: set explicitly, else the training set's own, else ``default`` (the run's thresholds)."""
     horizon = params.churn_horizon_days or training_set.churn_horizon_days or default
     if horizon is None:
-        from dagster_project.settings import get_settings
-
-        horizon = get_settings().thresholds.churn_horizon_days
+        raise ValueError(
+            f"no label horizon for training set v{training_set.version}: its commit names none; pass "
+            "churn_horizon_days in the training parameters"
+        )
     return int(horizon)
 
 
@@ -494,6 +504,12 @@ def train_from_training_set(
     return fit_on_split(load_training_set(path, version), params or TrainingParams())
 
 
+def reference_features(reference: pd.DataFrame) -> list[str]:
+    """The model's feature columns of a reference sample (``reference_sample``): all but the prediction and the
+    training-set contract's keys, time and label."""
+    return [c for c in reference.columns if c != PREDICTION and c not in NON_FEATURE_COLUMNS]
+
+
 def reference_sample(result: TrainingResult, rows: int | None = None) -> pd.DataFrame:
     """A seeded sample of the validation rows with the model's prediction: the reference for drift monitoring.
 
@@ -510,6 +526,6 @@ def reference_sample(result: TrainingResult, rows: int | None = None) -> pd.Data
     sample = recent.sample(n=n, random_state=result.params.seed).sort_values(ROW_ORDER, kind="mergesort")
     X = feature_frame(sample, result.features)
     return X.assign(
-        prediction=churn_probability(result.pipeline, X),
+        **{PREDICTION: churn_probability(result.pipeline, X)},
         **{LABEL: sample[LABEL].to_numpy(), "feature_snapshot_date": sample["feature_snapshot_date"].to_numpy()},
     ).reset_index(drop=True)

@@ -11,29 +11,19 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from dagster_project import asset_keys
+from dagster_project import lake as lake_layout
 from dagster_project.defs.ml import registry
+from dagster_project.defs.ml.training import PREDICTION, reference_features
 from dagster_project.defs.monitoring import drift as drifts
 from dagster_project.defs.monitoring import performance as perf
 from dagster_project.defs.scoring import champion as champions
 from dagster_project.defs.scoring import scores as scoring
-from dagster_project.defs.scoring.assets import BATCH_SCORES_KEY, FEATURE_SNAPSHOTS_KEY
-from dagster_project.partitions import daily_partitions
-from dagster_project.resources import LakeResource, MlflowResource
-from dagster_project.settings import get_settings
+from dagster_project.partitions import horizon_days
+from dagster_project.resources import LakeResource, MlflowResource, ThresholdsResource
 
-DRIFT_REPORT_KEY = dg.AssetKey(["monitoring", "drift_report"])
-MODEL_PERFORMANCE_KEY = dg.AssetKey(["monitoring", "model_performance"])
-CHURN_LABELS_KEY = dg.AssetKey(["lake", "churn_labels"])
 DRIFT_CHECK = "drift_share_below_threshold"
 PERFORMANCE_CHECK = "realized_auc_within_tolerance"
-MONITORING_LAYER = "monitoring"
-PERFORMANCE_TABLE = "model_performance"
-# Columns of the reference sample that are not model features.
-REFERENCE_EXTRA_COLUMNS = (champions.PREDICTION, perf.LABEL, "feature_snapshot_date", "customer_id", "snapshot_date")
-
-# Read once for the definitions (descriptions, the label-horizon partition mapping); the asset bodies read the
-# settings in force when they run.
-_thresholds = get_settings().thresholds
 
 
 class DriftReportConfig(dg.Config):
@@ -64,8 +54,8 @@ def _reference_for(mlflow: MlflowResource, version: str) -> pd.DataFrame:
     if local is None:
         raise FileNotFoundError(f"version {version} of {mlflow.model_name} logged no {REFERENCE_ARTIFACT}")
     reference = pd.read_parquet(local)
-    if champions.PREDICTION not in reference.columns:
-        raise KeyError(f"the reference sample of version {version} has no {champions.PREDICTION!r} column")
+    if PREDICTION not in reference.columns:
+        raise KeyError(f"the reference sample of version {version} has no {PREDICTION!r} column")
     return reference
 
 
@@ -78,226 +68,246 @@ def _drift_table(result: drifts.DriftResult, top: int = 15) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(lines))
 
 
-@dg.asset(
-    key=DRIFT_REPORT_KEY,
-    partitions_def=daily_partitions,
-    deps=[BATCH_SCORES_KEY, FEATURE_SNAPSHOTS_KEY],
-    group_name="monitoring",
-    kinds={"evidently", "html"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            DRIFT_CHECK,
-            asset=DRIFT_REPORT_KEY,
-            description=f"Fewer than {_thresholds.drift_share:.0%} of the model's features drifted from the "
-            "champion's reference (PLATFORM_THRESHOLDS__DRIFT_SHARE), and none of its "
-            f"{_thresholds.drift_key_features} most important features did "
-            "(PLATFORM_THRESHOLDS__DRIFT_KEY_FEATURES). Severity ERROR: a failure makes the `retrain_on_drift` "
-            "sensor request a retraining.",
-        )
-    ],
-)
-def drift_report(
-    context: dg.AssetExecutionContext, config: DriftReportConfig, lake: LakeResource, mlflow: MlflowResource
-) -> dg.MaterializeResult:
-    """An Evidently data-drift report of the day: its features and churn probabilities against the reference
-    sample of the model that scored them (its validation rows with its predictions, logged to MLflow).
+def build_drift_report(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    """``monitoring/drift_report`` over ``partitions``."""
 
-    The HTML report is saved to `lake/monitoring/drift_reports/date=<day>/report.html` and linked here. The key
-    figures (share of drifted features, the drifted features, each feature's drift score, prediction drift) are
-    metadata, so the asset's Plots tab shows them over days. The day may be sampled for speed: the report says so.
-    """
-    date = dt.date.fromisoformat(context.partition_key)
-    thresholds = get_settings().thresholds
-    threshold = thresholds.drift_share
-    started = time.perf_counter()
-    scores = scoring.read_scores(lake.root, date)
-    if scores.empty:
-        raise LookupError(f"no batch scores for {date}: materialize scoring/batch_scores for {date} first")
-    model_name, version = _model_of(scores)
-    reference = _reference_for(mlflow, version)
-    key_features = registry.key_features(mlflow, version, thresholds.drift_key_features)
-    features = [c for c in reference.columns if c not in REFERENCE_EXTRA_COLUMNS]
-    snapshot = scoring.read_feature_snapshot(lake.root, date, columns=features)
-    current = snapshot.merge(
-        scores[["customer_id", "churn_probability"]], on="customer_id", how="inner", validate="one_to_one"
-    ).rename(columns={"churn_probability": drifts.PREDICTION})
-    load_seconds = time.perf_counter() - started
-
-    started = time.perf_counter()
-    result = drifts.compute_drift(
-        reference,
-        current,
-        features,
-        drift_share=threshold,
-        max_current_rows=config.max_current_rows or None,
-        seed=config.seed,
-        column_threshold=config.column_threshold,
-        key_features=key_features,
-        key_feature_threshold=config.key_feature_threshold,
-    )
-    compute_seconds = time.perf_counter() - started
-    path = drifts.drift_report_path(lake.root, date)
-    notes = drifts.report_notes(result, f"a seeded sample of the validation rows of {model_name} v{version}")
-    drifts.save_report(result, path, f"Data drift on {date}: {model_name} v{version}", notes)
-
-    failed = result.failed
-    verdict = (
-        (f"key features drifted: {', '.join(result.drifted_key_features)}; " if result.drifted_key_features else "")
-        + f"{len(result.drifted_features)} of {len(features)} features drifted "
-        f"({result.share_of_drifted_features:.0%}; fails at {threshold:.0%})"
-    )
-    if failed:
-        context.log.warning(f"drift on {date}: {verdict}: {result.drifted_features}")
-    drifted = ", ".join(result.drifted_features) or "none"
-    drifted_key = ", ".join(result.drifted_key_features) or "none"
-    return dg.MaterializeResult(
-        metadata={
-            "share_of_drifted_features": round(result.share_of_drifted_features, 6),
-            "drifted_features_count": len(result.drifted_features),
-            "drifted_features": drifted,
-            "key_features": ", ".join(key_features) or "none",
-            "drifted_key_features": drifted_key,
-            "prediction_drift_score": round(result.prediction.score, 6),
-            "prediction_drifted": result.prediction.drifted,
-            "drift_scores": _drift_table(result),
-            **{f"drift_score/{name}": round(score, 6) for name, score in result.drift_scores.items()},
-            "report": dg.MetadataValue.url(path.resolve().as_uri()),
-            "report_path": dg.MetadataValue.path(str(path)),
-            "model_version": version,
-            "current_rows": result.current_rows,
-            "current_rows_compared": result.current_rows_compared,
-            "reference_rows": result.reference_rows,
-            "sampled": result.sampled,
-            "load_seconds": round(load_seconds, 3),
-            "compute_seconds": round(compute_seconds, 3),
-        },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=DRIFT_CHECK,
-                passed=not failed,
-                severity=dg.AssetCheckSeverity.ERROR,
-                description=verdict,
-                metadata={
-                    "partition": context.partition_key,
-                    "share_of_drifted_features": round(result.share_of_drifted_features, 6),
-                    "threshold": threshold,
-                    "drifted_features": drifted,
-                    "drifted_key_features": drifted_key,
-                    "prediction_drift_score": round(result.prediction.score, 6),
-                    "model_version": version,
-                },
+    @dg.asset(
+        key=asset_keys.DRIFT_REPORT,
+        partitions_def=partitions,
+        deps=[asset_keys.BATCH_SCORES, asset_keys.FEATURE_SNAPSHOTS],
+        group_name="monitoring",
+        kinds={"evidently", "html"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                DRIFT_CHECK,
+                asset=asset_keys.DRIFT_REPORT,
+                description="Fewer than `thresholds.drift_share` of the model's features drifted from the champion's "
+                "reference (PLATFORM_THRESHOLDS__DRIFT_SHARE), and none of its `thresholds.drift_key_features` most "
+                "important features did (PLATFORM_THRESHOLDS__DRIFT_KEY_FEATURES). Severity ERROR: a failure makes the "
+                "`retrain_on_drift` sensor request a retraining. The values in force are in each result's metadata.",
             )
         ],
     )
+    def drift_report(
+        context: dg.AssetExecutionContext,
+        config: DriftReportConfig,
+        lake: LakeResource,
+        mlflow: MlflowResource,
+        thresholds: ThresholdsResource,
+    ) -> dg.MaterializeResult:
+        """An Evidently data-drift report of the day: its features and churn probabilities against the reference
+        sample of the model that scored them (its validation rows with its predictions, logged to MLflow).
 
+        The HTML report is saved to `lake/monitoring/drift_reports/date=<day>/report.html` and linked here. The key
+        figures (share of drifted features, the drifted features, each feature's drift score, prediction drift) are
+        metadata, so the asset's Plots tab shows them over days. The day may be sampled for speed: the report says so.
+        """
+        date = dt.date.fromisoformat(context.partition_key)
+        threshold = thresholds.drift_share
+        started = time.perf_counter()
+        scores = scoring.read_scores(lake.root, date)
+        if scores.empty:
+            raise LookupError(f"no batch scores for {date}: materialize scoring/batch_scores for {date} first")
+        model_name, version = _model_of(scores)
+        reference = _reference_for(mlflow, version)
+        key_features = registry.key_features(mlflow, version, thresholds.drift_key_features)
+        features = reference_features(reference)
+        snapshot = scoring.read_feature_snapshot(lake.root, date, columns=features)
+        current = snapshot.merge(
+            scores[["customer_id", "churn_probability"]], on="customer_id", how="inner", validate="one_to_one"
+        ).rename(columns={"churn_probability": PREDICTION})
+        load_seconds = time.perf_counter() - started
 
-@dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            MODEL_PERFORMANCE_KEY,
-            partitions_def=daily_partitions,
-            deps=[
-                # Partition P judges the scores of P - N ...
-                dg.AssetDep(
-                    BATCH_SCORES_KEY,
-                    partition_mapping=dg.TimeWindowPartitionMapping(
-                        start_offset=-_thresholds.churn_horizon_days,
-                        end_offset=-_thresholds.churn_horizon_days,
-                    ),
-                ),
-                # ... against the labels that matured with partition P (the label export files them under P).
-                CHURN_LABELS_KEY,
+        started = time.perf_counter()
+        result = drifts.compute_drift(
+            reference,
+            current,
+            features,
+            drift_share=threshold,
+            max_current_rows=config.max_current_rows or None,
+            seed=config.seed,
+            column_threshold=config.column_threshold,
+            key_features=key_features,
+            key_feature_threshold=config.key_feature_threshold,
+        )
+        compute_seconds = time.perf_counter() - started
+        path = lake_layout.drift_report_path(lake.root, date)
+        notes = drifts.report_notes(result, f"a seeded sample of the validation rows of {model_name} v{version}")
+        drifts.save_report(result, path, f"Data drift on {date}: {model_name} v{version}", notes)
+
+        failed = result.failed
+        verdict = (
+            (f"key features drifted: {', '.join(result.drifted_key_features)}; " if result.drifted_key_features else "")
+            + f"{len(result.drifted_features)} of {len(features)} features drifted "
+            f"({result.share_of_drifted_features:.0%}; fails at {threshold:.0%})"
+        )
+        if failed:
+            context.log.warning(f"drift on {date}: {verdict}: {result.drifted_features}")
+        drifted = ", ".join(result.drifted_features) or "none"
+        drifted_key = ", ".join(result.drifted_key_features) or "none"
+        return dg.MaterializeResult(
+            metadata={
+                "share_of_drifted_features": round(result.share_of_drifted_features, 6),
+                "drifted_features_count": len(result.drifted_features),
+                "drifted_features": drifted,
+                "key_features": ", ".join(key_features) or "none",
+                "drifted_key_features": drifted_key,
+                "prediction_drift_score": round(result.prediction.score, 6),
+                "prediction_drifted": result.prediction.drifted,
+                "drift_scores": _drift_table(result),
+                **{f"drift_score/{name}": round(score, 6) for name, score in result.drift_scores.items()},
+                "report": dg.MetadataValue.url(path.resolve().as_uri()),
+                "report_path": dg.MetadataValue.path(str(path)),
+                "model_version": version,
+                "current_rows": result.current_rows,
+                "current_rows_compared": result.current_rows_compared,
+                "reference_rows": result.reference_rows,
+                "sampled": result.sampled,
+                "load_seconds": round(load_seconds, 3),
+                "compute_seconds": round(compute_seconds, 3),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=DRIFT_CHECK,
+                    passed=not failed,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    description=verdict,
+                    metadata={
+                        "partition": context.partition_key,
+                        "share_of_drifted_features": round(result.share_of_drifted_features, 6),
+                        "threshold": threshold,
+                        "drifted_features": drifted,
+                        "drifted_key_features": drifted_key,
+                        "prediction_drift_score": round(result.prediction.score, 6),
+                        "model_version": version,
+                    },
+                )
             ],
-            group_name="monitoring",
-            kinds={"scikitlearn", "parquet"},
-            description=(
-                f"The realized performance of the scores of {_thresholds.churn_horizon_days} days earlier, once "
-                "their labels have matured: ROC AUC (with its standard error), PR AUC, Brier score and base rate, "
-                "against the validation ROC AUC of the model version that made the scores. One row per day in "
-                "`lake/monitoring/model_performance/date=<day>/part-0.parquet`. Days whose scores or labels do not "
-                "exist (yet) are materialized with `evaluated: false` and the reason."
-            ),
         )
-    ],
-    check_specs=[
-        dg.AssetCheckSpec(
-            PERFORMANCE_CHECK,
-            asset=MODEL_PERFORMANCE_KEY,
-            description=(
-                "The realized ROC AUC is at least the model's validation ROC AUC minus "
-                f"{_thresholds.performance_tolerance} (PLATFORM_THRESHOLDS__PERFORMANCE_TOLERANCE). Evaluated only "
-                "once the labels have matured (skipped before). Severity ERROR: a failure makes the "
-                "`retrain_on_drift` sensor request a retraining."
-            ),
-        )
-    ],
-    # The check is optional: it is skipped, not faked, on days with nothing to judge yet.
-    can_subset=True,
-)
-def model_performance(
-    context: dg.AssetExecutionContext, lake: LakeResource, mlflow: MlflowResource
-) -> Iterator[dg.MaterializeResult]:
-    """Judge the scores of day P - N (N = churn horizon) on the labels that matured on day P."""
-    date = dt.date.fromisoformat(context.partition_key)
-    thresholds = get_settings().thresholds
-    horizon = thresholds.churn_horizon_days
-    scored_date = date - dt.timedelta(days=horizon)
-    scores = scoring.read_scores(lake.root, scored_date)
-    labels = perf.read_matured_labels(lake.root, scored_date, partitions=[date, scored_date])
-    result = perf.realized_performance(scores, labels, evaluated_on=date, scored_date=scored_date)
-    if result.evaluated and result.model_version is not None:
-        result = perf.RealizedPerformance(
-            **{**result.__dict__, "validation_roc_auc": champions.validation_roc_auc(mlflow, result.model_version)}
-        )
-    path = lake.write_partition(MONITORING_LAYER, PERFORMANCE_TABLE, date, perf.performance_table(result).to_pandas(),
-                                perf.PERFORMANCE_SCHEMA)
-    metadata: dict[str, object] = {
-        "evaluated": result.evaluated,
-        "reason": result.reason,
-        "scored_date": scored_date.isoformat(),
-        "labelled_rows": result.rows,
-        "positives": result.positives,
-        "label_coverage": round(result.label_coverage, 6),
-        "path": dg.MetadataValue.path(str(path)),
-    }
-    for name in ("realized_roc_auc", "roc_auc_standard_error", "realized_pr_auc", "brier", "base_rate",
-                 "mean_churn_probability", "validation_roc_auc"):
-        value = getattr(result, name)
-        if value is not None:
-            metadata[name] = round(float(value), 6)
-    if result.model_version is not None:
-        metadata["model_version"] = result.model_version
-    yield dg.MaterializeResult(asset_key=MODEL_PERFORMANCE_KEY, metadata=metadata)
 
-    if not result.evaluated:
-        context.log.info(f"performance of {scored_date} not evaluated: {result.reason}")
-        return
-    if result.validation_roc_auc is None:
-        raise ValueError(
-            f"model version {result.model_version} records no validation ROC AUC (tag metric.roc_auc): "
-            "the performance check has nothing to compare with"
+    return drift_report
+
+
+def build_model_performance(
+    partitions: dg.PartitionsDefinition, scores_judged: dg.TimeWindowPartitionMapping
+) -> dg.AssetsDefinition:
+    """``monitoring/model_performance`` over ``partitions``: partition P judges the scores of the day that
+    ``scores_judged`` maps it to (P - N, N the label horizon)."""
+
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                asset_keys.MODEL_PERFORMANCE,
+                partitions_def=partitions,
+                deps=[
+                    # Partition P judges the scores of P - N ...
+                    dg.AssetDep(
+                        asset_keys.BATCH_SCORES,
+                        partition_mapping=scores_judged,
+                    ),
+                    # ... against the labels that matured with partition P (the label export files them under P).
+                    asset_keys.CHURN_LABELS_EXPORT,
+                ],
+                group_name="monitoring",
+                kinds={"scikitlearn", "parquet"},
+                description=(
+                    "The realized performance of the scores of `churn_horizon_days` days earlier, once their labels "
+                    "have matured: ROC AUC (with its standard error), PR AUC, Brier score and base rate, "
+                    "against the validation ROC AUC of the model version that made the scores. One row per day in "
+                    "`lake/monitoring/model_performance/date=<day>/part-0.parquet`. Days whose scores or labels do not "
+                    "exist (yet) are materialized with `evaluated: false` and the reason."
+                ),
+            )
+        ],
+        check_specs=[
+            dg.AssetCheckSpec(
+                PERFORMANCE_CHECK,
+                asset=asset_keys.MODEL_PERFORMANCE,
+                description=(
+                    "The realized ROC AUC is at least the model's validation ROC AUC minus "
+                    "`thresholds.performance_tolerance` (PLATFORM_THRESHOLDS__PERFORMANCE_TOLERANCE). Evaluated only "
+                    "once the labels have matured (skipped before). Severity ERROR: a failure makes the "
+                    "`retrain_on_drift` sensor request a retraining."
+                ),
+            )
+        ],
+        # The check is optional: it is skipped, not faked, on days with nothing to judge yet.
+        can_subset=True,
+    )
+    def model_performance(
+        context: dg.AssetExecutionContext, lake: LakeResource, mlflow: MlflowResource, thresholds: ThresholdsResource
+    ) -> Iterator[dg.MaterializeResult]:
+        """Judge the scores of day P - N (N = churn horizon) on the labels that matured on day P."""
+        date = dt.date.fromisoformat(context.partition_key)
+        # The graph's own mapping, read back: a run cannot judge other days than the UI shows.
+        scored_date = date - dt.timedelta(days=horizon_days(scores_judged))
+        scores = scoring.read_scores(lake.root, scored_date)
+        labels = perf.read_matured_labels(lake.root, scored_date, partitions=[date, scored_date])
+        result = perf.realized_performance(scores, labels, evaluated_on=date, scored_date=scored_date)
+        if result.evaluated and result.model_version is not None:
+            result = perf.RealizedPerformance(
+                **{**result.__dict__, "validation_roc_auc": champions.validation_roc_auc(mlflow, result.model_version)}
+            )
+        path = lake_layout.write_partition_atomically(
+            perf.performance_table(result), lake_layout.model_performance_path(lake.root, date)
         )
-    floor = result.validation_roc_auc - thresholds.performance_tolerance
-    passed = perf.within_tolerance(result.realized_roc_auc or float("nan"), result.validation_roc_auc,
-                                   thresholds.performance_tolerance)
-    yield dg.AssetCheckResult(
-        asset_key=MODEL_PERFORMANCE_KEY,
-        check_name=PERFORMANCE_CHECK,
-        passed=passed,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=(
-            f"realized ROC AUC {result.realized_roc_auc:.4f} on the scores of {scored_date} vs validation "
-            f"{result.validation_roc_auc:.4f} - {thresholds.performance_tolerance} = {floor:.4f}"
-        ),
-        metadata={
-            "partition": context.partition_key,
+        metadata: dict[str, object] = {
+            "evaluated": result.evaluated,
+            "reason": result.reason,
             "scored_date": scored_date.isoformat(),
-            "realized_roc_auc": round(float(result.realized_roc_auc or float("nan")), 6),
-            "roc_auc_standard_error": round(float(result.roc_auc_standard_error or 0.0), 6),
-            "validation_roc_auc": round(result.validation_roc_auc, 6),
-            "floor": round(floor, 6),
-            "model_version": result.model_version or "unknown",
             "labelled_rows": result.rows,
             "positives": result.positives,
-        },
-    )
+            "label_coverage": round(result.label_coverage, 6),
+            "path": dg.MetadataValue.path(str(path)),
+        }
+        for name in (
+            "realized_roc_auc",
+            "roc_auc_standard_error",
+            "realized_pr_auc",
+            "brier",
+            "base_rate",
+            "mean_churn_probability",
+            "validation_roc_auc",
+        ):
+            value = getattr(result, name)
+            if value is not None:
+                metadata[name] = round(float(value), 6)
+        if result.model_version is not None:
+            metadata["model_version"] = result.model_version
+        yield dg.MaterializeResult(asset_key=asset_keys.MODEL_PERFORMANCE, metadata=metadata)
+
+        if not result.evaluated:
+            context.log.info(f"performance of {scored_date} not evaluated: {result.reason}")
+            return
+        if result.validation_roc_auc is None:
+            raise ValueError(
+                f"model version {result.model_version} records no validation ROC AUC (tag metric.roc_auc): "
+                "the performance check has nothing to compare with"
+            )
+        floor = result.validation_roc_auc - thresholds.performance_tolerance
+        passed = perf.within_tolerance(
+            result.realized_roc_auc or float("nan"), result.validation_roc_auc, thresholds.performance_tolerance
+        )
+        yield dg.AssetCheckResult(
+            asset_key=asset_keys.MODEL_PERFORMANCE,
+            check_name=PERFORMANCE_CHECK,
+            passed=passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=(
+                f"realized ROC AUC {result.realized_roc_auc:.4f} on the scores of {scored_date} vs validation "
+                f"{result.validation_roc_auc:.4f} - {thresholds.performance_tolerance} = {floor:.4f}"
+            ),
+            metadata={
+                "partition": context.partition_key,
+                "scored_date": scored_date.isoformat(),
+                "realized_roc_auc": round(float(result.realized_roc_auc or float("nan")), 6),
+                "roc_auc_standard_error": round(float(result.roc_auc_standard_error or 0.0), 6),
+                "validation_roc_auc": round(result.validation_roc_auc, 6),
+                "floor": round(floor, 6),
+                "model_version": result.model_version or "unknown",
+                "labelled_rows": result.rows,
+                "positives": result.positives,
+            },
+        )
+
+    return model_performance

@@ -18,8 +18,10 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-LABELS_PATH = Path("features") / "churn_labels"  # the feature layer's export contract, under the lake
-LABEL = "churned"
+from dagster_project import lake
+from dagster_project.asset_keys import LABELS_MODEL
+from dagster_project.defs.ml.training import LABEL
+
 # Below this many churners (or non-churners) an AUC is too noisy to act on: the check is not evaluated.
 MIN_CLASS_ROWS = 10
 
@@ -43,22 +45,14 @@ PERFORMANCE_SCHEMA = pa.schema(
 )
 
 
-def labels_root(lake_root: str | Path) -> Path:
-    return Path(lake_root) / LABELS_PATH
-
-
 def read_matured_labels(lake_root: str | Path, snapshot_date: dt.date, partitions: list[dt.date]) -> pd.DataFrame:
     """The labels of ``snapshot_date`` found in the label export's ``partitions`` (missing partitions skipped).
 
     Rows are selected by their ``snapshot_date`` column, not by the folder they sit in, so this does not depend on
     which partition the export files a matured label under.
     """
-    root = labels_root(lake_root)
-    files = [
-        str(root / f"date={d.isoformat()}" / "part-0.parquet")
-        for d in dict.fromkeys(partitions)
-        if (root / f"date={d.isoformat()}" / "part-0.parquet").exists()
-    ]
+    candidates = (lake.partition_path(lake_root, lake.FEATURES, LABELS_MODEL, d) for d in dict.fromkeys(partitions))
+    files = [str(path) for path in candidates if path.exists()]
     empty = pd.DataFrame({"customer_id": pd.Series(dtype=object), LABEL: pd.Series(dtype="int64")})
     if not files:
         return empty
@@ -117,7 +111,8 @@ def realized_performance(
         return RealizedPerformance(
             evaluated_on, scored_date, False, f"no scores for {scored_date}: the day was not scored (no champion yet?)"
         )
-    versions = sorted(scores["model_version"].astype(str).unique())
+    # Registry versions are numbers kept as strings: the newest is the largest number, not the last string ("10" > "9").
+    versions = sorted(scores["model_version"].astype(str).unique(), key=lambda v: (int(v) if v.isdigit() else -1, v))
     name, version = str(scores["model_name"].iloc[0]), versions[-1]
     if labels.empty:
         return RealizedPerformance(

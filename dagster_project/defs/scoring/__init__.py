@@ -2,6 +2,10 @@
 
 import dagster as dg
 
-from dagster_project.defs.scoring.assets import batch_scores
+from dagster_project.defs.scoring.assets import build_batch_scores
+from dagster_project.partitions import daily_partitions
+from dagster_project.settings import Settings
 
-defs = dg.Definitions(assets=[batch_scores])
+
+def build_defs(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(assets=[build_batch_scores(daily_partitions(settings))])

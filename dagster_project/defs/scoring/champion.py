@@ -6,15 +6,11 @@ is absorbed in one place.
 
 from __future__ import annotations
 
-import pandas as pd
-
 from dagster_project.defs.ml import registry
 from dagster_project.defs.ml.registry import ChampionModel, NoChampionError
 from dagster_project.resources import MlflowResource
 
-__all__ = ["ChampionModel", "NoChampionError", "load_champion", "reference_sample", "validation_roc_auc"]
-
-PREDICTION = "prediction"  # the reference sample's column with the model's churn probability
+__all__ = ["ChampionModel", "NoChampionError", "load_champion", "validation_roc_auc"]
 
 
 def load_champion(store: MlflowResource) -> ChampionModel:
@@ -29,14 +25,6 @@ def load_champion(store: MlflowResource) -> ChampionModel:
             f"no model version has the alias 'champion', so there is nothing to score with. {error}. "
             "In the UI: materialize ml/churn_model and ml/champion_model (or launch the `retrain` job)."
         ) from error
-
-
-def reference_sample(champion: ChampionModel) -> pd.DataFrame:
-    """The champion's drift reference: a sample of its validation rows with its own predictions on them."""
-    frame = champion.reference_sample()
-    if PREDICTION not in frame.columns:
-        raise KeyError(f"the reference sample of {champion.uri} has no {PREDICTION!r} column: {list(frame.columns)}")
-    return frame
 
 
 def validation_roc_auc(store: MlflowResource, version: str) -> float | None:

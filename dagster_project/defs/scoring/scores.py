@@ -9,16 +9,13 @@ while delta-rs writes the same Delta protocol that Spark, DuckDB and Trino read.
 overwrite restricted by a predicate on its partition (Delta's ``replaceWhere``): re-scoring a day replaces that
 day's rows in one atomic commit and leaves every other day untouched.
 
-The top-risk list, one CSV per day for the business, sits beside it:
-``<lake>/scoring/top_risk/date=YYYY-MM-DD/top_risk.csv``.
+The top-risk list, one CSV per day for the business, sits beside it (``dagster_project/lake.py`` has the layout).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,13 +24,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from dagster_project.defs.ml.training import FeatureColumns, churn_probability, feature_frame
+from dagster_project import lake
+from dagster_project.defs.ml.training import churn_probability, model_input
 
-SCORING_LAYER = "scoring"
-BATCH_SCORES_TABLE = "batch_scores"
-TOP_RISK_TABLE = "top_risk"
-TOP_RISK_FILE = "top_risk.csv"
-FEATURE_SNAPSHOTS_PATH = Path("offline_store") / "feature_snapshots"  # the offline store's contract, under the lake
 KEY_COLUMNS = ("customer_id", "snapshot_date")
 # Descriptive columns copied into the top-risk list when the snapshot has them: what a retention team looks at.
 TOP_RISK_CONTEXT = (
@@ -91,20 +84,9 @@ class RiskBands:
         ]
 
 
-def batch_scores_path(lake_root: str | Path) -> Path:
-    return Path(lake_root) / SCORING_LAYER / BATCH_SCORES_TABLE
-
-
-def feature_snapshots_path(lake_root: str | Path) -> Path:
-    return Path(lake_root) / FEATURE_SNAPSHOTS_PATH
-
-
-def top_risk_path(lake_root: str | Path, date: dt.date) -> Path:
-    return Path(lake_root) / SCORING_LAYER / TOP_RISK_TABLE / f"date={date.isoformat()}" / TOP_RISK_FILE
-
-
-def _partition_filter(date: dt.date) -> list[tuple[str, str, str]]:
-    return [("snapshot_date", "=", date.isoformat())]
+def _partition_filter(date: dt.date) -> list[tuple[str, str, dt.date]]:
+    """The day's partition, as a filter delta-rs prunes files with (typed: the column is a date)."""
+    return [("snapshot_date", "=", date)]
 
 
 def read_feature_snapshot(
@@ -118,7 +100,7 @@ def read_feature_snapshot(
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
-    path = feature_snapshots_path(lake_root)
+    path = lake.feature_snapshots_path(lake_root)
     try:
         table = DeltaTable(str(path))
     except TableNotFoundError as error:
@@ -135,7 +117,7 @@ def read_feature_snapshot(
                 "was trained; retrain it (the `retrain` job)"
             )
         wanted = list(dict.fromkeys([*KEY_COLUMNS, *columns, *(c for c in optional if c in available)]))
-    arrow = pa.table(table.to_pyarrow_table(partitions=_partition_filter(date), columns=wanted))
+    arrow = pa.table(table.to_pyarrow_table(filters=_partition_filter(date), columns=wanted))
     # Each Arrow column is released as soon as it is converted: the day is never held twice in full.
     frame = arrow.to_pandas(self_destruct=True, split_blocks=True)
     del arrow
@@ -149,25 +131,12 @@ def read_feature_snapshot(
     return frame
 
 
-def model_features(model: Any, frame: pd.DataFrame) -> FeatureColumns:
-    """The columns ``model`` was fitted on, split into numeric and categorical by their type in ``frame``."""
+def model_feature_names(model: Any) -> list[str]:
+    """The columns ``model`` was fitted on, in its order."""
     columns = [str(c) for c in getattr(model, "feature_names_in_", [])]
     if not columns:
         raise TypeError("the model does not record its input columns (feature_names_in_): fit it on a DataFrame")
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise KeyError(
-            f"the feature snapshot lacks columns the model was trained on: {missing}; the features changed since "
-            "the champion was trained: retrain it (materialize the retrain job)"
-        )
-    numeric = [c for c in columns if pd.api.types.is_numeric_dtype(frame[c].dtype)]
-    return FeatureColumns(numeric=numeric, categorical=[c for c in columns if c not in numeric])
-
-
-def model_input(model: Any, frame: pd.DataFrame) -> pd.DataFrame:
-    """Exactly what the model was fitted on, in its column order, typed as training typed it."""
-    features = model_features(model, frame)
-    return feature_frame(frame, features)[list(model.feature_names_in_)]
+    return columns
 
 
 def score_snapshot(
@@ -200,10 +169,17 @@ def score_snapshot(
         )
     # Predicted in batches: the model's input and its encoded copy exist for one batch at a time, so memory
     # stays bounded for any number of customers while each batch is large enough to keep every core busy.
+    columns = model_feature_names(model)
+    missing = [c for c in columns if c not in features.columns]
+    if missing:
+        raise KeyError(
+            f"the feature snapshot lacks columns the model was trained on: {missing}; the features changed since "
+            "the champion was trained: retrain it (materialize the retrain job)"
+        )
     probability = np.empty(len(features), dtype="float64")
     for start in range(0, len(features), batch_rows):
         batch = features.iloc[start : start + batch_rows]
-        probability[start : start + len(batch)] = churn_probability(model, model_input(model, batch))
+        probability[start : start + len(batch)] = churn_probability(model, model_input(batch, columns))
     stamp = pd.Timestamp(scored_at or dt.datetime.now(dt.UTC))
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return pd.DataFrame(
@@ -258,7 +234,7 @@ def write_scores(
     days = set(pd.unique(scores["snapshot_date"]))
     if days != {date}:
         raise ValueError(f"scores for {date} must all carry snapshot_date {date}; got {sorted(map(str, days))[:5]}")
-    path = batch_scores_path(lake_root)
+    path = lake.batch_scores_path(lake_root)
     path.parent.mkdir(parents=True, exist_ok=True)
     replaced = _stored_rows(path, date)
     metadata = {"snapshot_date": date.isoformat(), **(commit_metadata or {})}
@@ -283,10 +259,10 @@ def read_scores_table(lake_root: str | Path, date: dt.date) -> pa.Table:
     from deltalake.exceptions import TableNotFoundError
 
     try:
-        table = DeltaTable(str(batch_scores_path(lake_root)))
+        table = DeltaTable(str(lake.batch_scores_path(lake_root)))
     except TableNotFoundError:
         return SCORES_SCHEMA.empty_table()
-    return pa.table(table.to_pyarrow_table(partitions=_partition_filter(date)))
+    return pa.table(table.to_pyarrow_table(filters=_partition_filter(date)))
 
 
 def read_scores(lake_root: str | Path, date: dt.date) -> pd.DataFrame:
@@ -327,15 +303,9 @@ def top_risk(scores: pd.DataFrame, features: pd.DataFrame, size: int) -> pd.Data
 
 def write_top_risk(lake_root: str | Path, date: dt.date, top: pd.DataFrame) -> Path:
     """Write the day's top-risk list as CSV, replacing the previous one atomically (temporary file, rename)."""
-    path = top_risk_path(lake_root, date)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        top.to_csv(tmp, index=False, float_format="%.6f")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return lake.write_atomically(
+        lake.top_risk_path(lake_root, date), lambda tmp: top.to_csv(tmp, index=False, float_format="%.6f")
+    )
 
 
 @dataclass(frozen=True)

@@ -22,24 +22,20 @@ from typing import Any
 
 import dagster as dg
 
-from dagster_project.defs.automation import replay
+from dagster_project import asset_keys, replay
 from dagster_project.defs.automation.jobs import RETRAIN_JOB
 from dagster_project.defs.automation.sensors import TAG_REASON, TAG_TRIGGER_PARTITION
 from dagster_project.defs.ml.training import TrainingParams
 from dagster_project.defs.monitoring.assets import (
     DRIFT_CHECK,
-    DRIFT_REPORT_KEY,
-    MODEL_PERFORMANCE_KEY,
     PERFORMANCE_CHECK,
 )
-from dagster_project.defs.scoring.assets import BATCH_SCORES_KEY
 from dagster_project.resources import MlflowResource
 from dagster_project.settings import Settings
 
 # Days of training snapshots the first model needs beyond the label horizon and the validation window.
 MIN_TRAINING_DAYS = 7
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-CHURN_MODEL = "ml/churn_model"
 
 
 def first_training_day(settings: Settings) -> dt.date:
@@ -50,7 +46,7 @@ def first_training_day(settings: Settings) -> dt.date:
     exist once ``2 N + validation_days`` days have passed; a week more gives the first model something to learn.
     """
     horizon = settings.thresholds.churn_horizon_days
-    return settings.partitions_start + dt.timedelta(
+    return settings.history_start + dt.timedelta(
         days=2 * horizon + TrainingParams().validation_days + MIN_TRAINING_DAYS
     )
 
@@ -120,7 +116,7 @@ def _error(result: dg.ExecuteInProcessResult) -> str:
 
 
 def _retrain_record(day: dt.date, reason: str, trigger: str | None, result: dg.ExecuteInProcessResult) -> Retrain:
-    model = _metadata(result, dg.AssetKey(CHURN_MODEL.split("/")))
+    model = _metadata(result, asset_keys.CHURN_MODEL)
     return Retrain(
         day=day,
         reason=reason,
@@ -186,7 +182,7 @@ def run_story(
     model_free = [
         key
         for key in nightly_job.asset_layer.executable_asset_keys
-        if key not in {BATCH_SCORES_KEY, DRIFT_REPORT_KEY, MODEL_PERFORMANCE_KEY}
+        if key not in {asset_keys.BATCH_SCORES, asset_keys.DRIFT_REPORT, asset_keys.MODEL_PERFORMANCE}
     ]
     cursor: str | None = None
     champion = _champion_version(store)
@@ -232,14 +228,14 @@ def _collect_night(result: dg.ExecuteInProcessResult, record: DayRecord, summary
             if name in metadata:
                 counts = summary.totals.setdefault(table, {"rows_in": 0, "rows_kept": 0, "rows_quarantined": 0})
                 counts[name] += int(metadata[name].value)
-    scores = _metadata(result, BATCH_SCORES_KEY)
+    scores = _metadata(result, asset_keys.BATCH_SCORES)
     record.champion = scores.get("model_version")
-    drift = _metadata(result, DRIFT_REPORT_KEY)
+    drift = _metadata(result, asset_keys.DRIFT_REPORT)
     if drift:
         record.drift_share = drift.get("share_of_drifted_features")
         record.drifted_features = drift.get("drifted_features", "")
         record.prediction_drift = drift.get("prediction_drift_score")
-    performance = _metadata(result, MODEL_PERFORMANCE_KEY)
+    performance = _metadata(result, asset_keys.MODEL_PERFORMANCE)
     if performance.get("evaluated"):
         record.realized_auc = performance.get("realized_roc_auc")
         record.realized_version = performance.get("model_version")

@@ -139,7 +139,13 @@ def tick_sensor(
 ) -> SensorTick:
     """Evaluate the retrain sensor once and (``launch``) run what it requests, skipping known run keys."""
     sensor = defs.resolve_sensor_def(SENSOR_NAME)
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs, sensor_name=SENSOR_NAME)
+    context = dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        definitions=defs,
+        sensor_name=SENSOR_NAME,
+        resources=dict(defs.resources or {}),
+    )
     data = sensor.evaluate_tick(context)
     tick = SensorTick(
         cursor=data.cursor if data.cursor is not None else cursor,
