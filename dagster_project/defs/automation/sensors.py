@@ -129,7 +129,13 @@ def _detail(reason: str, evaluation: dg.AssetCheckEvaluation) -> str:
 def _records_after(
     instance: dg.DagsterInstance, check_key: dg.AssetCheckKey, after: int
 ) -> list["AssetCheckExecutionRecord"]:
-    """Every execution record of ``check_key`` with an id above ``after``, oldest first."""
+    """Every execution record of ``check_key`` with an id above ``after``, oldest first.
+
+    The one call to Dagster's storage layer rather than its public API: Dagster 1.13 publishes only the latest
+    evaluation of a check (``get_latest_asset_check_evaluation_record``), and a sensor that must see every failure
+    since its last tick needs the history. Kept in this one function, exercised by tests/automation, and run with
+    deprecation warnings raised as errors, so a change of that API fails the suite instead of the sensor.
+    """
     records: list[AssetCheckExecutionRecord] = []
     cursor: int | None = None
     while True:

@@ -1,0 +1,76 @@
+"""The structure a newcomer relies on: imports run only downstream, and importing a module reads no settings."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+from dagster_project.defs import DOMAINS
+from dagster_project.settings import REPO_ROOT
+
+PACKAGE = REPO_ROOT / "dagster_project"
+ORDER = [domain.__name__.rsplit(".", 1)[-1] for domain in DOMAINS]
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """Every module ``path`` imports (absolute names), with its line."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found += [(node.lineno, node.module)] + [(node.lineno, f"{node.module}.{a.name}") for a in node.names]
+    return found
+
+
+def test_the_domains_are_listed_in_data_flow_order() -> None:
+    assert ORDER == ["ingestion", "features", "offline_store", "ml", "scoring", "monitoring", "automation"]
+
+
+def test_each_domain_imports_only_the_domains_upstream_of_it() -> None:
+    backwards = []
+    for rank, domain in enumerate(ORDER):
+        for path in sorted((PACKAGE / "defs" / domain).rglob("*.py")):
+            for line, name in _imports(path):
+                parts = name.split(".")
+                if parts[:2] != ["dagster_project", "defs"] or len(parts) < 3 or parts[2] not in ORDER:
+                    continue
+                if ORDER.index(parts[2]) > rank:
+                    backwards.append(f"{path.relative_to(REPO_ROOT)}:{line} imports {name} (downstream of {domain})")
+    assert not backwards, "imports that run against the data flow:\n" + "\n".join(backwards)
+
+
+def test_spark_jobs_import_nothing_from_the_dagster_project() -> None:
+    upward = [
+        f"{path.relative_to(REPO_ROOT)}:{line} imports {name}"
+        for path in sorted((REPO_ROOT / "spark_jobs").rglob("*.py"))
+        for line, name in _imports(path)
+        if name.split(".")[0] == "dagster_project"
+    ]
+    assert not upward, "spark_jobs sits below every domain:\n" + "\n".join(upward)
+
+
+def test_importing_any_module_reads_no_settings() -> None:
+    """Import every module of both packages in a fresh process whose settings cannot be read: none may try."""
+    script = """
+import importlib, pkgutil, sys
+import dagster_project.settings as settings
+
+def refuse(*args, **kwargs):
+    raise RuntimeError("settings read at import")
+
+settings.get_settings = refuse
+settings.Settings.__init__ = refuse
+failed = []
+for package in ("dagster_project", "spark_jobs"):
+    root = importlib.import_module(package)
+    for module in pkgutil.walk_packages(root.__path__, package + "."):
+        try:
+            importlib.import_module(module.name)
+        except Exception as error:
+            failed.append(f"{module.name}: {type(error).__name__}: {error}")
+print("\\n".join(failed))
+sys.exit(1 if failed else 0)
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"modules that read settings (or failed) at import:\n{done.stdout}{done.stderr[-2000:]}"
