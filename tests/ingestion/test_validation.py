@@ -182,3 +182,69 @@ def test_parquet_with_nanosecond_timestamps_is_read_and_typed(tmp_path: Path) ->
     _assert_accounting(result, 2, 0)
     assert str(result.valid["cancelled_at"].dtype) == "datetime64[us]"
     assert result.valid["cancel_reason"].isna().sum() == 1  # the reason is optional
+
+
+def _write_parquet(tmp_path: Path, table: str, frame: pd.DataFrame) -> ValidationResult:
+    path = tmp_path / table / f"{DAY}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+    return validate(read_landing_file(path), RAW_TABLES[table], DAY, str(path))
+
+
+def test_integer_ids_in_parquet_keep_their_identity(tmp_path: Path) -> None:
+    # A null among integer ids makes pandas hold them as floats: 1 must not become "1.0".
+    frame = pd.DataFrame(
+        {
+            "customer_id": pd.array([1, 3, None], dtype="Int64"),
+            "cancel_date": pd.to_datetime(["2025-03-01"] * 3),
+            "cancel_reason": ["price", None, None],
+            "cancelled_at": pd.to_datetime(["2025-03-01 10:00"] * 3),
+        }
+    )
+    result = _write_parquet(tmp_path, "cancellations", frame)
+    _assert_accounting(result, 3, 1)
+    assert result.valid["customer_id"].tolist() == ["1", "3"]
+    assert _only_failure(result) == "customer_id:not_nullable"
+
+
+@pytest.mark.parametrize("count", ["1e20", "100000000000000000000000", "9223372036854775808"])
+def test_a_count_beyond_64_bits_is_quarantined_not_a_crash(tmp_path: Path, count: str) -> None:
+    result = _load(tmp_path, "activity_events", f"{EVENTS_HEADER}\n{GOOD_EVENT}\nC2,2025-03-01,{count},1,5,0,0,0,0\n")
+    _assert_accounting(result, 2, 1)
+    assert _only_failure(result) == "logins:type(int64)"
+    assert count in result.quarantine.iloc[0]["failure_values"]
+
+
+def test_timestamps_with_two_utc_offsets_or_none_are_read_as_utc(tmp_path: Path) -> None:
+    # The last Sunday of March: Berlin moves from +01:00 to +02:00; a naive value is taken as UTC.
+    day = "2025-03-30"
+    content = (
+        "customer_id,cancel_date,cancel_reason,cancelled_at\n"
+        f"C1,{day},,{day}T01:30:00+01:00\n"
+        f"C2,{day},,{day}T03:30:00+02:00\n"
+        f"C3,{day},,{day}T04:00:00\n"
+        f"C4,{day},,{day}T05:00:00Z\n"
+    )
+    path = tmp_path / "cancellations" / f"{day}.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text(content, encoding="utf-8")
+    result = validate(read_landing_file(path), RAW_TABLES["cancellations"], dt.date(2025, 3, 30), str(path))
+    _assert_accounting(result, 4, 0)
+    assert result.valid["cancelled_at"].dt.strftime("%H:%M").tolist() == ["00:30", "01:30", "04:00", "05:00"]
+
+
+def test_keys_differing_only_in_spaces_or_unicode_form_are_one_customer(tmp_path: Path) -> None:
+    jose_nfc, jose_nfd = "Jos\u00e9", "Jose\u0301"
+    content = (
+        "customer_id,cancel_date,cancel_reason,cancelled_at\n"
+        "C1,2025-03-01,,2025-03-01T10:00:00\n"
+        " C1 ,2025-03-01,,2025-03-01T11:00:00\n"
+        f"{jose_nfc},2025-03-01,,2025-03-01T10:00:00\n"
+        f"{jose_nfd},2025-03-01,,2025-03-01T11:00:00\n"
+    )
+    result = _load(tmp_path, "cancellations", content)
+    _assert_accounting(result, 4, 2)  # the second of each pair is a duplicate key, never a second customer
+    assert result.valid["customer_id"].tolist() == ["C1", jose_nfc]
+    assert sorted(result.quarantine["row_number"]) == [1, 3]
+    assert '" C1 "' in result.quarantine.iloc[0]["record"]  # the quarantine keeps the value as it arrived
+    assert result.values_normalized == {"customer_id": 2}

@@ -98,6 +98,7 @@ def build_raw_asset(spec: TableSpec) -> dg.AssetsDefinition:
                 "rows_kept": result.rows_kept,
                 "rows_quarantined": result.rows_quarantined,
                 "failures_by_check": dg.MetadataValue.json(result.failures_by_check),
+                "values_normalized": dg.MetadataValue.json(result.values_normalized),
                 "path": dg.MetadataValue.path(str(data_path)),
                 "quarantine_path": dg.MetadataValue.path(str(quarantine_path)),
                 "dagster/row_count": result.rows_kept,
