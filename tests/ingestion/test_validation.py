@@ -12,8 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from dagster_project.defs.ingestion.landing import RawInputError, read_landing_file
 from dagster_project.defs.ingestion.schemas import RAW_TABLES
-from dagster_project.defs.ingestion.validation import RawInputError, ValidationResult, read_landing_file, validate
+from dagster_project.defs.ingestion.validation import ValidationResult, validate
 
 DAY = dt.date(2025, 3, 1)
 EVENTS_HEADER = (
@@ -139,9 +140,18 @@ def test_several_failures_in_one_row_are_all_named(tmp_path: Path) -> None:
     assert result.quarantine.iloc[0]["failed_columns"] == "contract, monthly_price, plan"
 
 
-def test_unparseable_csv_fails_naming_the_file(tmp_path: Path) -> None:
-    with pytest.raises(RawInputError, match=r"2025-03-01\.csv: not a readable CSV file"):
-        _load(tmp_path, "activity_events", f"{EVENTS_HEADER}\n{GOOD_EVENT}\n{GOOD_EVENT},1,2,3\n")
+def test_a_row_with_too_many_fields_is_quarantined_and_the_file_goes_on(tmp_path: Path) -> None:
+    result = _load(tmp_path, "activity_events", f"{EVENTS_HEADER}\n{GOOD_EVENT}\n{GOOD_EVENT},1,2,3\n")
+    _assert_accounting(result, 2, 1)
+    assert _only_failure(result) == "*:field_count(9)"
+    assert result.quarantine.iloc[0]["failure_values"] == '["12"]'
+    assert result.quarantine.iloc[0]["record"].endswith('"0", "1", "2", "3"]')
+
+
+def test_a_quote_left_open_fails_naming_file_and_line(tmp_path: Path) -> None:
+    content = f'{EVENTS_HEADER}\n{GOOD_EVENT}\n"C2,2025-03-01,1,1,5,0,0,0,0\n{GOOD_EVENT}\n'
+    with pytest.raises(RawInputError, match=r"2025-03-01\.csv: not a readable CSV file: the record starting on line 3"):
+        _load(tmp_path, "activity_events", content)
 
 
 def test_corrupt_parquet_fails_naming_the_file(tmp_path: Path) -> None:
@@ -162,7 +172,7 @@ def test_header_only_file_is_an_empty_day(tmp_path: Path) -> None:
 def test_wrong_encoding_fails_naming_file_and_line(tmp_path: Path) -> None:
     zurich = "C2,2024-05-01,basic,monthly,9.99,Zürich,organic,card,2025-03-01T10:00:00"
     content = f"{CUSTOMERS_HEADER}\n{GOOD_CUSTOMER}\n{zurich}\n"
-    with pytest.raises(RawInputError, match=r"2025-03-01\.csv: not valid UTF-8 \(byte 0xfc on line 3\)"):
+    with pytest.raises(RawInputError, match=r"2025-03-01\.csv: not valid UTF-8 \(byte 0xfc on line 3, column region\)"):
         _load(tmp_path, "customers", content.encode("latin-1"))
 
 

@@ -6,8 +6,9 @@ import dagster as dg
 import pandas as pd
 
 from dagster_project.defs.ingestion import simulator
+from dagster_project.defs.ingestion.landing import read_landing_file
 from dagster_project.defs.ingestion.schemas import RAW_TABLES, TableSpec
-from dagster_project.defs.ingestion.validation import QUARANTINE_SCHEMA, ValidationResult, read_landing_file, validate
+from dagster_project.defs.ingestion.validation import QUARANTINE_SCHEMA, ValidationResult, validate
 from dagster_project.partitions import daily_partitions
 from dagster_project.resources import LakeResource, RawSourceResource
 from dagster_project.settings import Source, get_settings
