@@ -5,7 +5,7 @@ import datetime as dt
 import dagster as dg
 import pandas as pd
 
-from dagster_project.defs.ingestion import simulator
+from dagster_project.defs.ingestion import simulator, volume
 from dagster_project.defs.ingestion.landing import read_landing_file
 from dagster_project.defs.ingestion.schemas import RAW_TABLES, TableSpec
 from dagster_project.defs.ingestion.validation import QUARANTINE_SCHEMA, ValidationResult, validate
@@ -17,6 +17,7 @@ RAW_LAYER = "raw"
 QUARANTINE_LAYER = "quarantine"
 VALID_ROWS_CHECK = "no_quarantined_rows"
 QUARANTINE_SHARE_CHECK = "quarantine_share_below_threshold"
+VOLUME_CHECK = "row_count_within_trailing_volume"
 
 
 def raw_asset_key(table: str) -> dg.AssetKey:
@@ -33,10 +34,30 @@ def load_raw(source: RawSourceResource, table: str, date: dt.date) -> tuple[pd.D
     return read_landing_file(path), str(path)
 
 
-def _check_results(key: dg.AssetKey, result: ValidationResult, max_share: float) -> list[dg.AssetCheckResult]:
+def _check_results(
+    key: dg.AssetKey, result: ValidationResult, max_share: float, verdict: volume.VolumeVerdict | None
+) -> list[dg.AssetCheckResult]:
     by_check = dg.MetadataValue.json(result.failures_by_check)
     share = round(result.quarantined_share, 6)
+    volume_results = []
+    if verdict is not None:
+        volume_results.append(
+            dg.AssetCheckResult(
+                asset_key=key,
+                check_name=VOLUME_CHECK,
+                passed=verdict.passed,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description=verdict.explanation,
+                metadata={
+                    "rows_kept": verdict.rows,
+                    "trailing_rows": dg.MetadataValue.json(list(verdict.trailing_rows)),
+                    "floor": verdict.floor if verdict.floor is not None else "not judged",
+                    "overridden": verdict.overridden,
+                },
+            )
+        )
     return [
+        *volume_results,
         dg.AssetCheckResult(
             asset_key=key,
             check_name=VALID_ROWS_CHECK,
@@ -52,6 +73,34 @@ def _check_results(key: dg.AssetKey, result: ValidationResult, max_share: float)
             metadata={"quarantined_share": share, "threshold": max_share},
         ),
     ]
+
+
+def _volume_check_specs(key: dg.AssetKey, spec: TableSpec) -> list[dg.AssetCheckSpec]:
+    if spec.min_volume_share is None:
+        return []
+    return [
+        dg.AssetCheckSpec(
+            VOLUME_CHECK,
+            asset=key,
+            blocking=True,  # a day of no or few rows must not reach dbt as a day of no activity
+            description=f"The day keeps at least {spec.min_volume_share:.0%} of the median row count of the "
+            f"{volume.TRAILING_DAYS} days before it. A day that really is empty: run it with the tag "
+            f"{volume.ACCEPT_LOW_VOLUME_TAG}={spec.name}.",
+        )
+    ]
+
+
+def _volume_verdict(
+    context: dg.AssetExecutionContext, lake: LakeResource, spec: TableSpec, date: dt.date, result: ValidationResult
+) -> volume.VolumeVerdict | None:
+    if spec.min_volume_share is None:
+        return None
+    return volume.VolumeVerdict(
+        rows=result.rows_kept,
+        trailing_rows=volume.trailing_row_counts(lake.root_path, RAW_LAYER, spec.name, date),
+        min_share=spec.min_volume_share,
+        overridden=volume.accepts_low_volume(context.run.tags, spec.name),
+    )
 
 
 def build_raw_asset(spec: TableSpec) -> dg.AssetsDefinition:
@@ -76,6 +125,7 @@ def build_raw_asset(spec: TableSpec) -> dg.AssetsDefinition:
                 description=f"At most {max_share:.0%} of the day's rows were quarantined "
                 "(PLATFORM_THRESHOLDS__MAX_QUARANTINE_SHARE).",
             ),
+            *_volume_check_specs(key, spec),
         ],
         metadata={"keys": ", ".join(spec.keys), "columns": ", ".join(spec.columns)},
     )
@@ -87,6 +137,7 @@ def build_raw_asset(spec: TableSpec) -> dg.AssetsDefinition:
         result = validate(frame, spec, date, source)
         data_path = lake.write_partition(RAW_LAYER, spec.name, date, result.valid, spec.arrow_schema())
         quarantine_path = lake.write_partition(QUARANTINE_LAYER, spec.name, date, result.quarantine, QUARANTINE_SCHEMA)
+        verdict = _volume_verdict(context, lake, spec, date, result)
         if result.rows_quarantined:
             context.log.warning(
                 f"{result.rows_quarantined} of {result.rows_in} rows of {spec.name} on {date} quarantined: "
@@ -104,7 +155,7 @@ def build_raw_asset(spec: TableSpec) -> dg.AssetsDefinition:
                 "quarantine_path": dg.MetadataValue.path(str(quarantine_path)),
                 "dagster/row_count": result.rows_kept,
             },
-            check_results=_check_results(key, result, max_share),
+            check_results=_check_results(key, result, max_share, verdict),
         )
 
     return _raw_table
