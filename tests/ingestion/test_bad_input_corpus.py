@@ -278,6 +278,12 @@ CASES = [
         quarantined=("*:field_count(4)",),
     ),
     Case("blank_lines_are_no_rows", "cancellations", cancels(cx(), "", "   ", cx(customer_id="C2"), ""), kept=2),
+    Case(
+        "blank_lines_before_a_semicolon_header",
+        "cancellations",
+        "\n\n" + csv_file("cancellations", row("cancellations", sep=";"), sep=";"),
+        kept=1,
+    ),
     # Ids of other types: text stays text as written; Parquet integers are written out exactly; floats refused.
     Case(
         "ids_with_leading_zeros",

@@ -53,7 +53,7 @@ def read_landing_file(path: Path) -> pd.DataFrame:
 
 
 def _separator(text: str) -> str:
-    header = text.split("\n", 1)[0]
+    header = next(line for line in text.splitlines() if line.strip())  # blank lines before the header are no rows
     return max(SEPARATORS, key=header.count)  # ties (a one-column header) go to the comma, listed first
 
 
@@ -84,7 +84,7 @@ def _decode(path: Path, raw: bytes) -> str:
 def _column_at(raw: bytes, line_start: int, position: int) -> str:
     """ ", column <name>" for the field that holds byte ``position``, when the header names it."""
     header_text = raw.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace")
-    separator = max(SEPARATORS, key=header_text.count)
+    separator = _separator(header_text) if header_text.strip() else ","
     header = next(csv.reader([header_text], delimiter=separator), [])
     before = raw[line_start:position].decode("utf-8", errors="replace")
     index = len(next(csv.reader([before], delimiter=separator), [""])) - 1
