@@ -169,6 +169,12 @@ CASES = [
         cancels(cx()).encode("utf-16-le"),
         error=r"2025-03-01\.csv: NUL characters from line 1 on: UTF-16 without a byte-order mark",
     ),
+    Case(
+        "utf32_with_mark",
+        "cancellations",
+        cancels(cx()).encode("utf-32"),
+        error=r"2025-03-01\.csv: NUL characters from line 1 on: UTF-16 without a byte-order mark, UTF-32",
+    ),
     # Separators: semicolon and tab found from the header; a decimal comma is no number.
     Case("semicolon", "cancellations", csv_file("cancellations", row("cancellations", sep=";"), sep=";"), kept=1),
     Case(

@@ -60,29 +60,30 @@ def _separator(text: str) -> str:
 def _decode(path: Path, raw: bytes) -> str:
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         try:
-            return raw.decode("utf-16")
+            text = raw.decode("utf-16")
         except UnicodeDecodeError as error:
             raise RawInputError(f"{path}: starts as UTF-16 but is not valid UTF-16 ({error.reason})") from error
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line_start = raw.rfind(b"\n", 0, error.start) + 1
-        line = raw[: error.start].count(b"\n") + 1
-        where = f"line {line}" + _column_at(raw, line_start, error.start)
-        raise RawInputError(
-            f"{path}: not valid UTF-8 (byte 0x{raw[error.start]:02x} on {where}); save the file as UTF-8"
-        ) from error
+    else:
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            line_start = raw.rfind(b"\n", 0, error.start) + 1
+            line = raw[: error.start].count(b"\n") + 1
+            where = f"line {line}" + _column_at(raw, line_start, error.start)
+            raise RawInputError(
+                f"{path}: not valid UTF-8 (byte 0x{raw[error.start]:02x} on {where}); save the file as UTF-8"
+            ) from error
     if "\x00" in text:
         line = text[: text.index("\x00")].count("\n") + 1
         raise RawInputError(
-            f"{path}: NUL characters from line {line} on: UTF-16 without a byte-order mark, or not text at all; "
+            f"{path}: NUL characters from line {line} on: UTF-16 without a byte-order mark, UTF-32, or not text; "
             "save the file as UTF-8"
         )
     return text
 
 
 def _column_at(raw: bytes, line_start: int, position: int) -> str:
-    """ ", column <name>" for the field that holds byte ``position``, when the header names it."""
+    """Where byte ``position`` is, as ``", column <name>"``; empty when the header does not name that field."""
     header_text = raw.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace")
     separator = _separator(header_text) if header_text.strip() else ","
     header = next(csv.reader([header_text], delimiter=separator), [])
