@@ -10,8 +10,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from dagster_project import lake as lake_layout
 from dagster_project.defs import features, ingestion, offline_store
-from dagster_project.defs.ingestion.assets import RAW_LAYER, load_raw
+from dagster_project.defs.ingestion.assets import load_raw
 from dagster_project.defs.ingestion.schemas import RAW_TABLES
 from dagster_project.defs.ingestion.validation import validate
 from dagster_project.defs.ml.training import train_from_training_set
@@ -31,8 +32,8 @@ def chain_settings(data_root: Path, monkeypatch: pytest.MonkeyPatch):
     return get_settings()
 
 
-def _assets(*domains) -> list:
-    return [asset for domain in domains for asset in domain.defs.assets]
+def _assets(settings, *domains) -> list:
+    return [asset for domain in domains for asset in domain.build_defs(settings).assets]
 
 
 @pytest.mark.spark
@@ -48,10 +49,10 @@ def test_simulated_history_trains_a_model_in_the_realistic_auc_band(chain_settin
             frame, origin = load_raw(source, spec.name, day)
             checked = validate(frame, spec, day, origin)
             assert checked.rows_quarantined == 0
-            lake.write_partition(RAW_LAYER, spec.name, day, checked.valid, spec.arrow_schema())
+            lake.write_partition(lake_layout.RAW, spec.name, day, checked.valid, spec.arrow_schema())
 
     # dbt, its exports and the offline store take the whole range in one run (their backfill policy).
-    layers = _assets(ingestion, features, offline_store)
+    layers = _assets(chain_settings, ingestion, features, offline_store)
     store = dg.AssetKey(["offline_store", "feature_snapshots"])
     result = dg.materialize(
         layers,

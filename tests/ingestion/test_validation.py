@@ -12,8 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from dagster_project.defs.ingestion.landing import RawInputError, read_landing_file
 from dagster_project.defs.ingestion.schemas import RAW_TABLES
-from dagster_project.defs.ingestion.validation import RawInputError, ValidationResult, read_landing_file, validate
+from dagster_project.defs.ingestion.validation import ValidationResult, validate
 
 DAY = dt.date(2025, 3, 1)
 EVENTS_HEADER = (
@@ -139,9 +140,18 @@ def test_several_failures_in_one_row_are_all_named(tmp_path: Path) -> None:
     assert result.quarantine.iloc[0]["failed_columns"] == "contract, monthly_price, plan"
 
 
-def test_unparseable_csv_fails_naming_the_file(tmp_path: Path) -> None:
-    with pytest.raises(RawInputError, match=r"2025-03-01\.csv: not a readable CSV file"):
-        _load(tmp_path, "activity_events", f"{EVENTS_HEADER}\n{GOOD_EVENT}\n{GOOD_EVENT},1,2,3\n")
+def test_a_row_with_too_many_fields_is_quarantined_and_the_file_goes_on(tmp_path: Path) -> None:
+    result = _load(tmp_path, "activity_events", f"{EVENTS_HEADER}\n{GOOD_EVENT}\n{GOOD_EVENT},1,2,3\n")
+    _assert_accounting(result, 2, 1)
+    assert _only_failure(result) == "*:field_count(9)"
+    assert result.quarantine.iloc[0]["failure_values"] == '["12"]'
+    assert result.quarantine.iloc[0]["record"].endswith('"0", "1", "2", "3"]')
+
+
+def test_a_quote_left_open_fails_naming_file_and_line(tmp_path: Path) -> None:
+    content = f'{EVENTS_HEADER}\n{GOOD_EVENT}\n"C2,2025-03-01,1,1,5,0,0,0,0\n{GOOD_EVENT}\n'
+    with pytest.raises(RawInputError, match=r"2025-03-01\.csv: not a readable CSV file: the record starting on line 3"):
+        _load(tmp_path, "activity_events", content)
 
 
 def test_corrupt_parquet_fails_naming_the_file(tmp_path: Path) -> None:
@@ -162,7 +172,7 @@ def test_header_only_file_is_an_empty_day(tmp_path: Path) -> None:
 def test_wrong_encoding_fails_naming_file_and_line(tmp_path: Path) -> None:
     zurich = "C2,2024-05-01,basic,monthly,9.99,Zürich,organic,card,2025-03-01T10:00:00"
     content = f"{CUSTOMERS_HEADER}\n{GOOD_CUSTOMER}\n{zurich}\n"
-    with pytest.raises(RawInputError, match=r"2025-03-01\.csv: not valid UTF-8 \(byte 0xfc on line 3\)"):
+    with pytest.raises(RawInputError, match=r"2025-03-01\.csv: not valid UTF-8 \(byte 0xfc on line 3, column region\)"):
         _load(tmp_path, "customers", content.encode("latin-1"))
 
 
@@ -182,3 +192,69 @@ def test_parquet_with_nanosecond_timestamps_is_read_and_typed(tmp_path: Path) ->
     _assert_accounting(result, 2, 0)
     assert str(result.valid["cancelled_at"].dtype) == "datetime64[us]"
     assert result.valid["cancel_reason"].isna().sum() == 1  # the reason is optional
+
+
+def _write_parquet(tmp_path: Path, table: str, frame: pd.DataFrame) -> ValidationResult:
+    path = tmp_path / table / f"{DAY}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+    return validate(read_landing_file(path), RAW_TABLES[table], DAY, str(path))
+
+
+def test_integer_ids_in_parquet_keep_their_identity(tmp_path: Path) -> None:
+    # A null among integer ids makes pandas hold them as floats: 1 must not become "1.0".
+    frame = pd.DataFrame(
+        {
+            "customer_id": pd.array([1, 3, None], dtype="Int64"),
+            "cancel_date": pd.to_datetime(["2025-03-01"] * 3),
+            "cancel_reason": ["price", None, None],
+            "cancelled_at": pd.to_datetime(["2025-03-01 10:00"] * 3),
+        }
+    )
+    result = _write_parquet(tmp_path, "cancellations", frame)
+    _assert_accounting(result, 3, 1)
+    assert result.valid["customer_id"].tolist() == ["1", "3"]
+    assert _only_failure(result) == "customer_id:not_nullable"
+
+
+@pytest.mark.parametrize("count", ["1e20", "100000000000000000000000", "9223372036854775808"])
+def test_a_count_beyond_64_bits_is_quarantined_not_a_crash(tmp_path: Path, count: str) -> None:
+    result = _load(tmp_path, "activity_events", f"{EVENTS_HEADER}\n{GOOD_EVENT}\nC2,2025-03-01,{count},1,5,0,0,0,0\n")
+    _assert_accounting(result, 2, 1)
+    assert _only_failure(result) == "logins:type(int64)"
+    assert count in result.quarantine.iloc[0]["failure_values"]
+
+
+def test_timestamps_with_two_utc_offsets_or_none_are_read_as_utc(tmp_path: Path) -> None:
+    # The last Sunday of March: Berlin moves from +01:00 to +02:00; a naive value is taken as UTC.
+    day = "2025-03-30"
+    content = (
+        "customer_id,cancel_date,cancel_reason,cancelled_at\n"
+        f"C1,{day},,{day}T01:30:00+01:00\n"
+        f"C2,{day},,{day}T03:30:00+02:00\n"
+        f"C3,{day},,{day}T04:00:00\n"
+        f"C4,{day},,{day}T05:00:00Z\n"
+    )
+    path = tmp_path / "cancellations" / f"{day}.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text(content, encoding="utf-8")
+    result = validate(read_landing_file(path), RAW_TABLES["cancellations"], dt.date(2025, 3, 30), str(path))
+    _assert_accounting(result, 4, 0)
+    assert result.valid["cancelled_at"].dt.strftime("%H:%M").tolist() == ["00:30", "01:30", "04:00", "05:00"]
+
+
+def test_keys_differing_only_in_spaces_or_unicode_form_are_one_customer(tmp_path: Path) -> None:
+    jose_nfc, jose_nfd = "Jos\u00e9", "Jose\u0301"
+    content = (
+        "customer_id,cancel_date,cancel_reason,cancelled_at\n"
+        "C1,2025-03-01,,2025-03-01T10:00:00\n"
+        " C1 ,2025-03-01,,2025-03-01T11:00:00\n"
+        f"{jose_nfc},2025-03-01,,2025-03-01T10:00:00\n"
+        f"{jose_nfd},2025-03-01,,2025-03-01T11:00:00\n"
+    )
+    result = _load(tmp_path, "cancellations", content)
+    _assert_accounting(result, 4, 2)  # the second of each pair is a duplicate key, never a second customer
+    assert result.valid["customer_id"].tolist() == ["C1", jose_nfc]
+    assert sorted(result.quarantine["row_number"]) == [1, 3]
+    assert '" C1 "' in result.quarantine.iloc[0]["record"]  # the quarantine keeps the value as it arrived
+    assert result.values_normalized == {"customer_id": 2}

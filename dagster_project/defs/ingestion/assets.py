@@ -7,17 +7,16 @@ import pandas as pd
 
 from dagster_project import asset_keys
 from dagster_project import lake as lake_layout
-from dagster_project.defs.ingestion import simulator
+from dagster_project.defs.ingestion import simulator, volume
+from dagster_project.defs.ingestion.landing import read_landing_file
 from dagster_project.defs.ingestion.schemas import RAW_TABLES, TableSpec
-from dagster_project.defs.ingestion.validation import QUARANTINE_SCHEMA, ValidationResult, read_landing_file, validate
-from dagster_project.partitions import daily_partitions
+from dagster_project.defs.ingestion.validation import QUARANTINE_SCHEMA, ValidationResult, validate
 from dagster_project.resources import LakeResource, RawSourceResource, ThresholdsResource
 from dagster_project.settings import Source
 
-RAW_LAYER = lake_layout.RAW
-QUARANTINE_LAYER = lake_layout.QUARANTINE
 VALID_ROWS_CHECK = "no_quarantined_rows"
 QUARANTINE_SHARE_CHECK = "quarantine_share_below_threshold"
+VOLUME_CHECK = "row_count_within_trailing_volume"
 
 
 def load_raw(source: RawSourceResource, table: str, date: dt.date) -> tuple[pd.DataFrame, str]:
@@ -30,10 +29,30 @@ def load_raw(source: RawSourceResource, table: str, date: dt.date) -> tuple[pd.D
     return read_landing_file(path), str(path)
 
 
-def _check_results(key: dg.AssetKey, result: ValidationResult, max_share: float) -> list[dg.AssetCheckResult]:
+def _check_results(
+    key: dg.AssetKey, result: ValidationResult, max_share: float, verdict: volume.VolumeVerdict | None
+) -> list[dg.AssetCheckResult]:
     by_check = dg.MetadataValue.json(result.failures_by_check)
     share = round(result.quarantined_share, 6)
+    volume_results = []
+    if verdict is not None:
+        volume_results.append(
+            dg.AssetCheckResult(
+                asset_key=key,
+                check_name=VOLUME_CHECK,
+                passed=verdict.passed,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description=verdict.explanation,
+                metadata={
+                    "rows_kept": verdict.rows,
+                    "trailing_rows": dg.MetadataValue.json(list(verdict.trailing_rows)),
+                    "floor": verdict.floor if verdict.floor is not None else "not judged",
+                    "overridden": verdict.overridden,
+                },
+            )
+        )
     return [
+        *volume_results,
         dg.AssetCheckResult(
             asset_key=key,
             check_name=VALID_ROWS_CHECK,
@@ -51,18 +70,47 @@ def _check_results(key: dg.AssetKey, result: ValidationResult, max_share: float)
     ]
 
 
-def build_raw_asset(spec: TableSpec) -> dg.AssetsDefinition:
+def _volume_check_specs(key: dg.AssetKey, spec: TableSpec) -> list[dg.AssetCheckSpec]:
+    if spec.min_volume_share is None:
+        return []
+    return [
+        dg.AssetCheckSpec(
+            VOLUME_CHECK,
+            asset=key,
+            blocking=True,  # a day of no or few rows must not reach dbt as a day of no activity
+            description=f"The day keeps at least {spec.min_volume_share:.0%} of the median row count of the "
+            f"{volume.TRAILING_DAYS} days before it. A day that really is empty: run it with the tag "
+            f"{volume.ACCEPT_LOW_VOLUME_TAG}={spec.name}.",
+        )
+    ]
+
+
+def _volume_verdict(
+    context: dg.AssetExecutionContext, lake: LakeResource, spec: TableSpec, date: dt.date, result: ValidationResult
+) -> volume.VolumeVerdict | None:
+    if spec.min_volume_share is None:
+        return None
+    return volume.VolumeVerdict(
+        rows=result.rows_kept,
+        trailing_rows=volume.trailing_row_counts(lake.root_path, lake_layout.RAW, spec.name, date),
+        min_share=spec.min_volume_share,
+        overridden=volume.accepts_low_volume(context.run.tags, spec.name),
+    )
+
+
+def build_raw_asset(spec: TableSpec, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    """The raw asset of one declared table, over ``partitions``."""
     key = asset_keys.raw_table(spec.name)
 
     @dg.asset(
         key=key,
-        partitions_def=daily_partitions,
+        partitions_def=partitions,
         group_name="ingestion",
         kinds={"pandas", "parquet"},
         description=(
             f"Raw `{spec.name}` of one day, validated against the pandera model `{spec.model.__name__}`. "
-            f"Valid rows land in `lake/{RAW_LAYER}/{spec.name}/date=<day>`; rows that fail a check go to "
-            f"`lake/{QUARANTINE_LAYER}/{spec.name}/date=<day>` with the failed checks and columns named."
+            f"Valid rows land in `lake/{lake_layout.RAW}/{spec.name}/date=<day>`; rows that fail a check go to "
+            f"`lake/{lake_layout.QUARANTINE}/{spec.name}/date=<day>` with the failed checks and columns named."
         ),
         check_specs=[
             dg.AssetCheckSpec(VALID_ROWS_CHECK, asset=key, description="Every row of the day passed validation."),
@@ -72,6 +120,7 @@ def build_raw_asset(spec: TableSpec) -> dg.AssetsDefinition:
                 description="At most `thresholds.max_quarantine_share` of the day's rows were quarantined "
                 "(PLATFORM_THRESHOLDS__MAX_QUARANTINE_SHARE; the value in force is in each result's metadata).",
             ),
+            *_volume_check_specs(key, spec),
         ],
         metadata={"keys": ", ".join(spec.keys), "columns": ", ".join(spec.columns)},
     )
@@ -84,8 +133,11 @@ def build_raw_asset(spec: TableSpec) -> dg.AssetsDefinition:
         date = dt.date.fromisoformat(context.partition_key)
         frame, source = load_raw(raw_source, spec.name, date)
         result = validate(frame, spec, date, source)
-        data_path = lake.write_partition(RAW_LAYER, spec.name, date, result.valid, spec.arrow_schema())
-        quarantine_path = lake.write_partition(QUARANTINE_LAYER, spec.name, date, result.quarantine, QUARANTINE_SCHEMA)
+        data_path = lake.write_partition(lake_layout.RAW, spec.name, date, result.valid, spec.arrow_schema())
+        quarantine_path = lake.write_partition(
+            lake_layout.QUARANTINE, spec.name, date, result.quarantine, QUARANTINE_SCHEMA
+        )
+        verdict = _volume_verdict(context, lake, spec, date, result)
         if result.rows_quarantined:
             context.log.warning(
                 f"{result.rows_quarantined} of {result.rows_in} rows of {spec.name} on {date} quarantined: "
@@ -98,14 +150,16 @@ def build_raw_asset(spec: TableSpec) -> dg.AssetsDefinition:
                 "rows_kept": result.rows_kept,
                 "rows_quarantined": result.rows_quarantined,
                 "failures_by_check": dg.MetadataValue.json(result.failures_by_check),
+                "values_normalized": dg.MetadataValue.json(result.values_normalized),
                 "path": dg.MetadataValue.path(str(data_path)),
                 "quarantine_path": dg.MetadataValue.path(str(quarantine_path)),
                 "dagster/row_count": result.rows_kept,
             },
-            check_results=_check_results(key, result, thresholds.max_quarantine_share),
+            check_results=_check_results(key, result, thresholds.max_quarantine_share, verdict),
         )
 
     return _raw_table
 
 
-raw_assets = [build_raw_asset(spec) for spec in RAW_TABLES.values()]
+def build_raw_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    return [build_raw_asset(spec, partitions) for spec in RAW_TABLES.values()]

@@ -78,6 +78,9 @@ class TableSpec:
     # Columns that must fall on the partition's own day: on it exactly, or (``not_after``) on or before it.
     on_partition_day: tuple[str, ...]
     not_after_partition_day: tuple[str, ...] = ()
+    # A day must keep at least this share of the trailing days' median row count (see ``volume``); None for a
+    # table where a day of few or no rows is normal (cancellations, customer updates).
+    min_volume_share: float | None = None
 
     @property
     def columns(self) -> dict[str, str]:
@@ -137,6 +140,7 @@ RAW_TABLES: dict[str, TableSpec] = {
             keys=("customer_id", "event_date"),
             date_columns=("event_date",),
             on_partition_day=("event_date",),
+            min_volume_share=0.5,  # a row per customer active that day: weekends and churn move it far less
         ),
         TableSpec(
             name="cancellations",
