@@ -2,6 +2,7 @@
 
     python -m dagster_project.cli run --days 120 [--scenario price_rise] [--drift-day 91]
     python -m dagster_project.cli ui
+    python -m dagster_project.cli jars
 
 The whole story: each simulated day is one real Dagster run of ``nightly_pipeline`` for that day's partition,
 requested by the nightly schedule's own logic; once enough labels have matured the first model is trained; the
@@ -132,6 +133,16 @@ def ui(port: int) -> int:
     os.execvp(command[0], command)
 
 
+def jars() -> int:
+    """Fetch the Delta jars into the settings' cache (``PLATFORM_JARS_CACHE``) once; later Spark sessions start
+    offline. ``spark_jobs`` reads no settings, so this is where the settings meet its jar cache."""
+    from spark_jobs.session import fetch_delta_jars
+
+    found = fetch_delta_jars(get_settings().jars_cache)
+    print(f"{len(found)} Delta jars cached in {found[0].parent}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dagster_project.cli", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -148,9 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ui_parser = sub.add_parser("ui", help="open the Dagster UI (dagster dev) on the recorded history")
     ui_parser.add_argument("--port", type=int, default=3000)
+    sub.add_parser("jars", help="fetch the Delta jars into PLATFORM_JARS_CACHE (once; Spark then starts offline)")
     args = parser.parse_args(argv)
     if args.command == "ui":
         return ui(args.port)
+    if args.command == "jars":
+        return jars()
     return run(args.days, args.start, args.scenario, args.drift_day)
 
 

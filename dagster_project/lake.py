@@ -2,6 +2,8 @@
 
 Layout: ``<lake_root>/<layer>/<table>/date=YYYY-MM-DD/part-0.parquet``. One file per partition, replaced with an
 atomic rename, so a reader (or a crash) sees either the old partition or the new one, never half of either.
+The offline store's Delta tables live in their own layer, ``<lake_root>/offline_store``; their names inside it
+belong to ``spark_jobs.paths``, which is handed the layer's folder.
 """
 
 from __future__ import annotations
@@ -14,11 +16,19 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from spark_jobs.paths import OfflineStorePaths
+
 PARTITION_FILE = "part-0.parquet"
+OFFLINE_STORE_LAYER = "offline_store"
+
+
+def table_dir(root: Path, layer: str, table: str) -> Path:
+    """The folder of a table's daily partitions."""
+    return root / layer / table
 
 
 def partition_dir(root: Path, layer: str, table: str, date: dt.date) -> Path:
-    return root / layer / table / f"date={date.isoformat()}"
+    return table_dir(root, layer, table) / f"date={date.isoformat()}"
 
 
 def partition_path(root: Path, layer: str, table: str, date: dt.date) -> Path:
@@ -27,7 +37,12 @@ def partition_path(root: Path, layer: str, table: str, date: dt.date) -> Path:
 
 def table_glob(root: Path, layer: str, table: str) -> str:
     """A glob over every partition of a table, as DuckDB and dbt read it."""
-    return str(root / layer / table / "*" / "*.parquet")
+    return str(table_dir(root, layer, table) / "*" / "*.parquet")
+
+
+def offline_store(root: Path) -> OfflineStorePaths:
+    """The offline store's tables in the lake under ``root`` (what every caller of ``spark_jobs`` is handed)."""
+    return OfflineStorePaths(store_root=Path(root) / OFFLINE_STORE_LAYER)
 
 
 def write_partition_atomically(table: pa.Table, path: Path) -> None:

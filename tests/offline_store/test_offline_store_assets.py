@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from offline_lake import end_of, feature_table, write_features, write_labels
+from offline_lake import OfflineLake, end_of, feature_table, write_features, write_labels
 from pyspark.sql import SparkSession
 
 from dagster_project.defs.offline_store import assets as offline
@@ -14,7 +14,6 @@ from dagster_project.defs.offline_store import defs as offline_defs
 from dagster_project.resources import LakeResource, SparkResource
 from dagster_project.settings import Settings
 from spark_jobs import tables
-from spark_jobs.paths import OfflineStorePaths
 
 pytestmark = pytest.mark.spark
 
@@ -24,7 +23,8 @@ CUSTOMERS = ["c-1", "c-2", "c-3"]
 
 def test_materialize_snapshots_training_set_and_maintenance(spark: SparkSession, settings: Settings):
     lake_root = Path(settings.lake_root)  # type: ignore[arg-type]
-    paths = OfflineStorePaths(lake_root)
+    lake = OfflineLake(lake_root)
+    paths = lake.store
     for d in DAYS:
         write_features(lake_root, d, feature_table(CUSTOMERS, d))
     write_labels(lake_root, DAYS[1], [(c, DAYS[1], end_of(DAYS[1]), i % 2) for i, c in enumerate(CUSTOMERS)])
@@ -42,6 +42,7 @@ def test_materialize_snapshots_training_set_and_maintenance(spark: SparkSession,
     assert snapshot_event.metadata["dagster/row_count"].value == len(CUSTOMERS)
     commit = tables.commit(spark, paths.feature_snapshots, 1).user_metadata
     assert commit["dagster_run_id"] == result.run_id and commit["snapshot_date"] == "2025-01-02"
+    assert commit["source"] == str(lake.features(DAYS[1]))  # the day's export, as the asset found it in the lake
 
     result = dg.materialize(
         [offline.training_set, offline.table_maintenance], resources=resources, instance=instance,
@@ -56,6 +57,9 @@ def test_materialize_snapshots_training_set_and_maintenance(spark: SparkSession,
     assert [s["customer_id"] for s in meta["without_snapshot_sample"]] == ["c-9"]
     commit = tables.commit(spark, paths.training_set, 0).user_metadata
     assert commit["feature_store_version"] == 1 and commit["dagster_run_id"] == result.run_id
+    # The asset handed the job the export folder and the settings' horizon: the job itself reads no settings.
+    assert commit["labels_path"] == str(lake.labels)
+    assert commit["churn_horizon_days"] == settings.thresholds.churn_horizon_days
 
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert checks[offline.NO_FUTURE_FEATURES].passed

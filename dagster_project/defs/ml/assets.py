@@ -16,9 +16,9 @@ import pandas as pd
 
 from dagster_project.defs.ml import plots, registry, tracking
 from dagster_project.defs.ml.training import TrainingParams, fit_on_split, load_training_set
+from dagster_project.lake import offline_store
 from dagster_project.resources import LakeResource, MlflowResource
 from dagster_project.settings import get_settings
-from spark_jobs.paths import OfflineStorePaths
 
 TRAINING_SET_KEY = dg.AssetKey(["offline_store", "training_set"])
 CHURN_MODEL_KEY = dg.AssetKey(["ml", "churn_model"])
@@ -31,7 +31,7 @@ REGISTRY_POOL = "model_registry"
 
 def training_set_path(lake_root: str | Path) -> Path:
     """The Delta training set written by the offline store (the contract with ``offline_store/training_set``)."""
-    return OfflineStorePaths(Path(lake_root)).training_set
+    return offline_store(Path(lake_root)).training_set
 
 
 class ChurnModelConfig(dg.Config, TrainingParams):

@@ -1,7 +1,9 @@
 """The offline store's assets: daily Delta feature snapshots, the point-in-time training set, and their upkeep.
 
 The assets only wire Dagster to the jobs in ``spark_jobs`` (which run alone as well) and turn what the jobs
-report into metadata and checks. They share the run process's one Spark session through ``SparkResource``.
+report into metadata and checks. They hand the jobs explicit paths, built from the lake's layout
+(``dagster_project.lake``): the dbt exports to read and the offline store's folder. They share the run process's
+one Spark session through ``SparkResource``.
 """
 
 import datetime as dt
@@ -11,13 +13,14 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from dagster_project.defs.features.exports import FEATURES_LAYER
+from dagster_project.lake import offline_store, table_dir
 from dagster_project.partitions import daily_partitions
 from dagster_project.resources import LakeResource, SparkResource
-from dagster_project.settings import DBT_PROJECT_DIR
+from dagster_project.settings import DBT_PROJECT_DIR, get_settings
 from spark_jobs import feature_snapshots as snapshots_job
 from spark_jobs import maintenance as maintenance_job
 from spark_jobs import training_set as training_set_job
-from spark_jobs.paths import OfflineStorePaths
 
 GROUP = "offline_store"
 CUSTOMER_FEATURES = dg.AssetKey(["lake", "customer_features"])  # the dbt export, one Parquet file per day
@@ -29,6 +32,11 @@ TABLE_MAINTENANCE = dg.AssetKey([GROUP, "table_maintenance"])
 NO_FUTURE_FEATURES = "no_feature_from_the_future"
 EVERY_LABEL_HAS_A_SNAPSHOT = "every_label_has_a_snapshot"
 PROTECTED_VERSIONS_READABLE = "protected_versions_readable"
+
+
+def _export_table(key: dg.AssetKey) -> str:
+    """The lake table a dbt export writes: its asset key is ``lake/<table>`` (``features.exports.export_key``)."""
+    return key.path[-1]
 
 
 def _column_schema(columns: list[tuple[str, str]]) -> dg.TableSchema:
@@ -75,13 +83,15 @@ def feature_snapshots(
     `snapshot_date`. Each day is replaced whole with `replaceWhere` (a rerun is idempotent), its schema must match
     the table's (see `evolve_schema`), and the commit names the Dagster run and the dbt manifest."""
     session = spark.get_session()
-    paths = OfflineStorePaths(lake.root_path)
+    store = offline_store(lake.root_path)
     written = []
     for day in context.partition_keys:
+        date = dt.date.fromisoformat(day)
         done = snapshots_job.snapshot_day(
             session,
-            dt.date.fromisoformat(day),
-            paths,
+            date,
+            lake.partition_path(FEATURES_LAYER, _export_table(CUSTOMER_FEATURES), date),
+            store,
             dagster_run_id=context.run_id,
             dbt_manifest_hash=dbt_manifest_hash(context, day),
             evolve_schema=config.evolve_schema,
@@ -94,7 +104,7 @@ def feature_snapshots(
             "dagster/row_count": sum(w.rows for w in written),
             "dagster/column_schema": _column_schema(last.columns),
             "table_version": last.version,
-            "table_path": dg.MetadataValue.path(str(paths.feature_snapshots)),
+            "table_path": dg.MetadataValue.path(str(store.feature_snapshots)),
             "feature_columns": len(last.feature_columns),
             "dbt_manifest_hash": last.commit_metadata.get("dbt_manifest_hash") or "unknown",
             "source_metadata": dg.MetadataValue.json(last.commit_metadata.get("source_metadata") or {}),
@@ -148,13 +158,14 @@ def training_set(
     `feature_snapshots` it read is recorded here and in the commit, so the set can be rebuilt identically
     (`spark_jobs.training_set.rebuild_training_set`)."""
     session = spark.get_session()
-    paths = OfflineStorePaths(lake.root_path)
     done = training_set_job.run(
         session,
-        paths,
+        offline_store(lake.root_path),
+        table_dir(lake.root_path, FEATURES_LAYER, _export_table(CHURN_LABELS)),
         feature_store_version=config.feature_store_version,
         max_snapshot_age_days=config.max_snapshot_age_days,
         dagster_run_id=context.run_id,
+        churn_horizon_days=get_settings().thresholds.churn_horizon_days,
     )
     stats = done.stats
     if stats.without_snapshot:
@@ -244,7 +255,7 @@ def table_maintenance(
     protected training set was built from. See `spark_jobs/maintenance.py` for the retention rule."""
     reports = maintenance_job.run(
         spark.get_session(),
-        OfflineStorePaths(lake.root_path),
+        offline_store(lake.root_path),
         min_retention_hours=config.min_retention_hours,
         headroom_hours=config.headroom_hours,
         optimize=config.optimize,
