@@ -44,7 +44,7 @@ USER platform
 # - the Delta jars, from Maven Central into PLATFORM_JARS_CACHE (the driver ships them to the executors);
 # - the dbt manifest the feature assets are defined from (what `make manifest` does).
 # Then the image is only good if the definitions load: fail the build, not the first deployment.
-RUN python -m spark_jobs.session --fetch-jars \
+RUN python -m dagster_project.cli jars \
  && dagster-dbt project prepare-and-package --file dagster_project/defs/features/project.py \
  && python -c "from dagster_project.definitions import defs; print(len(defs.resolve_all_asset_specs()), 'assets')"
 

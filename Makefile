@@ -34,7 +34,7 @@ manifest: setup
 
 # The Delta jars, fetched once from Maven Central into PLATFORM_JARS_CACHE; later Spark sessions start offline.
 jars: setup
-	$(BIN)/python -m spark_jobs.session --fetch-jars
+	$(BIN)/python -m dagster_project.cli jars
 
 run: java setup manifest jars
 	$(BIN)/python -m dagster_project.cli run --days $(DAYS)

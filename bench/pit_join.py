@@ -34,11 +34,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dagster_project.lake import partition_path
+from dagster_project.lake import offline_store, partition_path, table_dir
+from dagster_project.settings import get_settings
 from spark_jobs import training_set
-from spark_jobs.paths import OfflineStorePaths
 
 START = dt.date(2025, 1, 1)
+LABELS = ("features", "churn_labels")  # the lake's label export: (layer, table)
 
 
 def generate(
@@ -56,7 +57,8 @@ def generate(
     ids = np.array([f"c{i:08d}" for i in range(customers)], dtype=object)
     # Some customers sign up during the window: before that day they have no snapshot.
     signup = np.where(rng.random(customers) < signup_share, rng.integers(0, days, customers), 0)
-    paths = OfflineStorePaths(root / "lake")
+    lake_root = root / "lake"
+    paths = offline_store(lake_root)
     snapshot_rows = 0
     for d in range(days):
         present = (signup <= d) & (rng.random(customers) >= missing_share)  # late or skipped days
@@ -84,7 +86,7 @@ def generate(
     label_day = pc.cast(table["prediction_time"], pa.date32()).to_numpy(zero_copy_only=False)
     for day in np.unique(label_day):
         part = table.filter(pa.array(label_day == day))
-        path = partition_path(paths.lake_root, "features", "churn_labels", dt.date.fromisoformat(str(day)))
+        path = partition_path(lake_root, *LABELS, dt.date.fromisoformat(str(day)))
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(part, path)
     return {"snapshot_rows": snapshot_rows, "label_rows": labels}
@@ -139,7 +141,8 @@ def main() -> int:
     WARMUP = args.warmup
     customers, labels = int(args.customers * args.scale), int(args.labels * args.scale)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="pit_bench_"))
-    paths = OfflineStorePaths(workdir / "lake")
+    paths = offline_store(workdir / "lake")
+    labels_dir = table_dir(workdir / "lake", *LABELS)
     try:
         started = time.perf_counter()
         sizes = generate(
@@ -151,17 +154,19 @@ def main() -> int:
 
         from spark_jobs.session import build_session
 
+        settings = get_settings()
         started = time.perf_counter()
-        spark = build_session(driver_memory=args.driver_memory, extra_conf={"spark.ui.enabled": "false"})
+        spark = build_session(settings.spark_master, args.driver_memory or settings.spark_driver_memory,
+                              settings.jars_cache, extra_conf={"spark.ui.enabled": "false"})  # fmt: skip
         startup = time.perf_counter() - started
         started = time.perf_counter()
         spark.sql(f"CONVERT TO DELTA parquet.`{paths.feature_snapshots}` PARTITIONED BY (snapshot_date DATE)")
         print(f"spark start-up: {startup:.1f}s; CONVERT TO DELTA in place: {time.perf_counter() - started:.1f}s")
 
-        job_time, written = best_of(args.repeat, lambda: training_set.run(spark, paths))
+        job_time, written = best_of(args.repeat, lambda: training_set.run(spark, paths, labels_dir))
 
         def join_only() -> None:
-            join, _, _ = training_set.build_training_set(spark, paths)
+            join, _, _ = training_set.build_training_set(spark, paths, labels_dir)
             join.frame.write.format("noop").mode("overwrite").save()
             join.release()
 
@@ -169,7 +174,7 @@ def main() -> int:
 
         con = duckdb.connect()
         files = {
-            "labels": str(paths.churn_labels / "*" / "*.parquet"),
+            "labels": str(labels_dir / "*" / "*.parquet"),
             "snapshots": str(paths.feature_snapshots / "snapshot_date=*" / "*.parquet"),
         }
         out = workdir / "duckdb_training_set.parquet"
@@ -202,7 +207,7 @@ def main() -> int:
             from pyspark.sql import functions as F
 
             def naive() -> None:
-                lab = training_set.prepare_labels(training_set.read_labels(spark, paths.churn_labels))
+                lab = training_set.prepare_labels(training_set.read_labels(spark, labels_dir))
                 lab = lab.withColumn("_id", F.monotonically_increasing_id()).withColumn(
                     "_cutoff", training_set.snapshot_cutoff(F.col("prediction_time"))
                 )

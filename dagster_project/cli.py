@@ -2,6 +2,7 @@
 
     python -m dagster_project.cli run --days 120 [--scenario price_rise] [--drift-day 91]
     python -m dagster_project.cli ui
+    python -m dagster_project.cli jars
 
 The whole story: each simulated day is one real Dagster run of ``nightly_pipeline`` for that day's partition,
 requested by the nightly schedule's own logic; once enough labels have matured the first model is trained; the
@@ -75,6 +76,7 @@ def run(days: int, start: dt.date | None, scenario: str | None = None, drift_day
     from dagster_project import story
     from dagster_project.definitions import defs as load_definitions
     from dagster_project.resources import MlflowResource
+
     defs = load_definitions()
 
     settings = get_settings()
@@ -88,14 +90,17 @@ def run(days: int, start: dt.date | None, scenario: str | None = None, drift_day
     )
     first_model = story.first_training_day(settings)
     if calendar[-1] < first_model:
-        print(f"note: the first model can be trained from {first_model} (labels need time to mature): run at least "
-              f"{(first_model - first).days + 1} days to see scores, drift and retraining")
+        print(
+            f"note: the first model can be trained from {first_model} (labels need time to mature): run at least "
+            f"{(first_model - first).days + 1} days to see scores, drift and retraining"
+        )
 
     log_path = Path(settings.data_root) / "logs" / f"run-{dt.datetime.now():%Y%m%d-%H%M%S}.log"
     print(f"the runs' own output (dbt, Spark) goes to {log_path}")
-    with _runs_to_log(log_path) as terminal, tqdm(
-        total=len(calendar), desc="nightly runs", unit="day", file=terminal
-    ) as bar:
+    with (
+        _runs_to_log(log_path) as terminal,
+        tqdm(total=len(calendar), desc="nightly runs", unit="day", file=terminal) as bar,
+    ):
 
         def progress(record: story.DayRecord, summary: story.StorySummary) -> None:
             bar.update(1)
@@ -120,8 +125,10 @@ def run(days: int, start: dt.date | None, scenario: str | None = None, drift_day
     if failed:
         print(f"failed days: {', '.join(failed)} (see `make ui`, Runs)", file=sys.stderr)
         return 1
-    print(f"Run history is in {settings.dagster_home}: `make ui` opens it (drift reports are linked from "
-          "monitoring/drift_report).")
+    print(
+        f"Run history is in {settings.dagster_home}: `make ui` opens it (drift reports are linked from "
+        "monitoring/drift_report)."
+    )
     return 0
 
 
@@ -133,6 +140,16 @@ def ui(port: int) -> int:
     os.execvp(command[0], command)
 
 
+def jars() -> int:
+    """Fetch the Delta jars into the settings' cache (``PLATFORM_JARS_CACHE``) once; later Spark sessions start
+    offline. ``spark_jobs`` reads no settings, so this is where the settings meet its jar cache."""
+    from spark_jobs.session import fetch_delta_jars
+
+    found = fetch_delta_jars(get_settings().jars_cache)
+    print(f"{len(found)} Delta jars cached in {found[0].parent}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dagster_project.cli", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -140,18 +157,24 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--days", type=int, default=DEFAULT_DAYS, help=f"how many days to run ({DEFAULT_DAYS})")
     run_parser.add_argument("--start", type=dt.date.fromisoformat, help="first day (default: the partitions' start)")
     run_parser.add_argument(
-        "--scenario", choices=[s.value for s in Scenario],
+        "--scenario",
+        choices=[s.value for s in Scenario],
         help="drift scenario (default: PLATFORM_SIMULATOR__SCENARIO, else price_rise)",
     )
     run_parser.add_argument(
-        "--drift-day", type=int, help="the day the scenario starts, 1 = the first day "
+        "--drift-day",
+        type=int,
+        help="the day the scenario starts, 1 = the first day "
         "(default: PLATFORM_SIMULATOR__DRIFT_START, 2025-04-01 = day 91)",
     )
     ui_parser = sub.add_parser("ui", help="open the Dagster UI (dagster dev) on the recorded history")
     ui_parser.add_argument("--port", type=int, default=3000)
+    sub.add_parser("jars", help="fetch the Delta jars into PLATFORM_JARS_CACHE (once; Spark then starts offline)")
     args = parser.parse_args(argv)
     if args.command == "ui":
         return ui(args.port)
+    if args.command == "jars":
+        return jars()
     return run(args.days, args.start, args.scenario, args.drift_day)
 
 

@@ -15,6 +15,7 @@ Layout, under the lake root (``settings.lake_root``)::
 
 Parquet partitions are one file per day, replaced with an atomic rename, so a reader (or a crash) sees either the
 old partition or the new one, never half of either. dbt reads the same layout (``dbt_project/macros/lake.sql``).
+The names inside ``offline_store/`` belong to ``spark_jobs.paths``: the Spark jobs are handed that folder.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from spark_jobs.paths import OfflineStorePaths
+
 # Layers: the first folder below the lake root.
 RAW = "raw"
 QUARANTINE = "quarantine"
@@ -38,10 +41,7 @@ MONITORING = "monitoring"
 
 PARTITION_FILE = "part-0.parquet"
 
-# Tables that are not named by the data (raw tables and dbt models are).
-FEATURE_SNAPSHOTS_TABLE = "feature_snapshots"
-TRAINING_SET_TABLE = "training_set"
-PROTECTED_VERSIONS_FILE = "_protected_versions.json"
+# Tables that are not named by the data (raw tables and dbt models are) nor by the offline store's jobs.
 BATCH_SCORES_TABLE = "batch_scores"
 TOP_RISK_TABLE = "top_risk"
 TOP_RISK_FILE = "top_risk.csv"
@@ -62,19 +62,10 @@ def partition_path(root: str | Path, layer: str, table: str, date: dt.date) -> P
     return partition_dir(root, layer, table, date) / PARTITION_FILE
 
 
-def feature_snapshots_path(root: str | Path) -> Path:
-    """The Delta table of daily feature snapshots (the offline store)."""
-    return table_dir(root, OFFLINE_STORE, FEATURE_SNAPSHOTS_TABLE)
-
-
-def training_set_path(root: str | Path) -> Path:
-    """The Delta table of point-in-time training sets."""
-    return table_dir(root, OFFLINE_STORE, TRAINING_SET_TABLE)
-
-
-def protected_versions_path(root: str | Path) -> Path:
-    """The offline-store versions that registered models reference (written by ml, read by maintenance)."""
-    return Path(root) / OFFLINE_STORE / PROTECTED_VERSIONS_FILE
+def offline_store(root: str | Path) -> OfflineStorePaths:
+    """The offline store's tables (Delta feature snapshots, training sets, the protected-versions file): what every
+    caller of ``spark_jobs`` is handed."""
+    return OfflineStorePaths(store_root=Path(root) / OFFLINE_STORE)
 
 
 def batch_scores_path(root: str | Path) -> Path:

@@ -146,7 +146,6 @@ class MlflowResource(dg.ConfigurableResource):
         return f"{self.ui_url}/#/models/{self.model_name}/versions/{version}"
 
 
-
 class ThresholdsResource(dg.ConfigurableResource, Thresholds):
     """The thresholds of the checks, the promotion gate and the sensor (``settings.thresholds``), as a run sees them.
 
@@ -252,7 +251,8 @@ class DbtResource(DbtCliResource):
 
 class SparkResource(dg.ConfigurableResource):
     """Spark with Delta Lake (``spark_jobs.session``): one session per process, started on first use and shared
-    by every asset of the run. ``master`` is ``local[*]``, ``spark://``, ``k8s://`` or ``sc://`` (Spark Connect)."""
+    by every asset of the run. ``master`` is ``local[*]``, ``spark://``, ``k8s://`` or ``sc://`` (Spark Connect).
+    ``spark_jobs`` reads no settings: this resource is where the settings' values are handed to it."""
 
     master: str
     driver_memory: str

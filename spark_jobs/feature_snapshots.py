@@ -12,7 +12,8 @@ asks for it (``evolve_schema=True``, ``--evolve-schema``, the asset's ``evolve_s
 them as null. Removing or retyping a column is a breaking change: write a new table (``feature_snapshots_v2``)
 and backfill it, so that every version of the old one stays reproducible.
 
-Run alone: ``python -m spark_jobs.feature_snapshots --date 2025-03-01 [--date ...]``.
+Run alone, naming each day's file and the store: ``python -m spark_jobs.feature_snapshots --store-root DIR
+--date 2025-03-01 --source FILE [--date ... --source ...] --master 'local[*]' --driver-memory 2g --jars-cache DIR``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pyspark.sql import types as T
 
 from spark_jobs import tables
 from spark_jobs.paths import OfflineStorePaths
+from spark_jobs.session import add_session_arguments, session_from_arguments
 
 KEY_COLUMNS = ("customer_id", "snapshot_date")
 JOB = "feature_snapshots"
@@ -104,7 +106,7 @@ class SnapshotWrite:
 
 def read_customer_features(spark: SparkSession, source: str | Path) -> DataFrame:
     if isinstance(source, Path) and not source.exists():
-        raise FileNotFoundError(f"no customer_features file at {source}: materialize lake/customer_features first")
+        raise FileNotFoundError(f"no customer_features file at {source}")
     frame = spark.read.parquet(str(source))
     missing = [c for c in KEY_COLUMNS if c not in frame.columns]
     if missing:
@@ -226,19 +228,19 @@ def write_feature_snapshot(
 def snapshot_day(
     spark: SparkSession,
     snapshot_date: dt.date,
-    paths: OfflineStorePaths | None = None,
+    source: Path,
+    store: OfflineStorePaths,
     dagster_run_id: str | None = None,
     dbt_manifest_hash: str | None = None,
     evolve_schema: bool = False,
 ) -> SnapshotWrite:
-    """The whole job for one day: read the dbt export of ``snapshot_date`` and write it into the Delta table."""
-    paths = paths or OfflineStorePaths.from_settings()
-    source = paths.customer_features(snapshot_date)
+    """The whole job for one day: read ``source``, the dbt export of ``snapshot_date`` (one Parquet file), and
+    write it into the store's ``feature_snapshots`` table."""
     frame = read_customer_features(spark, source)
     return write_feature_snapshot(
         spark,
         frame,
-        paths.feature_snapshots,
+        store.feature_snapshots,
         snapshot_date,
         dagster_run_id=dagster_run_id,
         dbt_manifest_hash=dbt_manifest_hash,
@@ -252,18 +254,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m spark_jobs.feature_snapshots", description=__doc__.split("\n\n")[0]
     )
+    parser.add_argument("--store-root", type=Path, required=True, help="the offline store's folder")
     parser.add_argument("--date", type=dt.date.fromisoformat, action="append", required=True, help="YYYY-MM-DD; repeat")
-    parser.add_argument("--lake-root", type=Path, default=None, help="default: settings.lake_root")
+    parser.add_argument(
+        "--source", type=Path, action="append", required=True, help="the day's customer_features file, one per --date"
+    )
     parser.add_argument("--run-id", default=None, help="recorded in the commit metadata")
     parser.add_argument("--dbt-manifest-hash", default=None, help="recorded in the commit metadata")
     parser.add_argument("--evolve-schema", action="store_true", help="accept new feature columns (additive only)")
+    add_session_arguments(parser)
     args = parser.parse_args(argv)
-    from spark_jobs.session import get_spark
-
-    paths = OfflineStorePaths(args.lake_root) if args.lake_root else OfflineStorePaths.from_settings()
-    spark = get_spark()
-    for day in sorted(set(args.date)):
-        done = snapshot_day(spark, day, paths, args.run_id, args.dbt_manifest_hash, args.evolve_schema)
+    if len(args.date) != len(args.source) or len(set(args.date)) != len(args.date):
+        parser.error(f"give each --date once, with its own --source ({len(args.date)} dates, {len(args.source)} files)")
+    store = OfflineStorePaths(store_root=args.store_root)
+    spark = session_from_arguments(args)
+    for day, source in sorted(zip(args.date, args.source, strict=True)):
+        done = snapshot_day(spark, day, source, store, args.run_id, args.dbt_manifest_hash, args.evolve_schema)
         print(f"{day}: {done.rows} rows -> {done.table_path} v{done.version} ({done.seconds}s)")
     return 0
 

@@ -4,7 +4,7 @@ Protected versions
 ------------------
 A version is protected when any of these names it:
 
-1. the file ``<lake_root>/offline_store/_protected_versions.json``, which the ML side writes when it registers or
+1. the file ``<store_root>/_protected_versions.json``, which the ML side writes when it registers or
    promotes a model: ``{"feature_snapshots": [3, 7], "training_set": [12]}`` (the versions its models were
    trained on; either key may be absent);
 2. the table property ``churn_platform.protected_versions`` of either table, a comma-separated list, set with
@@ -33,7 +33,8 @@ cleanup at checkpoints never removes the commits that time travel to a protected
 retention set by hand is never lowered. Versions that nothing protects are kept for ``min_retention_hours`` only,
 and Spark cannot time travel to them after that (delta-rs still can while their files exist).
 
-Run alone: ``python -m spark_jobs.maintenance [--min-retention-hours 168] [--dry-run]``.
+Run alone: ``python -m spark_jobs.maintenance --store-root DIR [--min-retention-hours 168] [--dry-run]
+--master 'local[*]' --driver-memory 2g --jars-cache DIR``.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from pyspark.sql import SparkSession
 
 from spark_jobs import tables
 from spark_jobs.paths import FEATURE_SNAPSHOTS, TRAINING_SET, OfflineStorePaths
+from spark_jobs.session import add_session_arguments, session_from_arguments
 
 JOB = "maintenance"
 PROTECTED_PROPERTY = "churn_platform.protected_versions"
@@ -102,18 +104,18 @@ def protected_versions_from_file(path: Path) -> dict[str, set[int]]:
     return {table: _versions(content.get(table), f"{path}[{table}]") for table in (FEATURE_SNAPSHOTS, TRAINING_SET)}
 
 
-def protected_versions(spark: SparkSession, paths: OfflineStorePaths) -> dict[str, set[int]]:
+def protected_versions(spark: SparkSession, store: OfflineStorePaths) -> dict[str, set[int]]:
     """Every protected version of both tables: the file, the table properties and the training sets' inputs."""
-    from_file = protected_versions_from_file(paths.protected_versions_file)
+    from_file = protected_versions_from_file(store.protected_versions_file)
     found: dict[str, set[int]] = {}
-    for name, path in ((FEATURE_SNAPSHOTS, paths.feature_snapshots), (TRAINING_SET, paths.training_set)):
+    for name, path in ((FEATURE_SNAPSHOTS, store.feature_snapshots), (TRAINING_SET, store.training_set)):
         versions = set(from_file.get(name, set()))
         if tables.is_delta_table(spark, path):
             prop = tables.properties(spark, path).get(PROTECTED_PROPERTY)
             versions |= _versions(prop, f"{path} property {PROTECTED_PROPERTY}")
         found[name] = versions
-    if found[TRAINING_SET] and tables.is_delta_table(spark, paths.training_set):
-        commits = {c.version: c for c in tables.history(spark, paths.training_set)}
+    if found[TRAINING_SET] and tables.is_delta_table(spark, store.training_set):
+        commits = {c.version: c for c in tables.history(spark, store.training_set)}
         for version in found[TRAINING_SET]:
             source = commits[version].user_metadata.get("feature_store_version") if version in commits else None
             if source is not None:
@@ -238,7 +240,7 @@ def maintain_table(
 
 def run(
     spark: SparkSession,
-    paths: OfflineStorePaths | None = None,
+    store: OfflineStorePaths,
     min_retention_hours: float = DEFAULT_MIN_RETENTION_HOURS,
     headroom_hours: float = DEFAULT_HEADROOM_HOURS,
     optimize: bool = True,
@@ -247,8 +249,7 @@ def run(
     dry_run: bool = False,
 ) -> list[TableMaintenance]:
     """Maintain both tables of the offline store."""
-    paths = paths or OfflineStorePaths.from_settings()
-    protected = protected_versions(spark, paths)
+    protected = protected_versions(spark, store)
     return [
         maintain_table(
             spark,
@@ -262,13 +263,13 @@ def run(
             dagster_run_id,
             dry_run=dry_run,
         )
-        for name, path in ((FEATURE_SNAPSHOTS, paths.feature_snapshots), (TRAINING_SET, paths.training_set))
+        for name, path in ((FEATURE_SNAPSHOTS, store.feature_snapshots), (TRAINING_SET, store.training_set))
     ]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m spark_jobs.maintenance", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lake-root", type=Path, default=None, help="default: settings.lake_root")
+    parser.add_argument("--store-root", type=Path, required=True, help="the offline store's folder")
     parser.add_argument("--min-retention-hours", type=float, default=DEFAULT_MIN_RETENTION_HOURS)
     parser.add_argument("--headroom-hours", type=float, default=DEFAULT_HEADROOM_HOURS)
     parser.add_argument("--no-optimize", action="store_true")
@@ -276,12 +277,11 @@ def main(argv: list[str] | None = None) -> int:
         "--dry-run", action="store_true", help="report protected versions and retention; change nothing"
     )
     parser.add_argument("--run-id", default=None)
+    add_session_arguments(parser)
     args = parser.parse_args(argv)
-    from spark_jobs.session import get_spark
-
-    paths = OfflineStorePaths(args.lake_root) if args.lake_root else OfflineStorePaths.from_settings()
-    reports = run(get_spark(), paths, args.min_retention_hours, args.headroom_hours, not args.no_optimize,
-                  True, args.run_id, dry_run=args.dry_run)  # fmt: skip
+    store = OfflineStorePaths(store_root=args.store_root)
+    reports = run(session_from_arguments(args), store, args.min_retention_hours, args.headroom_hours,
+                  not args.no_optimize, True, args.run_id, dry_run=args.dry_run)  # fmt: skip
     print(json.dumps([r.as_dict() for r in reports], indent=2, default=str))
     return 0 if all(r.protected_readable for r in reports) else 1
 

@@ -1,52 +1,37 @@
-"""Where the offline store's inputs and tables live, all derived from the settings' lake root."""
+"""The offline store's own tables, under a store root the caller gives.
+
+Why only these: ``spark_jobs`` sits below every other package and imports none of them, so its jobs run alone
+(tests, benchmarks, another orchestrator) on paths they are handed. The lake's layout (its layers, the dbt
+exports' ``date=YYYY-MM-DD/part-0.parquet`` files) is the platform's business and is defined once, in
+``dagster_project.lake``; the Dagster assets build the exact input paths from it and pass them in. What the jobs
+own is the inside of their store: the names of the two Delta tables and of the protected-versions file, here.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-from dagster_project import lake
-from dagster_project.settings import get_settings
-
-FEATURES_LAYER = "features"  # written by the dbt exports
-CUSTOMER_FEATURES = "customer_features"
-CHURN_LABELS = "churn_labels"
-OFFLINE_STORE_LAYER = "offline_store"
 FEATURE_SNAPSHOTS = "feature_snapshots"
 TRAINING_SET = "training_set"
 # Versions that models still reference; written by the ML side, read by maintenance (see spark_jobs.maintenance).
 PROTECTED_VERSIONS_FILE = "_protected_versions.json"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class OfflineStorePaths:
-    lake_root: Path
+    """The tables of one offline store. Keyword-only, so a lake root passed by mistake fails loudly."""
 
-    @classmethod
-    def from_settings(cls) -> OfflineStorePaths:
-        return cls(lake_root=Path(get_settings().lake_root))  # type: ignore[arg-type]
-
-    def customer_features(self, date: dt.date) -> Path:
-        return lake.partition_path(self.lake_root, FEATURES_LAYER, CUSTOMER_FEATURES, date)
-
-    @property
-    def churn_labels(self) -> Path:
-        """The folder of the daily label partitions (``date=YYYY-MM-DD/part-0.parquet``)."""
-        return self.lake_root / FEATURES_LAYER / CHURN_LABELS
-
-    @property
-    def store(self) -> Path:
-        return self.lake_root / OFFLINE_STORE_LAYER
+    store_root: Path
 
     @property
     def feature_snapshots(self) -> Path:
-        return self.store / FEATURE_SNAPSHOTS
+        return self.store_root / FEATURE_SNAPSHOTS
 
     @property
     def training_set(self) -> Path:
-        return self.store / TRAINING_SET
+        return self.store_root / TRAINING_SET
 
     @property
     def protected_versions_file(self) -> Path:
-        return self.store / PROTECTED_VERSIONS_FILE
+        return self.store_root / PROTECTED_VERSIONS_FILE

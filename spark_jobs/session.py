@@ -1,7 +1,7 @@
 """The one Spark session builder of the project, configured for Delta Lake.
 
-Where the session runs comes from the settings (``PLATFORM_SPARK_MASTER``), so the same jobs run anywhere with
-no code change:
+Where the session runs is the caller's ``master`` (Dagster's ``SparkResource`` passes the settings'
+``PLATFORM_SPARK_MASTER``; the command lines take ``--master``), so the same jobs run anywhere with no code change:
 
 * ``local[*]`` (the default) or ``local[N]``: in this process, on this machine;
 * ``spark://host:7077`` (standalone) or ``k8s://https://host:443`` (Kubernetes, client mode): the driver runs
@@ -10,13 +10,15 @@ no code change:
   class path. ``python -m spark_jobs.session --connect-server-conf`` prints the ``--packages`` and ``--conf``
   arguments to start such a server with.
 
-The Delta jars come from Maven Central and are cached under ``settings.jars_cache``: the first session (or
-``python -m spark_jobs.session --fetch-jars``, which CI and ``make`` call) resolves them once with the Ivy that
+The Delta jars come from Maven Central and are cached under the ``jars_cache`` folder the caller names: the first
+session (or ``python -m spark_jobs.session --fetch-jars --jars-cache DIR``; ``make jars`` and the image call
+``python -m dagster_project.cli jars``, which passes the settings' cache) resolves them once with the Ivy that
 ships inside pyspark; every later session starts from the cached files, offline. Jars that Spark already ships
 (Hadoop, Parquet, Jackson, logging) are left out so the class path holds one copy of each library.
 
 The jobs in this package use DataFrames and Delta SQL only (no ``DeltaTable`` Python API), so they work the
-same over a classic session and over Spark Connect.
+same over a classic session and over Spark Connect. Nothing here reads settings or the environment for its
+configuration: every value is an argument.
 """
 
 from __future__ import annotations
@@ -34,8 +36,6 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from dagster_project.settings import get_settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -99,10 +99,10 @@ def delta_coordinate() -> str:
     return f"io.delta:delta-spark_{spark_minor_version()}_{SCALA_BINARY_VERSION}:{DELTA_VERSION}"
 
 
-def delta_jars(jars_cache: Path | None = None) -> DeltaJars:
-    cache = Path(jars_cache or get_settings().jars_cache)
+def delta_jars(jars_cache: Path) -> DeltaJars:
+    """Where this pyspark's Delta jars sit in the cache folder ``jars_cache`` (fetched or not)."""
     coordinate = delta_coordinate()
-    return DeltaJars(coordinate=coordinate, folder=cache / coordinate.replace(":", "_"))
+    return DeltaJars(coordinate=coordinate, folder=Path(jars_cache) / coordinate.replace(":", "_"))
 
 
 def _pyspark_jars_dir() -> Path:
@@ -119,7 +119,7 @@ def _artifact_name(jar_file: str, with_group: bool = False) -> str:
     return match.group(1) if match else name.removesuffix(".jar")
 
 
-def fetch_delta_jars(jars_cache: Path | None = None, force: bool = False) -> list[Path]:
+def fetch_delta_jars(jars_cache: Path, force: bool = False) -> list[Path]:
     """Resolve Delta and its dependencies from Maven Central into the cache, once; return the jars to load.
 
     Uses the Ivy jar that pyspark itself ships (the resolver behind ``spark.jars.packages``), with Ivy's default
@@ -131,6 +131,7 @@ def fetch_delta_jars(jars_cache: Path | None = None, force: bool = False) -> lis
     ivy_jars = sorted(_pyspark_jars_dir().glob("ivy-*.jar"))
     if not ivy_jars:
         raise RuntimeError(f"no Ivy jar in {_pyspark_jars_dir()}: is pyspark installed completely?")
+    # Java is found the way Spark's own launcher finds it (JAVA_HOME, else PATH): the machine's, not a setting.
     java_home = Path(os.environ.get("JAVA_HOME", "/nonexistent"))
     java = str(java_home / "bin" / "java") if (java_home / "bin" / "java").exists() else shutil.which("java")
     if java is None:
@@ -208,17 +209,19 @@ def connect_server_conf() -> dict[str, str]:
 
 
 def build_session(
-    master: str | None = None,
-    driver_memory: str | None = None,
-    jars_cache: Path | None = None,
+    master: str,
+    driver_memory: str,
+    jars_cache: Path,
     app_name: str = APP_NAME,
     extra_conf: dict[str, str] | None = None,
 ) -> SparkSession:
-    """Start (or join) the process's Spark session, configured for Delta. Defaults come from the settings."""
+    """Start (or join) the process's Spark session, configured for Delta.
+
+    ``driver_memory`` and ``jars_cache`` configure a classic session; Spark Connect (``sc://``) ignores them (the
+    server owns its memory and its class path).
+    """
     from pyspark.sql import SparkSession
 
-    settings = get_settings()
-    master = master or settings.spark_master
     if master.startswith("sc://"):
         builder = SparkSession.builder.remote(master).appName(app_name)
         for key, value in {**RUNTIME_CONF, **(extra_conf or {})}.items():
@@ -229,7 +232,7 @@ def build_session(
     if master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # no host-name lookup, and no warning about it
     builder = SparkSession.builder.master(master).appName(app_name)
-    conf = session_conf(master, driver_memory or settings.spark_driver_memory, jars)
+    conf = session_conf(master, driver_memory, jars)
     for key, value in {**conf, **(extra_conf or {})}.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
@@ -241,15 +244,26 @@ _lock = threading.Lock()
 _session: SparkSession | None = None
 
 
-def get_spark(**kwargs: object) -> SparkSession:
+def get_spark(
+    master: str | None = None,
+    driver_memory: str | None = None,
+    jars_cache: Path | None = None,
+    extra_conf: dict[str, str] | None = None,
+) -> SparkSession:
     """The one session of this process: created on first use, then reused by every job and asset.
 
-    Arguments (those of ``build_session``) only matter for the first call; later calls return the live session.
+    The arguments (those of ``build_session``) only matter for the call that creates the session, and that call
+    must name all three; later calls may omit them and get the live session.
     """
     global _session
     with _lock:
         if _session is None or _is_stopped(_session):
-            _session = build_session(**kwargs)  # type: ignore[arg-type]
+            if master is None or driver_memory is None or jars_cache is None:
+                raise ValueError(
+                    "no Spark session in this process yet: the first get_spark() call must name master, "
+                    f"driver_memory and jars_cache (got {master!r}, {driver_memory!r}, {jars_cache!r})"
+                )
+            _session = build_session(master, driver_memory, jars_cache, extra_conf=extra_conf)
         return _session
 
 
@@ -264,30 +278,47 @@ def _is_stopped(session: SparkSession) -> bool:
             return True
 
 
+def add_session_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags every job's command line needs to start its session; read back with ``session_from_arguments``."""
+    group = parser.add_argument_group("Spark session")
+    group.add_argument("--master", required=True, help="local[*], local[N], spark://..., k8s://... or sc://...")
+    group.add_argument("--driver-memory", required=True, help="e.g. 2g (a classic session's driver)")
+    group.add_argument("--jars-cache", type=Path, required=True, help="the folder the Delta jars are cached in")
+
+
+def session_from_arguments(args: argparse.Namespace) -> SparkSession:
+    return get_spark(master=args.master, driver_memory=args.driver_memory, jars_cache=args.jars_cache)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="python -m spark_jobs.session")
     action = parser.add_mutually_exclusive_group()
-    action.add_argument("--fetch-jars", action="store_true", help="only fetch the Delta jars into the cache")
+    action.add_argument("--fetch-jars", action="store_true", help="only fetch the Delta jars into --jars-cache")
     action.add_argument("--show-conf", action="store_true", help="print the session settings for this machine")
     action.add_argument(
         "--connect-server-conf", action="store_true", help="print spark-submit arguments for a Connect server"
     )
-    parser.add_argument("--jars-cache", type=Path, default=None, help="default: settings.jars_cache")
+    parser.add_argument("--master", help="needed to show the settings or start a session")
+    parser.add_argument("--driver-memory", help="needed to show the settings or start a session")
+    parser.add_argument("--jars-cache", type=Path, help="the folder the Delta jars are cached in (all but Connect)")
     args = parser.parse_args(argv)
-    settings = get_settings()
     if args.connect_server_conf:
         conf = connect_server_conf()
         print(f"--packages {conf.pop('spark.jars.packages')} " + " ".join(f"--conf {k}={v}" for k, v in conf.items()))
         return 0
+    needed = ["jars_cache"] if args.fetch_jars else ["master", "driver_memory", "jars_cache"]
+    missing = [f"--{name.replace('_', '-')}" for name in needed if getattr(args, name) is None]
+    if missing:
+        parser.error(f"the arguments {', '.join(missing)} are required here")
     jars = fetch_delta_jars(args.jars_cache)
     if args.fetch_jars:
         print(f"{len(jars)} Delta jars cached in {jars[0].parent}")
         return 0
     if args.show_conf:
-        print(json.dumps(session_conf(settings.spark_master, settings.spark_driver_memory, jars), indent=2))
+        print(json.dumps(session_conf(args.master, args.driver_memory, jars), indent=2))
         return 0
-    spark = build_session(jars_cache=args.jars_cache)
-    print(f"Spark {spark.version} on {settings.spark_master}: Delta {DELTA_VERSION} ready")
+    spark = build_session(args.master, args.driver_memory, args.jars_cache)
+    print(f"Spark {spark.version} on {args.master}: Delta {DELTA_VERSION} ready")
     spark.stop()
     return 0
 

@@ -36,7 +36,8 @@ hash. While the rows stream into the writer they are counted, hashed (``content_
 order) and checked for leaks, in the same pass. ``rebuild_training_set`` reads that feature-store version back
 through Delta time travel and yields the same rows: the same fingerprint.
 
-Run alone: ``python -m spark_jobs.training_set [--feature-store-version N] [--rebuild N]``.
+Run alone, naming the store and the label folder: ``python -m spark_jobs.training_set --store-root DIR --labels DIR
+[--feature-store-version N] [--rebuild N] --master 'local[*]' --driver-memory 2g --jars-cache DIR``.
 """
 
 from __future__ import annotations
@@ -53,10 +54,10 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from dagster_project.settings import get_settings
 from spark_jobs import tables
 from spark_jobs.feature_snapshots import feature_columns
 from spark_jobs.paths import OfflineStorePaths
+from spark_jobs.session import add_session_arguments, session_from_arguments
 
 JOB = "training_set"
 LABEL_INPUT_COLUMNS = ("customer_id", "snapshot_date", "prediction_time", "churned")
@@ -279,7 +280,7 @@ def read_labels(
 ) -> DataFrame:
     """The label partitions under ``labels_dir`` (``date=YYYY-MM-DD/*.parquet``), optionally a range of them."""
     if isinstance(labels_dir, Path) and not any(labels_dir.glob(f"{PARTITION}=*/*.parquet")):
-        raise FileNotFoundError(f"no label partitions under {labels_dir}: materialize lake/churn_labels first")
+        raise FileNotFoundError(f"no label partitions ({PARTITION}=YYYY-MM-DD/*.parquet) under {labels_dir}")
     frame = spark.read.option("basePath", str(labels_dir)).parquet(str(labels_dir))
     frame = frame.withColumn(PARTITION, F.col(PARTITION).cast("date"))
     if first is not None:
@@ -292,7 +293,7 @@ def read_labels(
 def read_snapshots(spark: SparkSession, table_path: str | Path, version: int | None = None) -> tuple[DataFrame, int]:
     """``feature_snapshots`` at ``version`` (the latest if None), and the version actually read."""
     if not tables.is_delta_table(spark, table_path):
-        raise FileNotFoundError(f"no Delta table at {table_path}: materialize offline_store/feature_snapshots first")
+        raise FileNotFoundError(f"no Delta table at {table_path}: write feature snapshots into it first")
     version = tables.latest_version(spark, table_path) if version is None else int(version)
     # Read by explicit version even for "latest", so the version recorded is the one read, whatever commits later.
     return spark.read.format("delta").option("versionAsOf", version).load(str(table_path)), version
@@ -345,19 +346,20 @@ class TrainingSetWrite:
 
 def build_training_set(
     spark: SparkSession,
-    paths: OfflineStorePaths | None = None,
+    store: OfflineStorePaths,
+    labels_dir: Path,
     feature_store_version: int | None = None,
     max_snapshot_age_days: int | None = None,
 ) -> tuple[PitJoin, int, dict[str, Any]]:
-    """The training set (lazy) from ``feature_snapshots`` at ``feature_store_version`` (latest if None).
+    """The training set (lazy) from the label partitions under ``labels_dir`` and the store's
+    ``feature_snapshots`` at ``feature_store_version`` (latest if None).
 
     Returns the join, the feature-store version read and the labels' provenance. Passing an older
     ``feature_store_version`` rebuilds through Delta time travel exactly what was built from it then.
     """
-    paths = paths or OfflineStorePaths.from_settings()
-    labels = read_labels(spark, paths.churn_labels)
-    provenance = {"labels_path": str(paths.churn_labels), **label_provenance(labels)}
-    snapshots, version = read_snapshots(spark, paths.feature_snapshots, feature_store_version)
+    labels = read_labels(spark, labels_dir)
+    provenance = {"labels_path": str(labels_dir), **label_provenance(labels)}
+    snapshots, version = read_snapshots(spark, store.feature_snapshots, feature_store_version)
     join = point_in_time_join(prepare_labels(labels), snapshots, max_snapshot_age_days)
     return join, version, provenance
 
@@ -430,45 +432,50 @@ def write_training_set(
 
 def run(
     spark: SparkSession,
-    paths: OfflineStorePaths | None = None,
+    store: OfflineStorePaths,
+    labels_dir: Path,
     feature_store_version: int | None = None,
     max_snapshot_age_days: int | None = None,
     dagster_run_id: str | None = None,
+    churn_horizon_days: int | None = None,
 ) -> TrainingSetWrite:
-    """The whole job: build from the labels and ``feature_snapshots``, write a new version of the table."""
-    paths = paths or OfflineStorePaths.from_settings()
-    join, version, provenance = build_training_set(spark, paths, feature_store_version, max_snapshot_age_days)
+    """The whole job: build from the labels and ``feature_snapshots``, write a new version of the table.
+
+    ``churn_horizon_days``, the horizon the labels were made with, is recorded in the commit (None: unknown).
+    """
+    join, version, provenance = build_training_set(spark, store, labels_dir, feature_store_version,
+                                                   max_snapshot_age_days)  # fmt: skip
     try:
         return write_training_set(
             spark,
             join,
             version,
-            paths.training_set,
+            store.training_set,
             provenance=provenance,
             dagster_run_id=dagster_run_id,
             max_snapshot_age_days=max_snapshot_age_days,
-            churn_horizon_days=get_settings().thresholds.churn_horizon_days,
-            dbt_manifest_hashes=_manifest_hashes(spark, paths.feature_snapshots, version),
+            churn_horizon_days=churn_horizon_days,
+            dbt_manifest_hashes=_manifest_hashes(spark, store.feature_snapshots, version),
         )
     finally:
         join.release()
 
 
 def rebuild_training_set(
-    spark: SparkSession, version: int, paths: OfflineStorePaths | None = None
+    spark: SparkSession, version: int, store: OfflineStorePaths, labels_dir: Path | None = None
 ) -> tuple[PitJoin, dict[str, Any]]:
     """Rebuild version ``version`` of the training set from the feature-store version and labels it names.
 
-    Raises ``LabelsChangedError`` if the label partitions it read were rewritten since (then no rebuild can be
-    identical, and saying so beats returning something else). Compare with ``content_fingerprint``.
+    The labels are read where the commit says they were; ``labels_dir`` is where to look instead if that folder
+    is gone (the lake moved since). Raises ``LabelsChangedError`` if the label partitions it read were rewritten
+    since (then no rebuild can be identical, and saying so beats returning something else). Compare with
+    ``content_fingerprint``.
     """
-    paths = paths or OfflineStorePaths.from_settings()
-    meta = tables.commit(spark, paths.training_set, version).user_metadata
+    meta = tables.commit(spark, store.training_set, version).user_metadata
     if meta.get("job") != JOB or meta.get("feature_store_version") is None:
-        raise ValueError(f"version {version} of {paths.training_set} was not written by the training-set job")
-    labels_dir = Path(meta["labels_path"])
-    if not labels_dir.exists():  # the lake moved since: the same partitions under today's lake root
-        labels_dir = paths.churn_labels
+        raise ValueError(f"version {version} of {store.training_set} was not written by the training-set job")
+    recorded = Path(meta["labels_path"])
+    labels_dir = recorded if recorded.exists() or labels_dir is None else labels_dir
     labels = read_labels(
         spark,
         labels_dir,
@@ -482,36 +489,40 @@ def rebuild_training_set(
             f"{meta['labels_path']} changed since version {version} was built "
             f"(fingerprint {meta['labels_fingerprint']}, now {found})"
         )
-    snapshots, _ = read_snapshots(spark, paths.feature_snapshots, int(meta["feature_store_version"]))
+    snapshots, _ = read_snapshots(spark, store.feature_snapshots, int(meta["feature_store_version"]))
     join = point_in_time_join(prepare_labels(labels), snapshots, meta.get("max_snapshot_age_days"))
     return join, meta
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m spark_jobs.training_set", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lake-root", type=Path, default=None, help="default: settings.lake_root")
+    parser.add_argument("--store-root", type=Path, required=True, help="the offline store's folder")
+    parser.add_argument(
+        "--labels", type=Path, required=True, help="the label folder (date=YYYY-MM-DD/*.parquet partitions)"
+    )
     parser.add_argument("--feature-store-version", type=int, default=None, help="default: the latest")
     parser.add_argument("--max-snapshot-age-days", type=int, default=None, help="default: no limit")
+    parser.add_argument("--churn-horizon-days", type=int, default=None, help="recorded in the commit metadata")
     parser.add_argument("--run-id", default=None, help="recorded in the commit metadata")
     parser.add_argument(
         "--rebuild", type=int, metavar="VERSION", default=None, help="rebuild VERSION and check it is identical"
     )
+    add_session_arguments(parser)
     args = parser.parse_args(argv)
-    from spark_jobs.session import get_spark
-
-    paths = OfflineStorePaths(args.lake_root) if args.lake_root else OfflineStorePaths.from_settings()
-    spark = get_spark()
+    store = OfflineStorePaths(store_root=args.store_root)
+    spark = session_from_arguments(args)
     if args.rebuild is not None:
-        join, meta = rebuild_training_set(spark, args.rebuild, paths)
+        join, meta = rebuild_training_set(spark, args.rebuild, store, args.labels)
         rebuilt = content_fingerprint(join.frame)
-        stored = spark.read.format("delta").option("versionAsOf", args.rebuild).load(str(paths.training_set))
+        stored = spark.read.format("delta").option("versionAsOf", args.rebuild).load(str(store.training_set))
         original = content_fingerprint(stored)
         join.release()
         same = rebuilt == original
         print(f"v{args.rebuild} from feature_store_version {meta['feature_store_version']}: "
               f"{'identical' if same else 'DIFFERENT'} ({original} vs {rebuilt})")  # fmt: skip
         return 0 if same else 1
-    done = run(spark, paths, args.feature_store_version, args.max_snapshot_age_days, args.run_id)
+    done = run(spark, store, args.labels, args.feature_store_version, args.max_snapshot_age_days, args.run_id,
+               args.churn_horizon_days)  # fmt: skip
     print(json.dumps({"version": done.version, "feature_store_version": done.feature_store_version,
                       "fingerprint": done.fingerprint, "future_feature_rows": done.future_feature_rows,
                       **done.stats.as_dict()}, indent=2))  # fmt: skip

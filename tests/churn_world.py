@@ -32,13 +32,18 @@ CONTRACTS = np.array(["monthly", "annual"])
 REGIONS = np.array(["north", "south", "east", "west"])
 CHANNELS = np.array(["organic", "paid_search", "referral", "partner", "influencer"])
 PAYMENTS = np.array(["card", "paypal", "direct_debit"])
-NUMERIC = ["tenure_days", "logins_30d", "minutes_active_30d", "support_tickets_30d", "payment_failures_30d",
-           "monthly_price"]
+NUMERIC = [
+    "tenure_days",
+    "logins_30d",
+    "minutes_active_30d",
+    "support_tickets_30d",
+    "payment_failures_30d",
+    "monthly_price",
+]
 CATEGORICAL = ["plan", "contract", "region", "acquisition_channel", "payment_method"]
 FEATURES = NUMERIC + CATEGORICAL
 # Training parameters for tests: small and quick, the same code paths as production.
-FAST_TRAINING = {"max_iter": 50, "importance_sample_rows": 300, "importance_repeats": 2,
-                 "reference_sample_rows": 1000}
+FAST_TRAINING = {"max_iter": 50, "importance_sample_rows": 300, "importance_repeats": 2, "reference_sample_rows": 1000}
 
 
 def days(first: dt.date, count: int) -> list[dt.date]:
@@ -135,8 +140,9 @@ class ChurnWorld:
         """Replace those days in the Delta offline store (one commit); returns the table version."""
         frame = pd.concat([self.features(d) for d in snapshot_days], ignore_index=True)
         table = pa.Table.from_pandas(frame, preserve_index=False)
-        table = table.set_column(table.schema.get_field_index("snapshot_date"), "snapshot_date",
-                                 table["snapshot_date"].cast(pa.date32()))
+        table = table.set_column(
+            table.schema.get_field_index("snapshot_date"), "snapshot_date", table["snapshot_date"].cast(pa.date32())
+        )
         path = Path(lake_root) / "offline_store" / "feature_snapshots"
         listed = ", ".join(f"'{d.isoformat()}'" for d in snapshot_days)
         exists = (path / "_delta_log").exists()
@@ -194,13 +200,20 @@ class ChurnWorld:
         """A new version of ``<lake>/offline_store/training_set`` in the Spark job's contract; returns it."""
         frame = self.training_frame(snapshot_days)
         table = pa.Table.from_pandas(frame, preserve_index=False)
-        for name, dtype in (("prediction_time", pa.timestamp("us")), ("label_snapshot_date", pa.date32()),
-                            ("feature_snapshot_date", pa.date32())):
+        for name, dtype in (
+            ("prediction_time", pa.timestamp("us")),
+            ("label_snapshot_date", pa.date32()),
+            ("feature_snapshot_date", pa.date32()),
+        ):
             table = table.set_column(table.schema.get_field_index(name), name, table[name].cast(dtype))
         path = Path(lake_root) / "offline_store" / "training_set"
         metadata = {"feature_store_version": 0, "dagster_run_id": "churn-world", "churn_horizon_days": self.horizon}
-        write_deltalake(str(path), table, mode="overwrite",
-                        commit_properties=CommitProperties(custom_metadata={"userMetadata": json.dumps(metadata)}))
+        write_deltalake(
+            str(path),
+            table,
+            mode="overwrite",
+            commit_properties=CommitProperties(custom_metadata={"userMetadata": json.dumps(metadata)}),
+        )
         from deltalake import DeltaTable
 
         return DeltaTable(str(path)).version()

@@ -56,7 +56,9 @@ def spark():
     ``spark_jobs.session.get_spark`` (and so Dagster's ``SparkResource``) returns in this process."""
     from spark_jobs.session import get_spark
 
-    return get_spark(master="local[2]", extra_conf={"spark.ui.enabled": "false"})
+    settings = Settings()  # the jar cache and driver memory in force (the cache outlives any data root)
+    return get_spark(master="local[2]", driver_memory=settings.spark_driver_memory, jars_cache=settings.jars_cache,
+                     extra_conf={"spark.ui.enabled": "false"})  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -185,19 +185,21 @@ def _create_databases(server: PostgresServer) -> None:
 def platform_environment(server: PostgresServer, data_root: Path, dagster_home: Path) -> dict[str, str]:
     """Everything that points the project at the services: environment variables only."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PLATFORM_", "DAGSTER_", "MLFLOW_"))}
-    env.update({
-        "PLATFORM_DATA_ROOT": str(data_root),
-        "PLATFORM_DAGSTER_HOME": str(dagster_home),
-        "DAGSTER_HOME": str(dagster_home),
-        "DAGSTER_POSTGRES_HOST": server.host,
-        "DAGSTER_POSTGRES_PORT": str(server.port),
-        "DAGSTER_POSTGRES_USER": server.user,
-        "DAGSTER_POSTGRES_PASSWORD": server.password,
-        "DAGSTER_POSTGRES_DB": DAGSTER_DB,
-        "PLATFORM_MLFLOW_TRACKING_URI": server.url(MLFLOW_DB, driver="postgresql+psycopg2"),
-        "PLATFORM_SIMULATOR__CUSTOMERS": str(CUSTOMERS),
-        "PLATFORM_THRESHOLDS__CHURN_HORIZON_DAYS": str(HORIZON_DAYS),
-    })
+    env.update(
+        {
+            "PLATFORM_DATA_ROOT": str(data_root),
+            "PLATFORM_DAGSTER_HOME": str(dagster_home),
+            "DAGSTER_HOME": str(dagster_home),
+            "DAGSTER_POSTGRES_HOST": server.host,
+            "DAGSTER_POSTGRES_PORT": str(server.port),
+            "DAGSTER_POSTGRES_USER": server.user,
+            "DAGSTER_POSTGRES_PASSWORD": server.password,
+            "DAGSTER_POSTGRES_DB": DAGSTER_DB,
+            "PLATFORM_MLFLOW_TRACKING_URI": server.url(MLFLOW_DB, driver="postgresql+psycopg2"),
+            "PLATFORM_SIMULATOR__CUSTOMERS": str(CUSTOMERS),
+            "PLATFORM_THRESHOLDS__CHURN_HORIZON_DAYS": str(HORIZON_DAYS),
+        }
+    )
     return env
 
 
@@ -209,9 +211,7 @@ def _step(name: str, command: list[str], env: dict[str, str], logs: dict[str, st
 
 
 @pytest.fixture(scope="session")
-def deployed_platform(
-    postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory
-) -> DeployedPlatform:
+def deployed_platform(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> DeployedPlatform:
     """A champion trained and promoted, then one night run end to end, all on PostgreSQL (see the module doc)."""
     from churn_world import START, ChurnWorld, days
 

@@ -13,6 +13,7 @@ SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
 
 def _graph() -> dict[str, dict[str, object]]:
     from dagster_project.definitions import defs as load_definitions
+
     defs = load_definitions()
 
     graph = {}

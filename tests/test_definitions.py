@@ -12,6 +12,7 @@ from dagster_project.settings import REPO_ROOT
 
 def test_definitions_load_with_every_raw_table_and_the_nightly_job() -> None:
     from dagster_project.definitions import defs as load_definitions
+
     defs = load_definitions()
 
     keys = {spec.key.to_user_string() for spec in defs.resolve_all_asset_specs()}

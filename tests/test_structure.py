@@ -73,4 +73,6 @@ print("\\n".join(failed))
 sys.exit(1 if failed else 0)
 """
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"modules that read settings (or failed) at import:\n{done.stdout}{done.stderr[-2000:]}"
+    assert done.returncode == 0, (
+        f"modules that read settings (or failed) at import:\n{done.stdout}{done.stderr[-2000:]}"
+    )

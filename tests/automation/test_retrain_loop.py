@@ -52,8 +52,9 @@ def _sensor_retrains(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
     return list(runs)
 
 
-def _run_story(settings: Settings, world: ChurnWorld, nights: int) -> tuple[story.StorySummary, dg.Definitions,
-                                                                           dg.DagsterInstance]:
+def _run_story(
+    settings: Settings, world: ChurnWorld, nights: int
+) -> tuple[story.StorySummary, dg.Definitions, dg.DagsterInstance]:
     """History up to the first day a model can be trained (snapshots and matured labels, written directly), the
     feature exports of the story's nights, then the story itself from that day."""
     first = story.first_training_day(settings)
@@ -82,7 +83,10 @@ def test_covariate_shift_fails_the_drift_check_and_the_sensor_retrains_once_with
     # The first night has no champion yet: it is trained first (a bootstrap, not a sensor's reaction).
     bootstrap = summary.retrains[0]
     assert (bootstrap.reason, bootstrap.day, bootstrap.version, bootstrap.decision) == (
-        "bootstrap", summary.first, "1", "promoted"
+        "bootstrap",
+        summary.first,
+        "1",
+        "promoted",
     )
     assert not any(r.warm_up for r in summary.days) and all(r.champion for r in summary.days)
     for record in summary.days[:3]:
@@ -103,7 +107,10 @@ def test_covariate_shift_fails_the_drift_check_and_the_sensor_retrains_once_with
     # The retrained model went through the promotion gate, which recorded its decision on the new version.
     retrain = summary.retrains[1]
     assert (retrain.reason, retrain.trigger, retrain.success, retrain.version) == (
-        "drift", drift_start.isoformat(), True, "2"
+        "drift",
+        drift_start.isoformat(),
+        True,
+        "2",
     )
     store = MlflowResource.from_settings(settings)
     version = store.client().get_model_version(store.model_name, "2")
@@ -150,14 +157,16 @@ def test_a_failed_performance_check_requests_a_retrain_for_its_day(
     )
     instance = dg.DagsterInstance.ephemeral()
     job = defs.resolve_job_def("nightly_pipeline")
-    assert job.execute_in_process(partition_key=scored.isoformat(), instance=instance,
-                                  asset_selection=[asset_keys.BATCH_SCORES]).success
+    assert job.execute_in_process(
+        partition_key=scored.isoformat(), instance=instance, asset_selection=[asset_keys.BATCH_SCORES]
+    ).success
     labels = world.labels(scored).assign(churned=lambda f: 1 - f["churned"])
     path = Path(settings.lake_root) / "features" / "churn_labels" / f"date={matured}" / "part-0.parquet"
     path.parent.mkdir(parents=True)
     labels.astype({"prediction_time": "datetime64[us]"}).to_parquet(path, index=False)
-    result = job.execute_in_process(partition_key=matured.isoformat(), instance=instance,
-                                    asset_selection=[asset_keys.MODEL_PERFORMANCE])
+    result = job.execute_in_process(
+        partition_key=matured.isoformat(), instance=instance, asset_selection=[asset_keys.MODEL_PERFORMANCE]
+    )
     [check] = result.get_asset_check_evaluations()
     assert check.check_name == PERFORMANCE_CHECK and not check.passed
 
@@ -209,8 +218,9 @@ def test_the_nightly_schedule_targets_yesterdays_partition(
     defs = _defs(settings)
     schedule = defs.resolve_schedule_def(NIGHTLY_SCHEDULE)
     assert schedule.cron_schedule == "0 2 * * *" and schedule.job_name == "nightly_pipeline"
-    data = schedule.evaluate_tick(dg.build_schedule_context(instance=dg.DagsterInstance.ephemeral(),
-                                                            scheduled_execution_time=tick))
+    data = schedule.evaluate_tick(
+        dg.build_schedule_context(instance=dg.DagsterInstance.ephemeral(), scheduled_execution_time=tick)
+    )
     [request] = data.run_requests
     assert request.partition_key == partition
     dg.validate_run_config(defs.resolve_job_def(schedule.job_name), request.run_config)
@@ -221,11 +231,18 @@ def test_the_nightly_schedule_targets_yesterdays_partition(
 
 def test_real_definitions_wire_the_nightly_job_the_retrain_job_the_schedule_and_the_sensor() -> None:
     from dagster_project.definitions import defs as load_definitions
+
     defs = load_definitions()
 
     nightly = {k.to_user_string() for k in defs.resolve_job_def("nightly_pipeline").asset_layer.executable_asset_keys}
-    assert {"raw/customers", "lake/customer_features", "offline_store/feature_snapshots", "scoring/batch_scores",
-            "monitoring/drift_report", "monitoring/model_performance"} <= nightly
+    assert {
+        "raw/customers",
+        "lake/customer_features",
+        "offline_store/feature_snapshots",
+        "scoring/batch_scores",
+        "monitoring/drift_report",
+        "monitoring/model_performance",
+    } <= nightly
     assert not nightly & {"offline_store/training_set", "ml/churn_model", "ml/champion_model"}
     retrain = {k.to_user_string() for k in defs.resolve_job_def(RETRAIN_JOB).asset_layer.executable_asset_keys}
     assert retrain == {"offline_store/training_set", "ml/churn_model", "ml/champion_model"}
@@ -244,8 +261,9 @@ def test_the_story_summary_says_what_happened() -> None:
     from dagster_project import story
 
     day = lambda n: START + dt.timedelta(days=n)  # noqa: E731
-    summary = story.StorySummary(first=day(0), last=day(9), scenario="price_rise", drift_start=day(6),
-                                 customers=500, first_training_day=day(3))
+    summary = story.StorySummary(
+        first=day(0), last=day(9), scenario="price_rise", drift_start=day(6), customers=500, first_training_day=day(3)
+    )
     for n in range(10):
         record = story.DayRecord(day=day(n), success=n != 8, warm_up=n < 3, champion=None if n < 3 else "1")
         if n >= 3:
@@ -260,8 +278,10 @@ def test_the_story_summary_says_what_happened() -> None:
         story.Retrain(day(3), "bootstrap", None, True, "1", "promoted", 0.80, None),
         story.Retrain(day(6), "drift", day(6).isoformat(), True, "2", "promoted", 0.79, 0.78),
     ]
-    summary.versions = {"1": {"validation_auc": 0.8, "decision": "promoted", "champion": False},
-                        "2": {"validation_auc": 0.79, "decision": "promoted", "champion": True}}
+    summary.versions = {
+        "1": {"validation_auc": 0.8, "decision": "promoted", "champion": False},
+        "2": {"validation_auc": 0.79, "decision": "promoted", "champion": True},
+    }
     text = story.format_summary(summary)
     assert "9 of 10 nights ran (2025-01-01 to 2025-01-10); scenario price_rise from 2025-01-07" in text
     assert "warm-up (no model yet): 3 nights" in text

@@ -30,6 +30,7 @@ def instance(deployed_platform: DeployedPlatform, monkeypatch: pytest.MonkeyPatc
 def _nightly_asset_keys() -> tuple[set[dg.AssetKey], set[dg.AssetKey]]:
     """The assets the nightly job selects, and those of them that are daily partitioned."""
     from dagster_project.definitions import defs as load_definitions
+
     defs = load_definitions()
 
     keys = set(defs.resolve_job_def("nightly_pipeline").asset_layer.executable_asset_keys)

@@ -12,14 +12,13 @@ from dagster_dbt import DbtProject
 from feature_support import SimulatedBase, copy_data_root, query, query_dicts, simulated_settings, write_raw
 from feature_support import write_simulated_raw as write_simulated
 
-from dagster_project.defs.features.assets import MANIFEST, feature_tables
-from dagster_project.defs.features.exports import churn_labels_export, customer_features_export, feature_columns
+from dagster_project.defs import features
+from dagster_project.defs.features.assets import MANIFEST
 from dagster_project.defs.features.project import dbt_project, manifest_is_stale, prepare_manifest
 from dagster_project.resources import build_resources
 from dagster_project.settings import DBT_PROJECT_DIR, Settings
 
 DAY = dt.date(2025, 1, 6)  # the partition the tests run: the base holds the days before it
-FEATURE_ASSETS = [feature_tables, customer_features_export, churn_labels_export]
 
 
 def _manifest_nodes(resource_type: str) -> list[dict]:
@@ -36,7 +35,7 @@ def _prepared(base: SimulatedBase, tmp_path: Path) -> Settings:
 
 def _materialize(settings: Settings, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        FEATURE_ASSETS,
+        features.build_defs(settings).assets,
         partition_key=DAY.isoformat(),
         resources=build_resources(settings),
         raise_on_error=raise_on_error,
@@ -76,6 +75,7 @@ def _day_rows(settings: Settings) -> dict[str, list[dict]]:
 
 def test_every_dbt_model_is_an_asset_below_the_raw_assets_and_every_test_a_check() -> None:
     from dagster_project.definitions import defs as load_definitions
+
     defs = load_definitions()
 
     graph = defs.resolve_asset_graph()
@@ -110,6 +110,7 @@ def test_every_dbt_model_is_an_asset_below_the_raw_assets_and_every_test_a_check
 
     # Every dbt data test is an asset check on the asset of the model it tests, with a description.
     tests = _manifest_nodes("test")
+    feature_tables = defs.resolve_assets_def(dg.AssetKey(["features", "customer_features"]))
     checks = {spec.key: spec for spec in feature_tables.check_specs}
     assert len(checks) == len(tests) > 100
     for test in tests:
@@ -126,6 +127,7 @@ def test_a_partition_builds_its_day_passes_every_check_and_rerunning_it_changes_
     settings = _prepared(simulated_base, tmp_path)
     first = _materialize(settings)
     checks = _check_results(first)
+    feature_tables = next(a for a in features.build_defs(settings).assets if a.op.name == "feature_tables")
     assert len(checks) == len(feature_tables.check_specs)
     assert all(checks.values()), [name for name, passed in checks.items() if not passed]
 
@@ -145,7 +147,11 @@ def test_a_partition_builds_its_day_passes_every_check_and_rerunning_it_changes_
     exported = pq.read_table(path)
     assert exported.num_rows == customers
     assert exported.column_names[:2] == ["customer_id", "snapshot_date"]
-    assert set(feature_columns()) == set(exported.column_names) - {"customer_id", "snapshot_date"}
+    [model] = [n for n in _manifest_nodes("model") if n["name"] == "customer_features"]
+    declared = [
+        name for name, column in model["columns"].items() if (column.get("config", {}).get("meta") or {}).get("feature")
+    ]
+    assert set(declared) == set(exported.column_names) - {"customer_id", "snapshot_date"}
     provenance = {k.decode(): v.decode() for k, v in exported.schema.metadata.items() if not k.startswith(b"pandas")}
     assert provenance["dbt_model"] == "model.churn_platform.customer_features"
     assert provenance["feature_set_version"] == "1"

@@ -7,7 +7,7 @@ import pytest
 from synthetic_churn import FAST, synthetic_training_set, write_training_set
 from threadpoolctl import threadpool_limits
 
-from dagster_project.defs.ml.assets import training_set_path
+from dagster_project import lake
 from dagster_project.defs.ml.training import TrainingParams
 from dagster_project.settings import Settings
 
@@ -29,6 +29,6 @@ def fast_params() -> TrainingParams:
 @pytest.fixture
 def training_set(settings: Settings) -> tuple[Path, int]:
     """Version 0 of ``<lake>/offline_store/training_set``: 150 customers x 40 snapshots, 3 days apart."""
-    path = training_set_path(settings.lake_root)
+    path = lake.offline_store(settings.lake_root).training_set
     version = write_training_set(path, synthetic_training_set())
     return path, version

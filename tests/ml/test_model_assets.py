@@ -87,6 +87,7 @@ def test_assets_train_gate_reproduce_refuse_and_roll_back(
 
 def test_real_definitions_wire_the_model_assets_and_the_rollback_job() -> None:
     from dagster_project.definitions import defs as load_definitions
+
     defs = load_definitions()
 
     graph = defs.resolve_asset_graph()

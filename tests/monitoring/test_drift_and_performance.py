@@ -52,8 +52,9 @@ def test_drift_finds_the_shifted_features_and_not_the_others() -> None:
     scores = [shifted.features[c].score for c in shifted.drifted_features]
     assert scores == sorted(scores, reverse=True)
     assert {c.method for c in shifted.features.values()} == {"wasserstein", "jensenshannon"}
-    assert not drifts.compute_drift(reference, _with_prediction(world.features(DRIFTED)), FEATURES,
-                                    drift_share=0.5).dataset_drift
+    assert not drifts.compute_drift(
+        reference, _with_prediction(world.features(DRIFTED)), FEATURES, drift_share=0.5
+    ).dataset_drift
 
 
 def test_a_drifted_key_feature_fails_the_check_below_the_share_threshold() -> None:
@@ -64,15 +65,22 @@ def test_a_drifted_key_feature_fails_the_check_below_the_share_threshold() -> No
     unshifted = sorted(set(FEATURES) - SHIFTED)[:3]
 
     # Five of the features shifted: under a share threshold of 50% only a key feature among them fails the check.
-    leaning = drifts.compute_drift(reference, drifted, FEATURES, drift_share=0.5,
-                                   key_features=["monthly_price", *unshifted, "not_a_feature"])
+    leaning = drifts.compute_drift(
+        reference, drifted, FEATURES, drift_share=0.5, key_features=["monthly_price", *unshifted, "not_a_feature"]
+    )
     assert not leaning.dataset_drift and leaning.failed
     assert leaning.key_features == ["monthly_price", *unshifted]  # a name the model lacks is ignored
     assert leaning.drifted_key_features == ["monthly_price"]
     elsewhere = drifts.compute_drift(reference, drifted, FEATURES, drift_share=0.5, key_features=unshifted)
     # A key feature fails the check at a higher bar than a column drifts at: noise in one feature is not enough.
-    strict = drifts.compute_drift(reference, drifted, FEATURES, drift_share=0.5, key_features=["monthly_price"],
-                                  key_feature_threshold=leaning.features["monthly_price"].score + 0.01)
+    strict = drifts.compute_drift(
+        reference,
+        drifted,
+        FEATURES,
+        drift_share=0.5,
+        key_features=["monthly_price"],
+        key_feature_threshold=leaning.features["monthly_price"].score + 0.01,
+    )
     assert "monthly_price" in strict.drifted_features and not strict.failed
     assert not elsewhere.failed and elsewhere.drifted_key_features == []
     assert not drifts.compute_drift(reference, calm, FEATURES, drift_share=0.5, key_features=["monthly_price"]).failed
@@ -93,8 +101,9 @@ def test_sampling_the_day_keeps_the_verdicts_and_the_report_says_so(tmp_path: Pa
         # 1,500 sampled rows move a distance by a few hundredths; a drifted column sits at 0.2 and more.
         assert sampled.features[column].score == pytest.approx(full.features[column].score, abs=0.06)
 
-    path = drifts.save_report(sampled, tmp_path / "r" / "report.html", "Data drift on day X",
-                              drifts.report_notes(sampled, "the reference"))
+    path = drifts.save_report(
+        sampled, tmp_path / "r" / "report.html", "Data drift on day X", drifts.report_notes(sampled, "the reference")
+    )
     page = path.read_text()
     assert "1,500 rows sampled at random (seeded) from the day&#x27;s 3,000 scored customers" in page
     assert "Data drift on day X" in page and "root_metric_" in page  # the banner above Evidently's own report
@@ -111,11 +120,16 @@ def test_realized_performance_joins_matured_labels_and_refuses_noise() -> None:
     world = ChurnWorld(customers=800)
     labels = world.labels(CALM)
     scores = pd.DataFrame(
-        {"customer_id": labels["customer_id"], "churn_probability": labels["churned"] * 0.5 + 0.25,
-         "model_name": "m", "model_version": "3"}
+        {
+            "customer_id": labels["customer_id"],
+            "churn_probability": labels["churned"] * 0.5 + 0.25,
+            "model_name": "m",
+            "model_version": "3",
+        }
     )
-    result = perf.realized_performance(scores, labels[["customer_id", "churned"]],
-                                       evaluated_on=CALM + dt.timedelta(days=30), scored_date=CALM)
+    result = perf.realized_performance(
+        scores, labels[["customer_id", "churned"]], evaluated_on=CALM + dt.timedelta(days=30), scored_date=CALM
+    )
     assert result.evaluated and result.realized_roc_auc == 1.0 and result.label_coverage == 1.0
     assert result.positives == int(labels["churned"].sum()) and result.model_version == "3"
     assert result.roc_auc_standard_error is not None and 0 <= result.roc_auc_standard_error < 0.05
@@ -140,10 +154,20 @@ def _metadata(result: dg.ExecuteInProcessResult, key: str) -> dict[str, dg.Metad
     return event.materialization.metadata
 
 
-def _run(assets: list[dg.AssetsDefinition], day: dt.date, settings: Settings, store: MlflowResource,
-         instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
-    return dg.materialize(assets, partition_key=day.isoformat(), resources=_resources(settings, store),
-                          instance=instance, raise_on_error=False)
+def _run(
+    assets: list[dg.AssetsDefinition],
+    day: dt.date,
+    settings: Settings,
+    store: MlflowResource,
+    instance: dg.DagsterInstance,
+) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        assets,
+        partition_key=day.isoformat(),
+        resources=_resources(settings, store),
+        instance=instance,
+        raise_on_error=False,
+    )
 
 
 def test_drift_report_asset_passes_a_calm_day_and_fails_a_shifted_one(
@@ -154,7 +178,13 @@ def test_drift_report_asset_passes_a_calm_day_and_fails_a_shifted_one(
     instance = dg.DagsterInstance.ephemeral()
     verdicts = {}
     for day in (CALM, DRIFTED):
-        result = _run([build_batch_scores(daily_partitions(settings)), build_drift_report(daily_partitions(settings))], day, settings, world_champion, instance)
+        result = _run(
+            [build_batch_scores(daily_partitions(settings)), build_drift_report(daily_partitions(settings))],
+            day,
+            settings,
+            world_champion,
+            instance,
+        )
         assert result.success  # a failed check is a verdict, not a run failure
         [drift] = [e for e in result.get_asset_check_evaluations() if e.check_name == DRIFT_CHECK]
         assert drift.severity == dg.AssetCheckSeverity.ERROR
@@ -177,7 +207,9 @@ def test_drift_report_asset_passes_a_calm_day_and_fails_a_shifted_one(
 
 
 def test_drift_report_needs_the_days_scores(settings: Settings, world_champion: MlflowResource) -> None:
-    result = _run([build_drift_report(daily_partitions(settings))], CALM, settings, world_champion, dg.DagsterInstance.ephemeral())
+    result = _run(
+        [build_drift_report(daily_partitions(settings))], CALM, settings, world_champion, dg.DagsterInstance.ephemeral()
+    )
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert "materialize scoring/batch_scores" in failure.step_failure_data.error.to_string()
@@ -208,8 +240,9 @@ def test_model_performance_judges_matured_scores_and_skips_the_rest(
     expected = roc_auc_score(labels["churned"], labels[["customer_id"]].merge(stored)["churn_probability"])
     assert check.metadata["realized_roc_auc"].value == pytest.approx(expected, abs=1e-6)
     assert check.metadata["scored_date"].value == CALM.isoformat()
-    table = pd.read_parquet(Path(settings.lake_root) / "monitoring" / "model_performance" /
-                            f"date={matured_on}" / "part-0.parquet")
+    table = pd.read_parquet(
+        Path(settings.lake_root) / "monitoring" / "model_performance" / f"date={matured_on}" / "part-0.parquet"
+    )
     assert table["realized_roc_auc"].iloc[0] == pytest.approx(expected, abs=1e-6)
 
     # Labels that contradict the scores: the realized AUC collapses and the check fails.

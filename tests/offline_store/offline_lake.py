@@ -5,13 +5,37 @@ tell from any joined row which snapshot it came from, whatever ``feature_snapsho
 """
 
 import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 
-from dagster_project.lake import partition_path, write_partition_atomically
+from dagster_project.lake import offline_store, partition_path, table_dir, write_partition_atomically
+from spark_jobs.paths import OfflineStorePaths
 
 PLANS = ["basic", "standard", "premium"]
+# The dbt exports' contract, spelled out: a test that fails when the layout moves is the point.
+FEATURES_LAYER, CUSTOMER_FEATURES, CHURN_LABELS = "features", "customer_features", "churn_labels"
+
+
+@dataclass(frozen=True)
+class OfflineLake:
+    """A lake as the offline store's assets see it: the exports they read and the store they write."""
+
+    root: Path
+
+    def features(self, day: dt.date) -> Path:
+        """The day's ``customer_features`` export (one Parquet file)."""
+        return partition_path(self.root, FEATURES_LAYER, CUSTOMER_FEATURES, day)
+
+    @property
+    def labels(self) -> Path:
+        """The folder of the daily label partitions."""
+        return table_dir(self.root, FEATURES_LAYER, CHURN_LABELS)
+
+    @property
+    def store(self) -> OfflineStorePaths:
+        return offline_store(self.root)
 
 
 def feature_table(customers: list[str], day: dt.date, extra: dict[str, pa.Array] | None = None) -> pa.Table:
@@ -33,7 +57,7 @@ def feature_table(customers: list[str], day: dt.date, extra: dict[str, pa.Array]
 
 
 def write_features(lake_root: Path, day: dt.date, table: pa.Table) -> Path:
-    path = partition_path(lake_root, "features", "customer_features", day)
+    path = OfflineLake(lake_root).features(day)
     write_partition_atomically(table, path)
     return path
 
@@ -52,7 +76,7 @@ def label_table(rows: list[tuple[str, dt.date, dt.datetime, int]]) -> pa.Table:
 
 
 def write_labels(lake_root: Path, matured: dt.date, rows: list[tuple[str, dt.date, dt.datetime, int]]) -> Path:
-    path = partition_path(lake_root, "features", "churn_labels", matured)
+    path = partition_path(lake_root, FEATURES_LAYER, CHURN_LABELS, matured)
     write_partition_atomically(label_table(rows), path)
     return path
 

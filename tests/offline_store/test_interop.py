@@ -14,11 +14,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
-from offline_lake import end_of, feature_table, write_features, write_labels
+from offline_lake import OfflineLake, end_of, feature_table, write_features, write_labels
 from pyspark.sql import SparkSession
 
 from spark_jobs.feature_snapshots import snapshot_day
-from spark_jobs.paths import OfflineStorePaths
 from spark_jobs.training_set import run
 
 pytestmark = pytest.mark.spark
@@ -38,12 +37,13 @@ def canonical(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def test_delta_rs_and_duckdb_read_what_spark_wrote(spark: SparkSession, data_root: Path):
-    paths = OfflineStorePaths(data_root / "lake")
+    lake = OfflineLake(data_root / "lake")
+    paths = lake.store
     for d in DAYS:
-        write_features(paths.lake_root, d, feature_table(CUSTOMERS, d))
-        snapshot_day(spark, d, paths, dagster_run_id="interop", dbt_manifest_hash="m1")
-    write_labels(paths.lake_root, DAYS[1], [(c, DAYS[1], end_of(DAYS[1]), i % 2) for i, c in enumerate(CUSTOMERS)])
-    built = run(spark, paths, dagster_run_id="interop-train")
+        write_features(lake.root, d, feature_table(CUSTOMERS, d))
+        snapshot_day(spark, d, lake.features(d), paths, dagster_run_id="interop", dbt_manifest_hash="m1")
+    write_labels(lake.root, DAYS[1], [(c, DAYS[1], end_of(DAYS[1]), i % 2) for i, c in enumerate(CUSTOMERS)])
+    built = run(spark, paths, lake.labels, dagster_run_id="interop-train")
 
     snapshots = DeltaTable(str(paths.feature_snapshots))
     training = DeltaTable(str(paths.training_set))

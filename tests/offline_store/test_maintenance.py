@@ -6,12 +6,11 @@ import time
 from pathlib import Path
 
 import pytest
-from offline_lake import end_of, feature_table, write_features, write_labels
+from offline_lake import OfflineLake, end_of, feature_table, write_features, write_labels
 from pyspark.sql import SparkSession
 
 from spark_jobs import maintenance, tables
 from spark_jobs.feature_snapshots import snapshot_day
-from spark_jobs.paths import OfflineStorePaths
 from spark_jobs.training_set import content_fingerprint, rebuild_training_set, run
 
 pytestmark = pytest.mark.spark
@@ -50,12 +49,13 @@ def test_protected_versions_file_is_strict(tmp_path: Path):
 
 
 def test_vacuum_deletes_unprotected_files_and_keeps_protected_versions_readable(spark: SparkSession, data_root: Path):
-    paths = OfflineStorePaths(data_root / "lake")
+    lake = OfflineLake(data_root / "lake")
+    paths = lake.store
     fingerprints: dict[int, str] = {}
 
     def rewrite_day(customers: list[str]) -> int:
-        write_features(paths.lake_root, D, feature_table(customers, D))
-        version = snapshot_day(spark, D, paths).version
+        write_features(lake.root, D, feature_table(customers, D))
+        version = snapshot_day(spark, D, lake.features(D), paths).version
         fingerprints[version] = content_fingerprint(version_of(spark, paths.feature_snapshots, version))
         return version
 
@@ -63,12 +63,12 @@ def test_vacuum_deletes_unprotected_files_and_keeps_protected_versions_readable(
     rewrite_day(CUSTOMERS[:5])  # v1
     time.sleep(GAP_SECONDS)
     rewrite_day(CUSTOMERS[:6])  # v2: a model's training set is built from it
-    write_labels(paths.lake_root, D + dt.timedelta(days=1), [(c, D, end_of(D), 1) for c in CUSTOMERS])
-    training = run(spark, paths)
+    write_labels(lake.root, D + dt.timedelta(days=1), [(c, D, end_of(D), 1) for c in CUSTOMERS])
+    training = run(spark, paths, lake.labels)
     assert (training.version, training.feature_store_version) == (0, 2)
     rewrite_day(CUSTOMERS[:7])  # v3: named in the ML side's file
     rewrite_day(CUSTOMERS)  # v4, the latest
-    run(spark, paths)  # training_set v1 replaces every file of v0
+    run(spark, paths, lake.labels)  # training_set v1 replaces every file of v0
 
     # The registered model trained on training_set v0: protected by a table property; v3 by the ML side's file.
     tables.set_properties(spark, paths.training_set, {maintenance.PROTECTED_PROPERTY: "0"}, {"job": "test"})

@@ -6,15 +6,16 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from offline_lake import end_of, feature_table, write_features, write_labels
+from offline_lake import OfflineLake, end_of, feature_table, write_features, write_labels
 from pyspark.sql import SparkSession
 
+from dagster_project import asset_keys
+from dagster_project.defs import automation, offline_store
 from dagster_project.defs.offline_store import assets as offline
-from dagster_project.defs.offline_store import defs as offline_defs
-from dagster_project.resources import LakeResource, SparkResource
+from dagster_project.partitions import daily_partitions
+from dagster_project.resources import LakeResource, SparkResource, ThresholdsResource
 from dagster_project.settings import Settings
 from spark_jobs import tables
-from spark_jobs.paths import OfflineStorePaths
 
 pytestmark = pytest.mark.spark
 
@@ -24,28 +25,38 @@ CUSTOMERS = ["c-1", "c-2", "c-3"]
 
 def test_materialize_snapshots_training_set_and_maintenance(spark: SparkSession, settings: Settings):
     lake_root = Path(settings.lake_root)  # type: ignore[arg-type]
-    paths = OfflineStorePaths(lake_root)
+    lake = OfflineLake(lake_root)
+    paths = lake.store
     for d in DAYS:
         write_features(lake_root, d, feature_table(CUSTOMERS, d))
     write_labels(lake_root, DAYS[1], [(c, DAYS[1], end_of(DAYS[1]), i % 2) for i, c in enumerate(CUSTOMERS)])
     write_labels(lake_root, DAYS[1] + dt.timedelta(days=1), [("c-9", DAYS[1], end_of(DAYS[1]), 1)])
-    resources = {"spark": SparkResource.from_settings(settings), "lake": LakeResource(root=str(lake_root))}
+    resources = {
+        "spark": SparkResource.from_settings(settings),
+        "lake": LakeResource(root=str(lake_root)),
+        "thresholds": ThresholdsResource(**settings.thresholds.model_dump()),
+    }
     assert resources["spark"].get_session() is spark  # one session per process, shared with the jobs
 
     instance = dg.DagsterInstance.ephemeral()
     for d in DAYS:
-        result = dg.materialize([offline.feature_snapshots], partition_key=d.isoformat(), resources=resources,
-                                instance=instance)  # fmt: skip
+        result = dg.materialize(
+            [offline.build_feature_snapshots(daily_partitions(settings))],
+            partition_key=d.isoformat(),
+            resources=resources,
+            instance=instance,
+        )
         assert result.success
     [snapshot_event] = result.asset_materializations_for_node("offline_store__feature_snapshots")
     assert snapshot_event.metadata["table_version"].value == 1
     assert snapshot_event.metadata["dagster/row_count"].value == len(CUSTOMERS)
     commit = tables.commit(spark, paths.feature_snapshots, 1).user_metadata
     assert commit["dagster_run_id"] == result.run_id and commit["snapshot_date"] == "2025-01-02"
+    assert commit["source"] == str(lake.features(DAYS[1]))  # the day's export, as the asset found it in the lake
 
     result = dg.materialize(
         [offline.training_set, offline.table_maintenance], resources=resources, instance=instance,
-        selection=[offline.TRAINING_SET, offline.TABLE_MAINTENANCE],
+        selection=[asset_keys.TRAINING_SET, asset_keys.TABLE_MAINTENANCE],
     )  # fmt: skip
     assert result.success
     [event] = result.asset_materializations_for_node("offline_store__training_set")
@@ -56,6 +67,9 @@ def test_materialize_snapshots_training_set_and_maintenance(spark: SparkSession,
     assert [s["customer_id"] for s in meta["without_snapshot_sample"]] == ["c-9"]
     commit = tables.commit(spark, paths.training_set, 0).user_metadata
     assert commit["feature_store_version"] == 1 and commit["dagster_run_id"] == result.run_id
+    # The asset handed the job the export folder and the settings' horizon: the job itself reads no settings.
+    assert commit["labels_path"] == str(lake.labels)
+    assert commit["churn_horizon_days"] == settings.thresholds.churn_horizon_days
 
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert checks[offline.NO_FUTURE_FEATURES].passed
@@ -69,11 +83,16 @@ def test_materialize_snapshots_training_set_and_maintenance(spark: SparkSession,
 
 def test_definitions_wire_the_weekly_maintenance_schedule(settings: Settings):
     resources = {"spark": SparkResource.from_settings(settings), "lake": LakeResource(root=str(settings.lake_root))}
-    defs = dg.Definitions.merge(offline_defs, dg.Definitions(resources=resources))
+    defs = dg.Definitions.merge(
+        offline_store.build_defs(settings), automation.build_defs(settings), dg.Definitions(resources=resources)
+    )
     schedule = defs.resolve_schedule_def("weekly_offline_store_maintenance")
     assert schedule.cron_schedule == "0 4 * * 0" and schedule.execution_timezone == "UTC"
     job = defs.resolve_job_def("maintain_offline_store")
-    assert job.asset_layer.executable_asset_keys == {offline.TABLE_MAINTENANCE}  # it vacuums, nothing else
+    assert job.asset_layer.executable_asset_keys == {asset_keys.TABLE_MAINTENANCE}  # it vacuums, nothing else
     graph = defs.resolve_asset_graph()
-    assert graph.get(offline.FEATURE_SNAPSHOTS).parent_keys == {offline.CUSTOMER_FEATURES}
-    assert graph.get(offline.TRAINING_SET).parent_keys == {offline.FEATURE_SNAPSHOTS, offline.CHURN_LABELS}
+    assert graph.get(asset_keys.FEATURE_SNAPSHOTS).parent_keys == {asset_keys.CUSTOMER_FEATURES_EXPORT}
+    assert graph.get(asset_keys.TRAINING_SET).parent_keys == {
+        asset_keys.FEATURE_SNAPSHOTS,
+        asset_keys.CHURN_LABELS_EXPORT,
+    }

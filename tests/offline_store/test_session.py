@@ -6,13 +6,15 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
+from dagster_project import cli
+from dagster_project.settings import Settings, get_settings
 from spark_jobs import session
 
 
 @pytest.mark.spark
 def test_the_session_runs_delta_from_the_cached_jars_in_utc(spark: SparkSession):
     conf = spark.sparkContext.getConf()
-    jars = session.delta_jars()
+    jars = session.delta_jars(Settings().jars_cache)
     cached = jars.cached()
     assert cached, "the session fixture fetched (or found) the jars in the cache"
     assert conf.get("spark.jars.packages", None) is None  # nothing is resolved at start-up: offline
@@ -22,7 +24,7 @@ def test_the_session_runs_delta_from_the_cached_jars_in_utc(spark: SparkSession)
     assert any(p.name.startswith("io.delta_delta-spark_") for p in cached)
     # Spark already ships Hadoop and Parquet: the cache does not add a second copy to the class path.
     assert not any("hadoop-client" in p.name or "parquet-hadoop" in p.name for p in cached)
-    assert session.get_spark() is spark  # one session per process
+    assert session.get_spark() is spark  # one session per process: later calls need no arguments
 
 
 def test_a_complete_cache_is_used_as_is_and_an_interrupted_one_is_not(tmp_path: Path):
@@ -61,3 +63,26 @@ def test_settings_per_master():
     server = session.connect_server_conf()
     assert server["spark.jars.packages"] == session.delta_coordinate()
     assert server["spark.sql.session.timeZone"] == "UTC"
+
+
+def test_the_jobs_command_line_takes_the_cache_as_a_flag_and_the_platform_one_takes_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    jars = session.delta_jars(tmp_path)
+    jars.folder.mkdir(parents=True)
+    (jars.folder / "a.jar").write_bytes(b"")
+    jars.marker.write_text(json.dumps({"jars": ["a.jar"]}))  # complete: nothing is fetched
+
+    with pytest.raises(SystemExit):  # spark_jobs reads no settings: without the flag it cannot know the cache
+        session.main(["--fetch-jars"])
+    assert "--jars-cache" in capsys.readouterr().err
+    assert session.main(["--fetch-jars", "--jars-cache", str(tmp_path)]) == 0
+    assert str(jars.folder) in capsys.readouterr().out
+
+    monkeypatch.setenv("PLATFORM_JARS_CACHE", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        assert cli.main(["jars"]) == 0
+    finally:
+        get_settings.cache_clear()
+    assert f"1 Delta jars cached in {jars.folder}" in capsys.readouterr().out

@@ -6,12 +6,11 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from offline_lake import end_of, feature_table, write_features, write_labels
+from offline_lake import OfflineLake, end_of, feature_table, write_features, write_labels
 from pyspark.sql import SparkSession
 
 from spark_jobs import tables
 from spark_jobs.feature_snapshots import snapshot_day
-from spark_jobs.paths import OfflineStorePaths
 from spark_jobs.training_set import (
     LabelsChangedError,
     build_training_set,
@@ -31,14 +30,16 @@ def rows_of(frame) -> list[tuple]:
 
 
 def test_build_records_lineage_and_a_rebuild_from_that_version_is_identical(spark: SparkSession, data_root: Path):
-    paths = OfflineStorePaths(data_root / "lake")
-    write_features(paths.lake_root, D1, feature_table(CUSTOMERS, D1))
+    lake = OfflineLake(data_root / "lake")
+    paths = lake.store
+    write_features(lake.root, D1, feature_table(CUSTOMERS, D1))
     # c-3's snapshot of 2 March is late: the export of that day holds c-1 and c-2 only, for now.
-    write_features(paths.lake_root, D2, feature_table(CUSTOMERS[:2], D2))
+    write_features(lake.root, D2, feature_table(CUSTOMERS[:2], D2))
     for d in (D1, D2):
-        snapshot_day(spark, d, paths, dagster_run_id="features-run", dbt_manifest_hash=f"manifest-{d.day}")
+        snapshot_day(spark, d, lake.features(d), paths, dagster_run_id="features-run",
+                     dbt_manifest_hash=f"manifest-{d.day}")  # fmt: skip
     write_labels(
-        paths.lake_root,
+        lake.root,
         D3,
         [
             ("c-1", D2, end_of(D2), 1),  # 3 March 00:00: may use 2 March
@@ -48,7 +49,7 @@ def test_build_records_lineage_and_a_rebuild_from_that_version_is_identical(spar
         ],
     )
 
-    first = run(spark, paths, dagster_run_id="training-run-1")
+    first = run(spark, paths, lake.labels, dagster_run_id="training-run-1", churn_horizon_days=30)
     assert first.version == 0 and first.feature_store_version == 1
     assert (first.stats.labels, first.stats.exact, first.stats.earlier, first.stats.without_snapshot) == (4, 2, 1, 1)
     assert first.future_feature_rows == 0
@@ -71,16 +72,17 @@ def test_build_records_lineage_and_a_rebuild_from_that_version_is_identical(spar
     assert meta["feature_store_version"] == 1 and meta["dagster_run_id"] == "training-run-1"
     assert meta["labels_without_snapshot"] == 1 and meta["rows"] == 3
     assert meta["dbt_manifest_hash"] == "manifest-2" and meta["dbt_manifest_hashes"] == ["manifest-1", "manifest-2"]
-    assert meta["churn_horizon_days"] == 30
+    assert meta["churn_horizon_days"] == 30  # as the caller said: the job reads no settings
+    assert meta["labels_path"] == str(lake.labels)
     original = rows_of(spark.read.format("delta").option("versionAsOf", 0).load(str(paths.training_set)))
 
     # The snapshots move on: c-3's late snapshot of 2 March lands, and 1 March is re-exported with new values.
-    write_features(paths.lake_root, D2, feature_table(CUSTOMERS, D2))
-    snapshot_day(spark, D2, paths)
-    write_features(paths.lake_root, D1, feature_table(CUSTOMERS, D1).drop_columns(["region"]).append_column(
+    write_features(lake.root, D2, feature_table(CUSTOMERS, D2))
+    snapshot_day(spark, D2, lake.features(D2), paths)
+    write_features(lake.root, D1, feature_table(CUSTOMERS, D1).drop_columns(["region"]).append_column(
         "region", feature_table(["c-9"] * 3, D1)["plan"]))  # fmt: skip
-    snapshot_day(spark, D1, paths)
-    second = run(spark, paths, dagster_run_id="training-run-2")
+    snapshot_day(spark, D1, lake.features(D1), paths)
+    second = run(spark, paths, lake.labels, dagster_run_id="training-run-2")
     assert second.version == 1 and second.feature_store_version == 3
     assert (second.stats.exact, second.stats.earlier) == (3, 0)  # c-3 now finds its 2 March snapshot
     assert rows_of(spark.read.format("delta").load(str(paths.training_set))) != original
@@ -91,11 +93,11 @@ def test_build_records_lineage_and_a_rebuild_from_that_version_is_identical(spar
     assert rows_of(join.frame) == original
     assert content_fingerprint(join.frame) == first.fingerprint
     join.release()
-    join, version, _ = build_training_set(spark, paths, feature_store_version=1)
+    join, version, _ = build_training_set(spark, paths, lake.labels, feature_store_version=1)
     assert version == 1 and content_fingerprint(join.frame) == first.fingerprint
     join.release()
 
     # Relabelled history cannot be rebuilt identically: say so instead of returning something else.
-    write_labels(paths.lake_root, D3, [("c-1", D2, end_of(D2), 0)])
+    write_labels(lake.root, D3, [("c-1", D2, end_of(D2), 0)])
     with pytest.raises(LabelsChangedError, match="changed since version 0"):
         rebuild_training_set(spark, 0, paths)

@@ -41,8 +41,12 @@ def test_score_snapshot_gives_one_banded_probability_per_customer(small_model: o
     features = _snapshot()
     scored_at = dt.datetime(2025, 3, 12, 2, 0, 3, 123456, tzinfo=dt.UTC)
     scores = scoring.score_snapshot(
-        small_model, features, model_name="churn_model", model_version="7",
-        bands=scoring.RiskBands(medium=0.1, high=0.3), scored_at=scored_at,
+        small_model,
+        features,
+        model_name="churn_model",
+        model_version="7",
+        bands=scoring.RiskBands(medium=0.1, high=0.3),
+        scored_at=scored_at,
     )
     assert list(scores.columns) == list(scoring.SCORE_COLUMNS)
     assert scores["customer_id"].tolist() == features["customer_id"].tolist()
@@ -58,17 +62,28 @@ def test_score_snapshot_gives_one_banded_probability_per_customer(small_model: o
     assert set(scores["model_version"]) == {"7"} and set(scores["model_name"]) == {"churn_model"}
     assert scores["scored_at"].iloc[0] == pd.Timestamp(scored_at)
     # Scored in batches (memory stays bounded), the result is the same to the last bit.
-    batched = scoring.score_snapshot(small_model, features, model_name="churn_model", model_version="7",
-                                     scored_at=scored_at, batch_rows=7)
-    pd.testing.assert_frame_equal(batched, scoring.score_snapshot(
-        small_model, features, model_name="churn_model", model_version="7", scored_at=scored_at))
+    batched = scoring.score_snapshot(
+        small_model, features, model_name="churn_model", model_version="7", scored_at=scored_at, batch_rows=7
+    )
+    pd.testing.assert_frame_equal(
+        batched,
+        scoring.score_snapshot(small_model, features, model_name="churn_model", model_version="7", scored_at=scored_at),
+    )
 
 
 def test_top_risk_ranks_by_probability_then_customer_and_keeps_ties_exact() -> None:
     features = _snapshot(8)
     p = [0.2, 0.9, 0.5, 0.9, 0.1, 0.5, 0.5, 0.3]
-    scores = pd.DataFrame({"customer_id": features["customer_id"], "snapshot_date": DAY, "churn_probability": p,
-                           "risk_band": "x", "model_name": "m", "model_version": "1"})
+    scores = pd.DataFrame(
+        {
+            "customer_id": features["customer_id"],
+            "snapshot_date": DAY,
+            "churn_probability": p,
+            "risk_band": "x",
+            "model_name": "m",
+            "model_version": "1",
+        }
+    )
     top = scoring.top_risk(scores, features, 4)
     ids = features["customer_id"].tolist()
     # Two at 0.9, then the first two (by customer id) of the three tied at 0.5.
@@ -82,7 +97,12 @@ def test_top_risk_ranks_by_probability_then_customer_and_keeps_ties_exact() -> N
 def test_risk_band_edges_and_order() -> None:
     bands = scoring.RiskBands(medium=0.2, high=0.5)
     assert bands.assign(np.array([0.0, 0.19999, 0.2, 0.49, 0.5, 1.0])).tolist() == [
-        "low", "low", "medium", "medium", "high", "high"
+        "low",
+        "low",
+        "medium",
+        "medium",
+        "high",
+        "high",
     ]
     with pytest.raises(ValueError, match="medium < high"):
         scoring.RiskBands(medium=0.5, high=0.2)
@@ -131,8 +151,15 @@ def test_rescoring_a_day_replaces_exactly_that_day(small_model: object, tmp_path
 def test_score_check_catches_duplicates_nulls_gaps_and_out_of_range() -> None:
     customers = pd.Series(["a", "b", "c"])
     good = pd.DataFrame(
-        {"customer_id": ["a", "b", "c"], "snapshot_date": DAY, "churn_probability": [0.1, 0.5, 1.0],
-         "risk_band": "low", "model_name": "m", "model_version": "1", "scored_at": pd.Timestamp("2025-01-01", tz="UTC")}
+        {
+            "customer_id": ["a", "b", "c"],
+            "snapshot_date": DAY,
+            "churn_probability": [0.1, 0.5, 1.0],
+            "risk_band": "low",
+            "model_name": "m",
+            "model_version": "1",
+            "scored_at": pd.Timestamp("2025-01-01", tz="UTC"),
+        }
     )
     assert scoring.check_scores(good, customers).passed
     broken = pd.concat([good, good.tail(1)], ignore_index=True)
@@ -141,7 +168,10 @@ def test_score_check_catches_duplicates_nulls_gaps_and_out_of_range() -> None:
     result = scoring.check_scores(broken, pd.Series(["a", "b", "c", "d"]))
     assert not result.passed
     assert (result.duplicated_customers, result.missing_customers, result.null_values, result.out_of_range) == (
-        1, 1, 1, 1
+        1,
+        1,
+        1,
+        1,
     )
 
 

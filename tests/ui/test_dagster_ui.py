@@ -36,6 +36,7 @@ NODE_LABEL = '[class*="AssetNode_assetName"]'
 
 def _definitions() -> dg.Definitions:
     from dagster_project.definitions import defs as load_definitions
+
     defs = load_definitions()
 
     return defs
@@ -141,7 +142,10 @@ def _check_subjects() -> list[tuple[dg.AssetKey, list[str]]]:
 
 
 def test_checks_are_visible_on_their_asset_with_their_latest_result(
-    dagster_ui: DagsterDev, deployed_platform: DeployedPlatform, page: Page, artifacts: Path,
+    dagster_ui: DagsterDev,
+    deployed_platform: DeployedPlatform,
+    page: Page,
+    artifacts: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for key, value in deployed_platform.env.items():

@@ -25,7 +25,9 @@ def drift_materialization(deployed_platform: DeployedPlatform, monkeypatch: pyte
 
 
 def test_the_saved_drift_report_renders_in_the_browser(
-    drift_materialization: dict[str, object], deployed_platform: DeployedPlatform, browser: BrowserContext,
+    drift_materialization: dict[str, object],
+    deployed_platform: DeployedPlatform,
+    browser: BrowserContext,
     artifacts: Path,
 ) -> None:
     path = Path(str(drift_materialization["report_path"]))

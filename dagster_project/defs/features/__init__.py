@@ -2,7 +2,13 @@
 
 import dagster as dg
 
-from dagster_project.defs.features.assets import feature_tables
-from dagster_project.defs.features.exports import export_assets
+from dagster_project.defs.features.assets import build_feature_tables
+from dagster_project.defs.features.exports import build_export_assets
+from dagster_project.partitions import daily_partitions
+from dagster_project.settings import Settings
 
-defs = dg.Definitions(assets=[feature_tables, *export_assets])
+
+def build_defs(settings: Settings) -> dg.Definitions:
+    partitions = daily_partitions(settings)
+    feature_tables = build_feature_tables(partitions)
+    return dg.Definitions(assets=[feature_tables, *build_export_assets(feature_tables, partitions)])

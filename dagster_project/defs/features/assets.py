@@ -17,7 +17,6 @@ from dagster_dbt import dbt_assets
 
 from dagster_project.defs.features.project import dbt_project, prepare_manifest
 from dagster_project.defs.features.translator import FeatureTranslator
-from dagster_project.partitions import daily_partitions
 from dagster_project.resources import DbtResource, WarehouseResource
 
 # DuckDB allows one writing process per file: every step that writes or reads the warehouse takes this pool. Give
@@ -82,44 +81,55 @@ def day_stats(
     return stats
 
 
-@dbt_assets(
-    manifest=MANIFEST,
-    project=dbt_project,
-    dagster_dbt_translator=FeatureTranslator(),
-    partitions_def=daily_partitions,
-    backfill_policy=BACKFILL_POLICY,
-    pool=WAREHOUSE_POOL,
-    name="feature_tables",
-)
-def feature_tables(context: dg.AssetExecutionContext, dbt: DbtResource, warehouse: WarehouseResource) -> Iterator[Any]:
-    """`dbt build` of the partition's snapshot days: staging views over the raw lake, the daily activity, the
-    feature snapshot and the labels that matured on those days, each model followed by its tests."""
-    first, last = run_days(context)
-    dbt_vars = dbt.snapshot_vars(first, last)
-    context.log.info(f"dbt build with vars {dbt_vars}")
-    invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context, raise_on_error=False)
-    # dbt holds the warehouse file until it exits, so the events are collected first and the rows of the run's
-    # days read afterwards, to go on the materializations.
-    events = list(invocation.stream())
-    by_unique_id = {model["unique_id"]: name for name, model in partitioned_models(MANIFEST).items()}
+def build_feature_tables(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    """Every dbt model as an asset over ``partitions`` (one partition, one ``dbt build`` of its snapshot days)."""
 
-    def model_of(event: Any) -> str | None:
-        unique_id = getattr(event, "metadata", {}).get("unique_id")
-        return by_unique_id.get(getattr(unique_id, "value", unique_id))
+    @dbt_assets(
+        manifest=MANIFEST,
+        project=dbt_project,
+        dagster_dbt_translator=FeatureTranslator(),
+        partitions_def=partitions,
+        backfill_policy=BACKFILL_POLICY,
+        pool=WAREHOUSE_POOL,
+        name="feature_tables",
+    )
+    def feature_tables(
+        context: dg.AssetExecutionContext, dbt: DbtResource, warehouse: WarehouseResource
+    ) -> Iterator[Any]:
+        """`dbt build` of the partition's snapshot days: staging views over the raw lake, the daily activity, the
+        feature snapshot and the labels that matured on those days, each model followed by its tests."""
+        first, last = run_days(context)
+        dbt_vars = dbt.snapshot_vars(first, last)
+        context.log.info(f"dbt build with vars {dbt_vars}")
+        invocation = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context, raise_on_error=False)
+        # dbt holds the warehouse file until it exits, so the events are collected first and the rows of the run's
+        # days read afterwards, to go on the materializations.
+        events = list(invocation.stream())
+        by_unique_id = {model["unique_id"]: name for name, model in partitioned_models(MANIFEST).items()}
 
-    built = {model_of(event) for event in events if isinstance(event, dg.Output)} - {None}
-    try:
-        stats = day_stats(warehouse, sorted(built), first, last)
-    except duckdb.Error as error:  # the metadata must never hide the outcome of dbt itself
-        context.log.warning(f"Could not read the rows of the run's days from the warehouse: {error}")
-        stats = {}
-    days = f"{first} .. {last}" if first != last else str(first)
-    for event in events:
-        if isinstance(event, dg.Output):
-            extra = {**stats.get(model_of(event) or "", {}), "days": days, "dbt_vars": dg.MetadataValue.json(dbt_vars)}
-            yield event.with_metadata({**event.metadata, **extra})
-        else:
-            yield event
-    error = invocation.get_error()
-    if error is not None:
-        raise error
+        def model_of(event: Any) -> str | None:
+            unique_id = getattr(event, "metadata", {}).get("unique_id")
+            return by_unique_id.get(getattr(unique_id, "value", unique_id))
+
+        built = {model_of(event) for event in events if isinstance(event, dg.Output)} - {None}
+        try:
+            stats = day_stats(warehouse, sorted(built), first, last)
+        except duckdb.Error as error:  # the metadata must never hide the outcome of dbt itself
+            context.log.warning(f"Could not read the rows of the run's days from the warehouse: {error}")
+            stats = {}
+        days = f"{first} .. {last}" if first != last else str(first)
+        for event in events:
+            if isinstance(event, dg.Output):
+                extra = {
+                    **stats.get(model_of(event) or "", {}),
+                    "days": days,
+                    "dbt_vars": dg.MetadataValue.json(dbt_vars),
+                }
+                yield event.with_metadata({**event.metadata, **extra})
+            else:
+                yield event
+        error = invocation.get_error()
+        if error is not None:
+            raise error
+
+    return feature_tables

@@ -20,13 +20,11 @@ from dagster_project.defs.features.assets import (
     BACKFILL_POLICY,
     MANIFEST,
     WAREHOUSE_POOL,
-    feature_tables,
     partitioned_models,
     run_days,
 )
 from dagster_project.defs.features.translator import GROUP_NAME
 from dagster_project.lake import FEATURES, PARTITION_FILE, write_partition_atomically
-from dagster_project.partitions import daily_partitions
 from dagster_project.resources import LakeResource, WarehouseResource
 
 
@@ -43,7 +41,13 @@ def read_day(warehouse: WarehouseResource, relation: str, day_column: str, day: 
         ).to_arrow_table()
 
 
-def _export_asset(model: str, description: str, allow_empty_day: bool) -> dg.AssetsDefinition:
+def _export_asset(
+    model: str,
+    feature_tables: dg.AssetsDefinition,
+    partitions: dg.PartitionsDefinition,
+    description: str,
+    allow_empty_day: bool,
+) -> dg.AssetsDefinition:
     spec = partitioned_models(MANIFEST)[model]
     upstream = get_asset_key_for_model([feature_tables], model)
     # Written into each file's Parquet metadata too: which definition of the table produced the file.
@@ -60,7 +64,7 @@ def _export_asset(model: str, description: str, allow_empty_day: bool) -> dg.Ass
         @dg.asset(
             key=asset_keys.lake_export(model),
             deps=[upstream],
-            partitions_def=daily_partitions,
+            partitions_def=partitions,
             backfill_policy=BACKFILL_POLICY,
             pool=WAREHOUSE_POOL,
             group_name=GROUP_NAME,
@@ -100,24 +104,30 @@ def _export_asset(model: str, description: str, allow_empty_day: bool) -> dg.Ass
     return _export
 
 
-customer_features_export = _export_asset(
-    asset_keys.FEATURES_MODEL,
-    description=(
-        "The day's feature snapshot (`features/customer_features`), exported from DuckDB to "
-        "`<lake>/features/customer_features/date=<day>/part-0.parquet` for the Spark offline store. Each file "
-        "carries the dbt model's checksum and the feature set version in its Parquet metadata."
-    ),
-    allow_empty_day=False,
-)
-
-churn_labels_export = _export_asset(
-    asset_keys.LABELS_MODEL,
-    description=(
-        "The labels that matured on the day (`features/churn_labels`: the snapshot of the day minus the "
-        "horizon), exported to `<lake>/features/churn_labels/date=<day>/part-0.parquet`. Empty during the first "
-        "N days of history, before any label has matured."
-    ),
-    allow_empty_day=True,
-)
-
-export_assets = [customer_features_export, churn_labels_export]
+def build_export_assets(
+    feature_tables: dg.AssetsDefinition, partitions: dg.PartitionsDefinition
+) -> list[dg.AssetsDefinition]:
+    """The exports of the feature snapshot and the matured labels, downstream of ``feature_tables``."""
+    features = _export_asset(
+        asset_keys.FEATURES_MODEL,
+        feature_tables,
+        partitions,
+        description=(
+            "The day's feature snapshot (`features/customer_features`), exported from DuckDB to "
+            "`<lake>/features/customer_features/date=<day>/part-0.parquet` for the Spark offline store. Each file "
+            "carries the dbt model's checksum and the feature set version in its Parquet metadata."
+        ),
+        allow_empty_day=False,
+    )
+    labels = _export_asset(
+        asset_keys.LABELS_MODEL,
+        feature_tables,
+        partitions,
+        description=(
+            "The labels that matured on the day (`features/churn_labels`: the snapshot of the day minus the "
+            "horizon), exported to `<lake>/features/churn_labels/date=<day>/part-0.parquet`. Empty during the "
+            "first N days of history, before any label has matured."
+        ),
+        allow_empty_day=True,
+    )
+    return [features, labels]

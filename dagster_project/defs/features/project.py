@@ -14,13 +14,11 @@ from dagster_dbt.dbt_project import using_dagster_dev
 from filelock import FileLock
 
 from dagster_project.resources import DBT_EXECUTABLE
-from dagster_project.settings import DBT_PROJECT_DIR, get_settings
+from dagster_project.settings import DBT_PROJECT_DIR
 
-dbt_project = DbtProject(
-    project_dir=DBT_PROJECT_DIR,
-    profiles_dir=DBT_PROJECT_DIR,
-    target=get_settings().dbt_target,
-)
+# No target here: parsing uses the profile's own default (profiles.yml reads PLATFORM_DBT_TARGET), and every run
+# names the target of the settings in force (``DbtResource``), so nothing is read from the settings at import.
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
 # What the manifest is parsed from: a change to any of these makes it stale.
 _SOURCES = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests")

@@ -9,26 +9,20 @@ scoring is never re-triggered by a refused challenger.
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
 from dagster_project import asset_keys
+from dagster_project import lake as lake_layout
 from dagster_project.defs.ml import plots, registry, tracking
 from dagster_project.defs.ml.training import TrainingParams, fit_on_split, load_training_set
 from dagster_project.resources import LakeResource, MlflowResource, ThresholdsResource
-from spark_jobs.paths import OfflineStorePaths
 
 CHAMPION_CHECK = "champion_serves"
 # Moving aliases is read-modify-write on the registry: runs that touch it share this pool. Limit it to one slot
 # (`dagster instance concurrency set model_registry 1`) to serialize concurrent gates and rollbacks.
 REGISTRY_POOL = "model_registry"
-
-
-def training_set_path(lake_root: str | Path) -> Path:
-    """The Delta training set written by the offline store (the contract with ``offline_store/training_set``)."""
-    return OfflineStorePaths(Path(lake_root)).training_set
 
 
 class ChurnModelConfig(dg.Config, TrainingParams):
@@ -105,7 +99,7 @@ def churn_model(
     model_metadata: dict[str, object] = {}
 
     if asset_keys.CHURN_MODEL in selected:
-        path = training_set_path(lake.root)
+        path = lake_layout.offline_store(lake.root).training_set
         started = time.perf_counter()
         training_set = load_training_set(str(path), config.training_set_version)
         params = TrainingParams(**config.model_dump(exclude={"training_set_version"}))

@@ -31,8 +31,8 @@ from sklearn.metrics import roc_auc_score
 from dagster_project.defs.ml import tracking
 from dagster_project.defs.ml.tracking import CHALLENGER, CHAMPION
 from dagster_project.defs.ml.training import LABEL, churn_probability, load_training_set, model_input, time_split
+from dagster_project.lake import offline_store
 from dagster_project.resources import MlflowResource
-from spark_jobs.paths import OfflineStorePaths
 
 TAG_PASSED = "promotion.passed"  # "true" once a version has passed the gate: it may be rolled back to
 
@@ -384,7 +384,7 @@ def protected_versions(store: MlflowResource) -> dict[str, list[int]]:
 
 def write_protected_versions(store: MlflowResource, lake_root: str | Path) -> Path:
     """Write ``<lake_root>/offline_store/_protected_versions.json`` atomically (the maintenance job reads it)."""
-    path = OfflineStorePaths(Path(lake_root)).protected_versions_file
+    path = offline_store(Path(lake_root)).protected_versions_file
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = json.dumps(protected_versions(store), indent=2, sort_keys=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -33,6 +33,7 @@ COLUMN_THRESHOLD = 0.1
 # 0.06 on every key feature; a 25% price rise scores 0.67 on monthly_price.
 KEY_FEATURE_THRESHOLD = 0.3
 
+
 @dataclass(frozen=True)
 class ColumnDrift:
     column: str
@@ -211,7 +212,7 @@ def save_report(result: DriftResult, path: Path, title: str, notes: list[str]) -
     banner = (
         '<div style="font-family:sans-serif;padding:12px 16px;margin:0 0 8px;border-bottom:1px solid #ddd;'
         'background:#f7f7f9">'
-        f"<h2 style=\"margin:0 0 6px\">{html.escape(title)}</h2>"
+        f'<h2 style="margin:0 0 6px">{html.escape(title)}</h2>'
         + "".join(f'<div style="margin:2px 0">{html.escape(note)}</div>' for note in notes)
         + "</div>"
     )
@@ -237,9 +238,11 @@ def report_notes(result: DriftResult, reference_description: str) -> list[str]:
         f"{result.drift_share_threshold:.0%}. Prediction drift score {result.prediction.score:.3f}"
         f"{' (drifted)' if result.prediction.drifted else ''}.",
         *(
-            [f"Key features (the model's {len(result.key_features)} most important): "
-             f"{', '.join(result.key_features)}; drifted: {', '.join(result.drifted_key_features) or 'none'}; "
-             f"the check also fails when any of them scores >= {result.key_feature_threshold:g}."]
+            [
+                f"Key features (the model's {len(result.key_features)} most important): "
+                f"{', '.join(result.key_features)}; drifted: {', '.join(result.drifted_key_features) or 'none'}; "
+                f"the check also fails when any of them scores >= {result.key_feature_threshold:g}."
+            ]
             if result.key_features
             else []
         ),

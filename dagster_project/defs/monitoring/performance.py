@@ -97,9 +97,9 @@ class RealizedPerformance:
 def hanley_mcneil_se(auc: float, positives: int, negatives: int) -> float:
     """Standard error of a ROC AUC (Hanley & McNeil, 1982): how much it moves by chance at this sample size."""
     q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
-    variance = (
-        auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)
-    ) / (positives * negatives)
+    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) / (
+        positives * negatives
+    )
     return math.sqrt(max(variance, 0.0))
 
 

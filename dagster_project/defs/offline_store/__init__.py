@@ -3,6 +3,10 @@ job and schedule that run the upkeep live with the rest of the automation, in ``
 
 import dagster as dg
 
-from dagster_project.defs.offline_store.assets import offline_store_assets
+from dagster_project.defs.offline_store.assets import build_feature_snapshots, table_maintenance, training_set
+from dagster_project.partitions import daily_partitions
+from dagster_project.settings import Settings
 
-defs = dg.Definitions(assets=offline_store_assets)
+
+def build_defs(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(assets=[build_feature_snapshots(daily_partitions(settings)), training_set, table_maintenance])

@@ -1,7 +1,9 @@
 """The offline store's assets: daily Delta feature snapshots, the point-in-time training set, and their upkeep.
 
 The assets only wire Dagster to the jobs in ``spark_jobs`` (which run alone as well) and turn what the jobs
-report into metadata and checks. They share the run process's one Spark session through ``SparkResource``.
+report into metadata and checks. They hand the jobs explicit paths, built from the lake's layout
+(``dagster_project.lake``): the dbt exports to read and the offline store's folder. They share the run process's
+one Spark session through ``SparkResource``.
 """
 
 import datetime as dt
@@ -11,20 +13,15 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from dagster_project.partitions import daily_partitions
-from dagster_project.resources import LakeResource, SparkResource
+from dagster_project import asset_keys
+from dagster_project.lake import FEATURES, offline_store, table_dir
+from dagster_project.resources import LakeResource, SparkResource, ThresholdsResource
 from dagster_project.settings import DBT_PROJECT_DIR
 from spark_jobs import feature_snapshots as snapshots_job
 from spark_jobs import maintenance as maintenance_job
 from spark_jobs import training_set as training_set_job
-from spark_jobs.paths import OfflineStorePaths
 
-GROUP = "offline_store"
-CUSTOMER_FEATURES = dg.AssetKey(["lake", "customer_features"])  # the dbt export, one Parquet file per day
-CHURN_LABELS = dg.AssetKey(["lake", "churn_labels"])  # matured labels, one Parquet file per day
-FEATURE_SNAPSHOTS = dg.AssetKey([GROUP, "feature_snapshots"])
-TRAINING_SET = dg.AssetKey([GROUP, "training_set"])
-TABLE_MAINTENANCE = dg.AssetKey([GROUP, "table_maintenance"])
+GROUP = asset_keys.OFFLINE_STORE_GROUP
 
 NO_FUTURE_FEATURES = "no_feature_from_the_future"
 EVERY_LABEL_HAS_A_SNAPSHOT = "every_label_has_a_snapshot"
@@ -40,7 +37,7 @@ def dbt_manifest_hash(context: dg.AssetExecutionContext, day: str) -> str | None
     key naming a manifest), else a hash of the dbt project's compiled manifest, else None."""
     try:
         records = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=CUSTOMER_FEATURES, asset_partitions=[day]), limit=1
+            dg.AssetRecordsFilter(asset_key=asset_keys.CUSTOMER_FEATURES_EXPORT, asset_partitions=[day]), limit=1
         ).records
     except Exception:  # an instance without event storage for this key: fall through to the file
         records = []
@@ -61,50 +58,57 @@ class FeatureSnapshotsConfig(dg.Config):
     )
 
 
-@dg.asset(
-    key=FEATURE_SNAPSHOTS,
-    deps=[CUSTOMER_FEATURES],
-    partitions_def=daily_partitions,
-    group_name=GROUP,
-    kinds={"spark", "delta"},
-)
-def feature_snapshots(
-    context: dg.AssetExecutionContext, config: FeatureSnapshotsConfig, spark: SparkResource, lake: LakeResource
-) -> dg.MaterializeResult:
-    """The day's `customer_features` in the Delta table `lake/offline_store/feature_snapshots`, partitioned by
-    `snapshot_date`. Each day is replaced whole with `replaceWhere` (a rerun is idempotent), its schema must match
-    the table's (see `evolve_schema`), and the commit names the Dagster run and the dbt manifest."""
-    session = spark.get_session()
-    paths = OfflineStorePaths(lake.root_path)
-    written = []
-    for day in context.partition_keys:
-        done = snapshots_job.snapshot_day(
-            session,
-            dt.date.fromisoformat(day),
-            paths,
-            dagster_run_id=context.run_id,
-            dbt_manifest_hash=dbt_manifest_hash(context, day),
-            evolve_schema=config.evolve_schema,
-        )
-        context.log.info(f"{day}: {done.rows} rows -> version {done.version} ({done.seconds}s)")
-        written.append(done)
-    last = written[-1]
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": sum(w.rows for w in written),
-            "dagster/column_schema": _column_schema(last.columns),
-            "table_version": last.version,
-            "table_path": dg.MetadataValue.path(str(paths.feature_snapshots)),
-            "feature_columns": len(last.feature_columns),
-            "dbt_manifest_hash": last.commit_metadata.get("dbt_manifest_hash") or "unknown",
-            "source_metadata": dg.MetadataValue.json(last.commit_metadata.get("source_metadata") or {}),
-            "schema_change": last.schema_change.describe(),
-            "days": dg.MetadataValue.json(
-                {str(w.snapshot_date): {"rows": w.rows, "version": w.version} for w in written}
-            ),
-            "seconds": round(sum(w.seconds for w in written), 3),
-        }
+def build_feature_snapshots(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    """``offline_store/feature_snapshots`` over ``partitions``."""
+
+    @dg.asset(
+        key=asset_keys.FEATURE_SNAPSHOTS,
+        deps=[asset_keys.CUSTOMER_FEATURES_EXPORT],
+        partitions_def=partitions,
+        group_name=GROUP,
+        kinds={"spark", "delta"},
     )
+    def feature_snapshots(
+        context: dg.AssetExecutionContext, config: FeatureSnapshotsConfig, spark: SparkResource, lake: LakeResource
+    ) -> dg.MaterializeResult:
+        """The day's `customer_features` in the Delta table `lake/offline_store/feature_snapshots`, partitioned by
+        `snapshot_date`. Each day is replaced whole with `replaceWhere` (a rerun is idempotent), its schema must match
+        the table's (see `evolve_schema`), and the commit names the Dagster run and the dbt manifest."""
+        session = spark.get_session()
+        store = offline_store(lake.root_path)
+        written = []
+        for day in context.partition_keys:
+            date = dt.date.fromisoformat(day)
+            done = snapshots_job.snapshot_day(
+                session,
+                date,
+                lake.partition_path(FEATURES, asset_keys.FEATURES_MODEL, date),
+                store,
+                dagster_run_id=context.run.run_id,
+                dbt_manifest_hash=dbt_manifest_hash(context, day),
+                evolve_schema=config.evolve_schema,
+            )
+            context.log.info(f"{day}: {done.rows} rows -> version {done.version} ({done.seconds}s)")
+            written.append(done)
+        last = written[-1]
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": sum(w.rows for w in written),
+                "dagster/column_schema": _column_schema(last.columns),
+                "table_version": last.version,
+                "table_path": dg.MetadataValue.path(str(store.feature_snapshots)),
+                "feature_columns": len(last.feature_columns),
+                "dbt_manifest_hash": last.commit_metadata.get("dbt_manifest_hash") or "unknown",
+                "source_metadata": dg.MetadataValue.json(last.commit_metadata.get("source_metadata") or {}),
+                "schema_change": last.schema_change.describe(),
+                "days": dg.MetadataValue.json(
+                    {str(w.snapshot_date): {"rows": w.rows, "version": w.version} for w in written}
+                ),
+                "seconds": round(sum(w.seconds for w in written), 3),
+            }
+        )
+
+    return feature_snapshots
 
 
 class TrainingSetConfig(dg.Config):
@@ -120,41 +124,46 @@ class TrainingSetConfig(dg.Config):
 
 
 @dg.asset(
-    key=TRAINING_SET,
-    deps=[FEATURE_SNAPSHOTS, CHURN_LABELS],
+    key=asset_keys.TRAINING_SET,
+    deps=[asset_keys.FEATURE_SNAPSHOTS, asset_keys.CHURN_LABELS_EXPORT],
     group_name=GROUP,
     kinds={"spark", "delta"},
     check_specs=[
         dg.AssetCheckSpec(
             NO_FUTURE_FEATURES,
-            asset=TRAINING_SET,
+            asset=asset_keys.TRAINING_SET,
             blocking=True,
             description="No row uses a snapshot that was not complete at its prediction_time "
             "(a snapshot of day D is complete at the end of D). Checked on the version written.",
         ),
         dg.AssetCheckSpec(
             EVERY_LABEL_HAS_A_SNAPSHOT,
-            asset=TRAINING_SET,
+            asset=asset_keys.TRAINING_SET,
             description="Every matured label found a snapshot at or before its cutoff; those that did not are "
             "left out of the table and sampled in this check's metadata.",
         ),
     ],
 )
 def training_set(
-    context: dg.AssetExecutionContext, config: TrainingSetConfig, spark: SparkResource, lake: LakeResource
+    context: dg.AssetExecutionContext,
+    config: TrainingSetConfig,
+    spark: SparkResource,
+    lake: LakeResource,
+    thresholds: ThresholdsResource,
 ) -> dg.MaterializeResult:
     """Every matured label joined to the latest feature snapshot complete at its own `prediction_time`, never a
     later one, written as a new version of the Delta table `lake/offline_store/training_set`. The version of
     `feature_snapshots` it read is recorded here and in the commit, so the set can be rebuilt identically
     (`spark_jobs.training_set.rebuild_training_set`)."""
     session = spark.get_session()
-    paths = OfflineStorePaths(lake.root_path)
     done = training_set_job.run(
         session,
-        paths,
+        offline_store(lake.root_path),
+        table_dir(lake.root_path, FEATURES, asset_keys.LABELS_MODEL),
         feature_store_version=config.feature_store_version,
         max_snapshot_age_days=config.max_snapshot_age_days,
-        dagster_run_id=context.run_id,
+        dagster_run_id=context.run.run_id,
+        churn_horizon_days=thresholds.churn_horizon_days,
     )
     stats = done.stats
     if stats.without_snapshot:
@@ -168,7 +177,7 @@ def training_set(
         "dagster/column_schema": _column_schema(done.columns),
         "feature_store_version": done.feature_store_version,
         "training_set_version": done.version,
-        "dagster_run_id": context.run_id,
+        "dagster_run_id": context.run.run_id,
         "table_path": dg.MetadataValue.path(done.table_path),
         "labels": stats.labels,
         "labels_exact_snapshot": stats.exact,
@@ -220,15 +229,15 @@ class TableMaintenanceConfig(dg.Config):
 
 
 @dg.asset(
-    key=TABLE_MAINTENANCE,
-    deps=[FEATURE_SNAPSHOTS, TRAINING_SET],
+    key=asset_keys.TABLE_MAINTENANCE,
+    deps=[asset_keys.FEATURE_SNAPSHOTS, asset_keys.TRAINING_SET],
     # Its own group: jobs that select the offline store's group by name (the nightly one) must not vacuum.
     group_name=f"{GROUP}_maintenance",
     kinds={"spark", "delta"},
     check_specs=[
         dg.AssetCheckSpec(
             PROTECTED_VERSIONS_READABLE,
-            asset=TABLE_MAINTENANCE,
+            asset=asset_keys.TABLE_MAINTENANCE,
             description="After VACUUM, every protected version (referenced by a registered model) still has "
             "all its files and its log: time travel to it works.",
         )
@@ -244,12 +253,12 @@ def table_maintenance(
     protected training set was built from. See `spark_jobs/maintenance.py` for the retention rule."""
     reports = maintenance_job.run(
         spark.get_session(),
-        OfflineStorePaths(lake.root_path),
+        offline_store(lake.root_path),
         min_retention_hours=config.min_retention_hours,
         headroom_hours=config.headroom_hours,
         optimize=config.optimize,
         vacuum=config.vacuum,
-        dagster_run_id=context.run_id,
+        dagster_run_id=context.run.run_id,
     )
     metadata: dict[str, Any] = {}
     for r in reports:
@@ -270,6 +279,3 @@ def table_maintenance(
             )
         ],
     )
-
-
-offline_store_assets = [feature_snapshots, training_set, table_maintenance]

@@ -100,7 +100,7 @@ def read_feature_snapshot(
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
-    path = lake.feature_snapshots_path(lake_root)
+    path = lake.offline_store(lake_root).feature_snapshots
     try:
         table = DeltaTable(str(path))
     except TableNotFoundError as error:
@@ -297,8 +297,18 @@ def top_risk(scores: pd.DataFrame, features: pd.DataFrame, size: int) -> pd.Data
     for column in context:
         top[column] = described[column].to_numpy()
     top.insert(0, "rank", np.arange(1, len(top) + 1))
-    return top[["rank", "customer_id", "snapshot_date", "churn_probability", "risk_band", *context,
-                "model_name", "model_version"]]
+    return top[
+        [
+            "rank",
+            "customer_id",
+            "snapshot_date",
+            "churn_probability",
+            "risk_band",
+            *context,
+            "model_name",
+            "model_version",
+        ]
+    ]
 
 
 def write_top_risk(lake_root: str | Path, date: dt.date, top: pd.DataFrame) -> Path:
