@@ -63,6 +63,10 @@ def test_dbt_docs_generate_documents_every_model(simulated_base: SimulatedBase) 
     kinds = {n["test_metadata"]["name"] for n in manifest["nodes"].values() if n["resource_type"] == "test"}
     assert {"unique", "not_null", "accepted_values", "relationships"} <= kinds
     assert {"unique_combination_of_columns", "between", "relationships_composite"} <= kinds
+    # The rules of the partitioned models have unit tests, and the plain `dbt build` ran every one of them.
+    tested_models = {test["model"] for test in manifest["unit_tests"].values()}
+    assert tested_models == {"int_customer_activity_daily", "customer_features", "churn_labels"}
+    assert f"{len(manifest['unit_tests'])} unit tests" in simulated_base.build_output
 
 
 def test_source_freshness_reads_the_newest_partition_day(settings: Settings) -> None:

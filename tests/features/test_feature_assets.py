@@ -119,6 +119,9 @@ def test_every_dbt_model_is_an_asset_below_the_raw_assets_and_every_test_a_check
         assert check_key in checks, test["name"]
         assert checks[check_key].description, test["name"]
         assert checks[check_key].blocking  # severity error: a failure stops what depends on it
+    # Unit tests check the SQL on fixtures, not the data of a day: none of them is an asset check.
+    assert MANIFEST["unit_tests"]
+    assert not {check.name for check in checks} & {test["name"] for test in MANIFEST["unit_tests"].values()}
 
 
 def test_a_partition_builds_its_day_passes_every_check_and_rerunning_it_changes_nothing(
@@ -130,6 +133,11 @@ def test_a_partition_builds_its_day_passes_every_check_and_rerunning_it_changes_
     feature_tables = next(a for a in features.build_defs(settings).assets if a.op.name == "feature_tables")
     assert len(checks) == len(feature_tables.check_specs)
     assert all(checks.values()), [name for name, passed in checks.items() if not passed]
+
+    # The partition's dbt build ran the unit tests too (before the models they test), and they passed.
+    run_results = [json.loads(path.read_text()) for path in (settings.data_root / "dbt").glob("*/run_results.json")]
+    unit_tests = [r for results in run_results for r in results["results"] if r["unique_id"].startswith("unit_test.")]
+    assert len(unit_tests) == len(MANIFEST["unit_tests"]) and {r["status"] for r in unit_tests} == {"pass"}
 
     rows = _day_rows(settings)
     customers = len(rows["features"])

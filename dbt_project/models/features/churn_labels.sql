@@ -1,11 +1,3 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        on_schema_change='fail',
-        pre_hook="{{ replace_run_days('matured_on') }}",
-    )
-}}
 {#-
     The label of each row of customer_features: did the customer cancel within the N days after the snapshot day
     (N = var churn_horizon_days)? A label exists only once it has matured, that is once the raw layer holds every

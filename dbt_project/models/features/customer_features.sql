@@ -1,11 +1,3 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        on_schema_change='fail',
-        pre_hook="{{ replace_run_days('snapshot_date') }}",
-    )
-}}
 {#-
     The feature snapshot: one row per customer subscribed at the end of the snapshot day D, with what was known
     strictly before the end of D and nothing later. Windows of w days cover D - w + 1 through D. Averages are per

@@ -1,11 +1,3 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        on_schema_change='fail',
-        pre_hook="{{ replace_run_days('activity_date') }}",
-    )
-}}
 {#-
     The daily activity model: one row per customer subscribed at the end of a day, with the record in force then
     and the day's activity (zeros on a quiet day). Rows exist only for days the customer could be observed on,
