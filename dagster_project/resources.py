@@ -201,8 +201,9 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
 class DbtResource(DbtCliResource):
     """dbt on the feature project, pointed at the same warehouse and lake as every other resource.
 
-    The dbt project reads its paths from the ``PLATFORM_*`` environment variables (``profiles.yml``, the
-    sources), which is what lets it run from the dbt CLI alone. From Dagster each invocation gets exactly the
+    The dbt project reads its paths from the ``PLATFORM_*`` environment variables in one place, ``profiles.yml``
+    (the warehouse ``path`` and the lake as ``external_root``, which the sources read), which is what lets it run
+    from the dbt CLI alone. From Dagster each invocation gets exactly the
     paths of these settings, whatever the process environment holds, and the vars of the days it builds.
     """
 
