@@ -1,7 +1,12 @@
 # The two commands of the quick start, and a few more. Each target creates .venv itself when needed.
 #   make run    set up, then the whole story on the embedded default: DAYS=120 simulated nights with a drift
 #   make test   set up, then ruff and the whole test suite
-PYTHON ?= python3.11
+# The supported Pythons, newest first (pyproject.toml's requires-python); make PYTHON=... picks another one.
+SUPPORTED := python3.13 python3.12 python3.11
+# python3.x of the interpreter $(1), empty when it does not run (a pyenv shim of a version not selected).
+python_version = $(if $(1),$(shell $(1) -c 'import sys; print("python%d.%d" % sys.version_info[:2])' 2>/dev/null))
+is_supported = $(filter $(SUPPORTED),$(call python_version,$(1)))
+PYTHON ?= $(firstword $(foreach python,$(SUPPORTED),$(call is_supported,$(python))))
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -20,9 +25,20 @@ java:
 	  echo "  or any JDK 17+ (for example Temurin), with JAVA_HOME set."; \
 	  exit 1; }
 
+# A .venv whose Python is not a supported one (made by hand, or its interpreter removed by an upgrade) is made anew.
+ifeq ($(call is_supported,$(BIN)/python),)
+.PHONY: $(STAMP)
+VENV_CLEAR := --clear
+endif
+
 $(STAMP): pyproject.toml
-	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) is required (set PYTHON=/path/to/python3.11)"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
+	@test -n "$(call is_supported,$(PYTHON))" || { \
+	  echo "$(if $(PYTHON),PYTHON=$(PYTHON) is not,No Python on PATH is) a supported one: $(SUPPORTED)."; \
+	  echo "  Debian 12+, Ubuntu 24.04+: sudo apt-get install -y python3 python3-venv"; \
+	  echo "  macOS:                     brew install python@3.13"; \
+	  echo "  or any of them, with PYTHON=/path/to/python3.x"; \
+	  exit 1; }
+	$(PYTHON) -m venv $(VENV_CLEAR) $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
