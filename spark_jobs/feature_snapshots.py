@@ -32,10 +32,11 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from spark_jobs import tables
+from spark_jobs.contract import SNAPSHOT_KEY_COLUMNS
 from spark_jobs.paths import OfflineStorePaths
 from spark_jobs.session import add_session_arguments, session_from_arguments
 
-KEY_COLUMNS = ("customer_id", "snapshot_date")
+KEY_COLUMNS = SNAPSHOT_KEY_COLUMNS
 JOB = "feature_snapshots"
 
 

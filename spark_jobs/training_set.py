@@ -55,13 +55,13 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs import tables
+from spark_jobs.contract import LABEL_INPUT_COLUMNS, TRAINING_SET_KEY_COLUMNS
 from spark_jobs.feature_snapshots import feature_columns
 from spark_jobs.paths import OfflineStorePaths
 from spark_jobs.session import add_session_arguments, session_from_arguments
 
 JOB = "training_set"
-LABEL_INPUT_COLUMNS = ("customer_id", "snapshot_date", "prediction_time", "churned")
-KEY_COLUMNS = ["customer_id", "prediction_time", "label_snapshot_date", "churned", "feature_snapshot_date"]
+KEY_COLUMNS = list(TRAINING_SET_KEY_COLUMNS)
 CUTOFF = "_cutoff"  # the latest snapshot date a label may use
 PARTITION = "date"  # the lake's partition folder of the label files
 # Up to this many label rows, the label side of each join is broadcast and the snapshot history streams past it

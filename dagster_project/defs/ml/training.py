@@ -51,11 +51,11 @@ from sklearn.metrics import average_precision_score, brier_score_loss, log_loss,
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-LABEL = "churned"
+from spark_jobs.contract import LABEL
+from spark_jobs.contract import TRAINING_SET_KEY_COLUMNS as NON_FEATURE_COLUMNS
+
 # The column of the drift reference sample (``reference_sample``) that holds the model's churn probability.
 PREDICTION = "prediction"
-# The columns of the training-set contract that are not features: keys, time and the label.
-NON_FEATURE_COLUMNS = ("customer_id", "prediction_time", "label_snapshot_date", LABEL, "feature_snapshot_date")
 # The canonical row order: one row per customer and prediction time.
 ROW_ORDER = ["prediction_time", "customer_id"]
 # HistGradientBoosting bins at most 255 values per feature; rarer categories beyond that are pooled.

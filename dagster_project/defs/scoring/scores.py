@@ -26,8 +26,9 @@ import pyarrow as pa
 
 from dagster_project import lake
 from dagster_project.defs.ml.training import churn_probability, model_input
+from spark_jobs.contract import SNAPSHOT_KEY_COLUMNS
 
-KEY_COLUMNS = ("customer_id", "snapshot_date")
+KEY_COLUMNS = SNAPSHOT_KEY_COLUMNS  # the offline store's snapshot keys
 # Descriptive columns copied into the top-risk list when the snapshot has them: what a retention team looks at.
 TOP_RISK_CONTEXT = (
     "plan",
