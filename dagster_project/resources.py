@@ -24,7 +24,7 @@ from dagster_project.settings import (
     DBT_PROJECT_DIR,
     Scenario,
     Settings,
-    SimulatorSettings,
+    Simulation,
     Source,
     Thresholds,
     get_settings,
@@ -66,8 +66,8 @@ class RawSourceResource(dg.ConfigurableResource):
     drift_start: str
 
     @property
-    def simulator(self) -> SimulatorSettings:
-        return SimulatorSettings(
+    def simulator(self) -> Simulation:
+        return Simulation(
             seed=self.seed,
             customers=self.customers,
             start_date=dt.date.fromisoformat(self.start_date),
@@ -283,7 +283,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
             landing_root=str(s.landing_root),
             seed=sim.seed,
             customers=sim.customers,
-            start_date=sim.start_date.isoformat(),
+            start_date=s.history_start.isoformat(),
             scenario=sim.scenario,
             drift_start=sim.drift_start.isoformat(),
         ),

@@ -12,7 +12,6 @@ import datetime as dt
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,10 +39,14 @@ class Scenario(StrEnum):
 class SimulatorSettings(BaseModel):
     seed: int = 42
     customers: int = Field(3_000, ge=10, description="customers already subscribed on the first day")
-    # The simulator's first day. Within Settings it is always the history's first day (Settings.history_start).
-    start_date: dt.date = dt.date(2025, 1, 1)
     scenario: Scenario = Scenario.none
     drift_start: dt.date = dt.date(2025, 4, 1)
+
+
+class Simulation(SimulatorSettings):
+    """What the simulator runs: its settings, and the first day it simulates (the history's first day)."""
+
+    start_date: dt.date = dt.date(2025, 1, 1)
 
 
 class Thresholds(BaseModel):
@@ -89,17 +92,6 @@ class Settings(BaseSettings):
     simulator: SimulatorSettings = SimulatorSettings()
     thresholds: Thresholds = Thresholds()
 
-    @model_validator(mode="before")
-    @classmethod
-    def _one_first_day(cls, values: Any) -> Any:
-        simulator = values.get("simulator") if isinstance(values, dict) else None
-        if isinstance(simulator, dict) and "start_date" in simulator:
-            raise ValueError(
-                "PLATFORM_SIMULATOR__START_DATE is no longer read: the first day of history belongs to every source, "
-                "set PLATFORM_HISTORY_START instead"
-            )
-        return values
-
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
         root = self.data_root
@@ -109,8 +101,12 @@ class Settings(BaseSettings):
         self.dagster_home = self.dagster_home or root / "dagster"
         self.mlflow_artifact_root = self.mlflow_artifact_root or root / "mlflow" / "artifacts"
         self.mlflow_tracking_uri = self.mlflow_tracking_uri or f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
-        self.simulator = self.simulator.model_copy(update={"start_date": self.history_start})
         return self
+
+    @property
+    def simulation(self) -> Simulation:
+        """The simulator's settings with the first day of history: what the simulator runs."""
+        return Simulation(**self.simulator.model_dump(), start_date=self.history_start)
 
 
 @cache

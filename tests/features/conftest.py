@@ -9,7 +9,7 @@ def simulated_base(tmp_path_factory: pytest.TempPathFactory) -> SimulatedBase:
     """Five simulated days in a lake of its own, then `dbt build` and `dbt docs generate` exactly as a person
     runs them from the repository root (no vars: every day the raw layer holds)."""
     settings = simulated_settings(tmp_path_factory.mktemp("simulated") / "data")
-    write_simulated_raw(settings.lake_root, settings.simulator, SIMULATED_DAYS)
+    write_simulated_raw(settings.lake_root, settings.simulation, SIMULATED_DAYS)
     build = run_dbt(settings, "build", env=CLI_ENV)
     docs = run_dbt(settings, "docs", "generate", env=CLI_ENV)
     return SimulatedBase(settings, build.stdout, docs.stdout)

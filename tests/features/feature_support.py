@@ -18,7 +18,7 @@ from dagster_project import lake
 from dagster_project.defs.ingestion import simulator
 from dagster_project.defs.ingestion.schemas import RAW_TABLES
 from dagster_project.resources import DBT_EXECUTABLE
-from dagster_project.settings import DBT_PROJECT_DIR, REPO_ROOT, Settings, SimulatorSettings, Thresholds
+from dagster_project.settings import DBT_PROJECT_DIR, REPO_ROOT, Settings, Simulation, SimulatorSettings, Thresholds
 
 RAW_TABLE_NAMES = ("customers", "activity_events", "cancellations")
 
@@ -40,7 +40,7 @@ def write_raw(lake_root: Path, table: str, date: dt.date, rows: Iterable[Mapping
     return path
 
 
-def write_simulated_raw(lake_root: Path, cfg: SimulatorSettings, dates: Iterable[dt.date]) -> None:
+def write_simulated_raw(lake_root: Path, cfg: Simulation, dates: Iterable[dt.date]) -> None:
     """The simulator's days, written as raw partitions (valid data: no need to validate it again)."""
     for date in dates:
         for table in RAW_TABLE_NAMES:

@@ -29,7 +29,7 @@ def _prepared(base: SimulatedBase, tmp_path: Path) -> Settings:
     """A copy of the simulated base with the raw partitions of DAY added: ready for DAY's partition run."""
     settings = simulated_settings(tmp_path / "data")
     copy_data_root(base.settings.data_root, settings.data_root)
-    write_simulated(settings.lake_root, settings.simulator, [DAY])
+    write_simulated(settings.lake_root, settings.simulation, [DAY])
     return settings
 
 

@@ -9,7 +9,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
 from dagster_project.defs.ingestion import simulator
-from dagster_project.settings import Scenario, SimulatorSettings
+from dagster_project.settings import Scenario, Simulation
 
 START = dt.date(2025, 1, 1)
 DRIFT = dt.date(2025, 3, 1)
@@ -19,7 +19,7 @@ def _days(first: dt.date, count: int) -> list[dt.date]:
     return [first + dt.timedelta(days=i) for i in range(count)]
 
 
-def _history(cfg: SimulatorSettings, days: int) -> dict[str, pd.DataFrame]:
+def _history(cfg: Simulation, days: int) -> dict[str, pd.DataFrame]:
     return {
         name: pd.concat([make(cfg, d) for d in _days(cfg.start_date, days)]) for name, make in simulator.TABLES.items()
     }
@@ -27,11 +27,11 @@ def _history(cfg: SimulatorSettings, days: int) -> dict[str, pd.DataFrame]:
 
 @pytest.fixture(scope="module")
 def history() -> dict[str, pd.DataFrame]:
-    return _history(SimulatorSettings(customers=3_000, start_date=START), 150)
+    return _history(Simulation(customers=3_000, start_date=START), 150)
 
 
 def test_same_seed_and_date_give_identical_tables() -> None:
-    cfg = SimulatorSettings(customers=500, start_date=START)
+    cfg = Simulation(customers=500, start_date=START)
     day = dt.date(2025, 2, 10)
     first = {name: make(cfg, day) for name, make in simulator.TABLES.items()}
     simulator._population_cached.cache_clear()
@@ -101,7 +101,7 @@ def test_behaviour_separates_churners_and_a_model_reaches_a_realistic_auc(histor
 
 
 def test_price_rise_shifts_prices_and_brings_a_new_channel() -> None:
-    cfg = SimulatorSettings(customers=1_000, start_date=START, scenario=Scenario.price_rise, drift_start=DRIFT)
+    cfg = Simulation(customers=1_000, start_date=START, scenario=Scenario.price_rise, drift_start=DRIFT)
     before = simulator.customers(cfg, DRIFT - dt.timedelta(days=1))
     on_drift = simulator.customers(cfg, DRIFT)
     after = pd.concat([simulator.customers(cfg, d) for d in _days(DRIFT + dt.timedelta(days=1), 30)])
@@ -109,7 +109,7 @@ def test_price_rise_shifts_prices_and_brings_a_new_channel() -> None:
     assert on_drift["monthly_price"].mean() > 1.2 * before["monthly_price"].mean()
     assert "influencer" not in set(before["acquisition_channel"])
     assert (after["acquisition_channel"] == "influencer").mean() > 0.25
-    baseline = SimulatorSettings(customers=1_000, start_date=START)
+    baseline = Simulation(customers=1_000, start_date=START)
     assert len(after) > 1.5 * sum(
         len(simulator.customers(baseline, d)) for d in _days(DRIFT + dt.timedelta(days=1), 30)
     )
@@ -117,7 +117,7 @@ def test_price_rise_shifts_prices_and_brings_a_new_channel() -> None:
 
 def test_concept_shift_makes_heavy_users_leave() -> None:
     def churner_engagement(scenario: Scenario) -> float:
-        cfg = SimulatorSettings(customers=2_000, start_date=START, scenario=scenario, drift_start=DRIFT)
+        cfg = Simulation(customers=2_000, start_date=START, scenario=scenario, drift_start=DRIFT)
         pop = simulator.population(cfg, DRIFT + dt.timedelta(days=60))
         after = (pop.cancel_date >= np.datetime64(DRIFT)) & (pop.cancel_date < np.datetime64(DRIFT) + 60)
         return float(np.median(pop.engagement[after]) / np.median(pop.engagement))
@@ -127,7 +127,7 @@ def test_concept_shift_makes_heavy_users_leave() -> None:
 
 
 def test_reaches_a_hundred_thousand_customers_and_a_year() -> None:
-    cfg = SimulatorSettings(customers=100_000, start_date=START)
+    cfg = Simulation(customers=100_000, start_date=START)
     last_day = START + dt.timedelta(days=364)
     events = simulator.activity_events(cfg, last_day)
     customers = simulator.customers(cfg, last_day)

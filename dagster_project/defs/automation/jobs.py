@@ -5,7 +5,13 @@ import dagster as dg
 from dagster_project import asset_keys
 
 # The groups a night runs through, in the order the data flows; later layers join this list.
-NIGHTLY_GROUPS = ["ingestion", "features", "offline_store", "scoring", "monitoring"]
+NIGHTLY_GROUPS = [
+    asset_keys.INGESTION_GROUP,
+    asset_keys.FEATURES_GROUP,
+    asset_keys.OFFLINE_STORE_GROUP,
+    asset_keys.SCORING_GROUP,
+    asset_keys.MONITORING_GROUP,
+]
 # Retraining: a fresh point-in-time training set, a challenger trained on it, and the promotion gate.
 RETRAIN_KEYS = [asset_keys.TRAINING_SET, asset_keys.CHURN_MODEL, asset_keys.CHAMPION_MODEL]
 RETRAIN_JOB = "retrain"

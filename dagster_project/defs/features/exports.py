@@ -23,7 +23,6 @@ from dagster_project.defs.features.assets import (
     partitioned_models,
     run_days,
 )
-from dagster_project.defs.features.translator import GROUP_NAME
 from dagster_project.lake import FEATURES, PARTITION_FILE, write_partition_atomically
 from dagster_project.resources import LakeResource, WarehouseResource
 
@@ -67,7 +66,7 @@ def _export_asset(
             partitions_def=partitions,
             backfill_policy=BACKFILL_POLICY,
             pool=WAREHOUSE_POOL,
-            group_name=GROUP_NAME,
+            group_name=asset_keys.FEATURES_GROUP,
             kinds={"duckdb", "parquet"},
             description=description,
             metadata={"lake_layout": f"{FEATURES}/{model}/date=YYYY-MM-DD/{PARTITION_FILE}", **provenance},

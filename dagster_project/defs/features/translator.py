@@ -7,7 +7,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings
 from dagster_dbt.dbt_project import DbtProject
 
-GROUP_NAME = "features"
+from dagster_project import asset_keys
 
 
 def _describe_test(test: Mapping[str, Any]) -> str:
@@ -56,7 +56,7 @@ class FeatureTranslator(DagsterDbtTranslator):
         return None
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
-        return GROUP_NAME
+        return asset_keys.FEATURES_GROUP
 
     def get_asset_check_spec(
         self,

@@ -105,7 +105,7 @@ def build_raw_asset(spec: TableSpec, partitions: dg.PartitionsDefinition) -> dg.
     @dg.asset(
         key=key,
         partitions_def=partitions,
-        group_name="ingestion",
+        group_name=asset_keys.INGESTION_GROUP,
         kinds={"pandas", "parquet"},
         description=(
             f"Raw `{spec.name}` of one day, validated against the pandera model `{spec.model.__name__}`. "

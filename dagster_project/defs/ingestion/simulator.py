@@ -31,7 +31,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from dagster_project.settings import Scenario, SimulatorSettings
+from dagster_project.settings import Scenario, Simulation
 
 PLANS = np.array(["basic", "standard", "premium"])
 PLAN_SHARE = [0.5, 0.35, 0.15]
@@ -99,27 +99,27 @@ def _draw_customers(rng: np.random.Generator, n: int, channel_share: list[float]
     }
 
 
-def _channel_share(cfg: SimulatorSettings, day: np.datetime64) -> list[float]:
+def _channel_share(cfg: Simulation, day: np.datetime64) -> list[float]:
     if cfg.scenario is Scenario.price_rise and day >= _day(cfg.drift_start):
         return [0.2, 0.15, 0.12, 0.08, 0.05, 0.4]
     return CHANNEL_SHARE
 
 
-def _signups_on(cfg: SimulatorSettings, day: np.datetime64) -> int:
+def _signups_on(cfg: Simulation, day: np.datetime64) -> int:
     rate = cfg.customers * DAILY_SIGNUP_RATE
     if cfg.scenario is Scenario.price_rise and day >= _day(cfg.drift_start):
         rate *= 2.0
     return int(_rng(cfg.seed, 1, int(day.astype(np.int64))).poisson(rate))
 
 
-def monthly_price(cfg: SimulatorSettings, plan: np.ndarray, contract: np.ndarray, day: np.datetime64) -> np.ndarray:
+def monthly_price(cfg: Simulation, plan: np.ndarray, contract: np.ndarray, day: np.datetime64) -> np.ndarray:
     price = PLAN_PRICE[plan] * np.where(contract == 1, ANNUAL_DISCOUNT, 1.0)
     if cfg.scenario is Scenario.price_rise and day >= _day(cfg.drift_start):
         price = price * PRICE_RISE
     return np.round(price, 2)
 
 
-def _daily_hazard(cfg: SimulatorSettings, c: dict[str, np.ndarray], tenure_days: np.ndarray, day: np.datetime64):
+def _daily_hazard(cfg: Simulation, c: dict[str, np.ndarray], tenure_days: np.ndarray, day: np.datetime64):
     """Per-customer cancellation hazard on ``day``, and the reason that dominates it."""
     price = monthly_price(cfg, c["plan"], c["contract"], day)
     concept_shifted = cfg.scenario is Scenario.concept_shift and day >= _day(cfg.drift_start)
@@ -149,7 +149,7 @@ def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
-def _simulate(cfg: SimulatorSettings, until: np.datetime64) -> Population:
+def _simulate(cfg: Simulation, until: np.datetime64) -> Population:
     start = _day(cfg.start_date)
     rng = _rng(cfg.seed, 0)
     n0 = cfg.customers
@@ -199,10 +199,10 @@ def _simulate(cfg: SimulatorSettings, until: np.datetime64) -> Population:
 
 @lru_cache(maxsize=4)
 def _population_cached(cfg_json: str, until: np.datetime64) -> Population:
-    return _simulate(SimulatorSettings.model_validate_json(cfg_json), until)
+    return _simulate(Simulation.model_validate_json(cfg_json), until)
 
 
-def population(cfg: SimulatorSettings, date: dt.date) -> Population:
+def population(cfg: Simulation, date: dt.date) -> Population:
     """The population simulated far enough past ``date`` to know who is about to leave.
 
     The horizon is rounded up to whole quarters so that consecutive days share one cached simulation; the
@@ -220,7 +220,7 @@ def _timestamps(rng: np.random.Generator, day: np.datetime64, n: int) -> np.ndar
     return (day.astype("datetime64[s]") + seconds).astype("datetime64[us]")
 
 
-def customers(cfg: SimulatorSettings, date: dt.date) -> pd.DataFrame:
+def customers(cfg: Simulation, date: dt.date) -> pd.DataFrame:
     """Customer records that took effect on ``date``: the base on the first day, then sign-ups and changes."""
     pop, day = population(cfg, date), _day(date)
     start = _day(cfg.start_date)
@@ -247,7 +247,7 @@ def customers(cfg: SimulatorSettings, date: dt.date) -> pd.DataFrame:
     )
 
 
-def activity_events(cfg: SimulatorSettings, date: dt.date) -> pd.DataFrame:
+def activity_events(cfg: Simulation, date: dt.date) -> pd.DataFrame:
     """One row per customer who did anything on ``date``: the day's logins, sessions, spend and troubles."""
     pop, day = population(cfg, date), _day(date)
     active = (pop.signup_date <= day) & ~(pop.cancel_date <= day)
@@ -301,7 +301,7 @@ def activity_events(cfg: SimulatorSettings, date: dt.date) -> pd.DataFrame:
     return frame.iloc[keep].reset_index(drop=True)
 
 
-def cancellations(cfg: SimulatorSettings, date: dt.date) -> pd.DataFrame:
+def cancellations(cfg: Simulation, date: dt.date) -> pd.DataFrame:
     """Customers who cancelled on ``date``, with the reason they gave."""
     pop, day = population(cfg, date), _day(date)
     idx = np.flatnonzero(pop.cancel_date == day)

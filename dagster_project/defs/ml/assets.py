@@ -66,7 +66,7 @@ def _importance_table(importances: pd.DataFrame, top: int = 10) -> dg.MetadataVa
                 "the promotion decision and a link to the MLflow run."
             ),
             kinds={"scikitlearn", "mlflow"},
-            group_name="ml",
+            group_name=asset_keys.ML_GROUP,
             skippable=True,
         ),
         dg.AssetSpec(
@@ -80,7 +80,7 @@ def _importance_table(importances: pd.DataFrame, top: int = 10) -> dg.MetadataVa
                 "the `rollback_champion` job)."
             ),
             kinds={"mlflow"},
-            group_name="ml",
+            group_name=asset_keys.ML_GROUP,
             skippable=True,
         ),
     ],

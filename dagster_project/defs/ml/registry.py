@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ from sklearn.metrics import roc_auc_score
 from dagster_project.defs.ml import tracking
 from dagster_project.defs.ml.tracking import CHALLENGER, CHAMPION
 from dagster_project.defs.ml.training import LABEL, churn_probability, load_training_set, model_input, time_split
-from dagster_project.lake import offline_store
+from dagster_project.lake import offline_store, write_text_atomically
 from dagster_project.resources import MlflowResource
 
 TAG_PASSED = "promotion.passed"  # "true" once a version has passed the gate: it may be rolled back to
@@ -384,17 +382,8 @@ def protected_versions(store: MlflowResource) -> dict[str, list[int]]:
 
 def write_protected_versions(store: MlflowResource, lake_root: str | Path) -> Path:
     """Write ``<lake_root>/offline_store/_protected_versions.json`` atomically (the maintenance job reads it)."""
-    path = offline_store(Path(lake_root)).protected_versions_file
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = json.dumps(protected_versions(store), indent=2, sort_keys=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(payload + "\n")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    return write_text_atomically(offline_store(lake_root).protected_versions_file, payload + "\n")
 
 
 def _aliases(store: MlflowResource) -> dict[str, str]:

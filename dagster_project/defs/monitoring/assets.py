@@ -75,7 +75,7 @@ def build_drift_report(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         key=asset_keys.DRIFT_REPORT,
         partitions_def=partitions,
         deps=[asset_keys.BATCH_SCORES, asset_keys.FEATURE_SNAPSHOTS],
-        group_name="monitoring",
+        group_name=asset_keys.MONITORING_GROUP,
         kinds={"evidently", "html"},
         check_specs=[
             dg.AssetCheckSpec(
@@ -208,7 +208,7 @@ def build_model_performance(
                     # ... against the labels that matured with partition P (the label export files them under P).
                     asset_keys.CHURN_LABELS_EXPORT,
                 ],
-                group_name="monitoring",
+                group_name=asset_keys.MONITORING_GROUP,
                 kinds={"scikitlearn", "parquet"},
                 description=(
                     "The realized performance of the scores of `churn_horizon_days` days earlier, once their labels "

@@ -35,7 +35,7 @@ def build_batch_scores(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         key=asset_keys.BATCH_SCORES,
         partitions_def=partitions,
         deps=[asset_keys.FEATURE_SNAPSHOTS, asset_keys.CHAMPION_MODEL],
-        group_name="scoring",
+        group_name=asset_keys.SCORING_GROUP,
         kinds={"scikitlearn", "mlflow", "deltalake"},
         check_specs=[
             dg.AssetCheckSpec(
