@@ -121,7 +121,7 @@ def write_history(settings: Settings, first: str, last: str, *tables: dict[str, 
 
 SNAPSHOT_SQL = "select * from marts.customer_features where snapshot_date = $day order by customer_id"
 # Labels mature within the tiny history; history starts on its first day (the first daily partition).
-ENV = {"PLATFORM_THRESHOLDS__CHURN_HORIZON_DAYS": "3", "PLATFORM_SIMULATOR__START_DATE": "2024-12-01"}
+ENV = {"PLATFORM_THRESHOLDS__CHURN_HORIZON_DAYS": "3", "PLATFORM_HISTORY_START": "2024-12-01"}
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import pytest
 from churn_world import FEATURES, START, ChurnWorld
 from sklearn.metrics import roc_auc_score
 
+from dagster_project import lake as lake_layout
 from dagster_project.defs.monitoring import drift as drifts
 from dagster_project.defs.monitoring import performance as perf
 from dagster_project.defs.monitoring.assets import (
@@ -192,7 +193,7 @@ def test_drift_report_asset_passes_a_calm_day_and_fails_a_shifted_one(
         verdicts[day] = drift
         metadata = _metadata(result, "monitoring/drift_report")
         path = Path(metadata["report_path"].value)
-        assert path == drifts.drift_report_path(settings.lake_root, day) and path.stat().st_size > 100_000
+        assert path == lake_layout.drift_report_path(settings.lake_root, day) and path.stat().st_size > 100_000
         assert metadata["report"].value == path.resolve().as_uri()
         # Every feature's score is its own numeric entry, so the UI plots each over days.
         assert {f"drift_score/{f}" for f in FEATURES} <= set(metadata)

@@ -82,7 +82,11 @@ def test_materialize_snapshots_training_set_and_maintenance(spark: SparkSession,
 
 
 def test_definitions_wire_the_weekly_maintenance_schedule(settings: Settings):
-    resources = {"spark": SparkResource.from_settings(settings), "lake": LakeResource(root=str(settings.lake_root))}
+    resources = {
+        "spark": SparkResource.from_settings(settings),
+        "lake": LakeResource(root=str(settings.lake_root)),
+        "thresholds": ThresholdsResource(**settings.thresholds.model_dump()),
+    }
     defs = dg.Definitions.merge(
         offline_store.build_defs(settings), automation.build_defs(settings), dg.Definitions(resources=resources)
     )
