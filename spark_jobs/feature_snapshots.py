@@ -2,8 +2,9 @@
 
 The table is partitioned by ``snapshot_date``; a day is written with ``replaceWhere snapshot_date = <day>``, so a
 rerun (or a backfill) replaces exactly that day and no other, in one atomic commit that readers see whole or not
-at all. Every commit carries JSON user metadata: the Dagster run, the dbt manifest that produced the features,
-the source file and the row count.
+at all. Every commit carries JSON user metadata: the Dagster run, the source file, the dbt provenance the export
+wrote into that file (among it ``dbt_model_checksum``, the lineage of the features, read from the file and never
+guessed: null when the file carries none) and the row count.
 
 Schema: the feature columns are whatever the dbt export holds (never listed here), but they may not drift
 silently. A day whose columns or types differ from the table's is refused with a ``SchemaChangeError`` that names
@@ -32,7 +33,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from spark_jobs import tables
-from spark_jobs.contract import SNAPSHOT_KEY_COLUMNS
+from spark_jobs.contract import DBT_MODEL_CHECKSUM, SNAPSHOT_KEY_COLUMNS
 from spark_jobs.paths import OfflineStorePaths
 from spark_jobs.session import add_session_arguments, session_from_arguments
 
@@ -120,7 +121,8 @@ def read_customer_features(spark: SparkSession, source: str | Path) -> DataFrame
 
 
 def source_provenance(source: Path) -> dict[str, str]:
-    """What the dbt export wrote into the file's Parquet metadata (model, checksum, feature set version)."""
+    """What the dbt export wrote into the file's Parquet metadata (model, ``DBT_MODEL_CHECKSUM``, feature set
+    version); {} for a file it did not write."""
     import pyarrow.parquet as pq
 
     raw = pq.read_schema(source).metadata or {}
@@ -159,12 +161,15 @@ def write_feature_snapshot(
     table_path: str | Path,
     snapshot_date: dt.date,
     dagster_run_id: str | None = None,
-    dbt_manifest_hash: str | None = None,
     evolve_schema: bool = False,
     source: str | None = None,
     source_metadata: dict[str, str] | None = None,
 ) -> SnapshotWrite:
-    """Replace the ``snapshot_date`` partition of the Delta table with ``frame``, enforcing the table's schema."""
+    """Replace the ``snapshot_date`` partition of the Delta table with ``frame``, enforcing the table's schema.
+
+    ``source_metadata`` is the provenance in the source file (``source_provenance``); its ``DBT_MODEL_CHECKSUM``
+    is the commit's lineage (null without one).
+    """
     started = time.monotonic()
     rows = validate_day(frame, snapshot_date)
     exists = tables.is_delta_table(spark, table_path)
@@ -192,7 +197,7 @@ def write_feature_snapshot(
         "write_id": write_id,
         "snapshot_date": snapshot_date.isoformat(),
         "dagster_run_id": dagster_run_id,
-        "dbt_manifest_hash": dbt_manifest_hash,
+        DBT_MODEL_CHECKSUM: (source_metadata or {}).get(DBT_MODEL_CHECKSUM) or None,
         "source": source,
         "source_metadata": source_metadata or {},
         "rows": rows,
@@ -232,11 +237,10 @@ def snapshot_day(
     source: Path,
     store: OfflineStorePaths,
     dagster_run_id: str | None = None,
-    dbt_manifest_hash: str | None = None,
     evolve_schema: bool = False,
 ) -> SnapshotWrite:
     """The whole job for one day: read ``source``, the dbt export of ``snapshot_date`` (one Parquet file), and
-    write it into the store's ``feature_snapshots`` table."""
+    write it into the store's ``feature_snapshots`` table, with the lineage the file itself carries."""
     frame = read_customer_features(spark, source)
     return write_feature_snapshot(
         spark,
@@ -244,7 +248,6 @@ def snapshot_day(
         store.feature_snapshots,
         snapshot_date,
         dagster_run_id=dagster_run_id,
-        dbt_manifest_hash=dbt_manifest_hash,
         evolve_schema=evolve_schema,
         source=str(source),
         source_metadata=source_provenance(source),
@@ -261,7 +264,6 @@ def main(argv: list[str] | None = None) -> int:
         "--source", type=Path, action="append", required=True, help="the day's customer_features file, one per --date"
     )
     parser.add_argument("--run-id", default=None, help="recorded in the commit metadata")
-    parser.add_argument("--dbt-manifest-hash", default=None, help="recorded in the commit metadata")
     parser.add_argument("--evolve-schema", action="store_true", help="accept new feature columns (additive only)")
     add_session_arguments(parser)
     args = parser.parse_args(argv)
@@ -270,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     store = OfflineStorePaths(store_root=args.store_root)
     spark = session_from_arguments(args)
     for day, source in sorted(zip(args.date, args.source, strict=True)):
-        done = snapshot_day(spark, day, source, store, args.run_id, args.dbt_manifest_hash, args.evolve_schema)
+        done = snapshot_day(spark, day, source, store, args.run_id, args.evolve_schema)
         print(f"{day}: {done.rows} rows -> {done.table_path} v{done.version} ({done.seconds}s)")
     return 0
 

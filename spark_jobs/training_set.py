@@ -31,10 +31,12 @@ the Dagster asset's metadata, never dropped silently.
 Reproducibility
 ---------------
 Each build overwrites the Delta table ``training_set`` (one new version) and names in its commit the version of
-``feature_snapshots`` it read (``feature_store_version``) and the exact label partitions with their content
-hash. While the rows stream into the writer they are counted, hashed (``content_fingerprint``, independent of row
-order) and checked for leaks, in the same pass. ``rebuild_training_set`` reads that feature-store version back
-through Delta time travel and yields the same rows: the same fingerprint.
+``feature_snapshots`` it read (``feature_store_version``), the exact label partitions with their content hash,
+and the lineage of the features: ``dbt_model_checksum``, the checksum of the dbt model behind the newest snapshot
+day, and ``dbt_model_checksums``, those behind all the days read (each snapshot commit took its own from the
+exported file). While the rows stream into the writer they are counted, hashed (``content_fingerprint``,
+independent of row order) and checked for leaks, in the same pass. ``rebuild_training_set`` reads that
+feature-store version back through Delta time travel and yields the same rows: the same fingerprint.
 
 Run alone, naming the store and the label folder: ``python -m spark_jobs.training_set --store-root DIR --labels DIR
 [--feature-store-version N] [--rebuild N] --master 'local[*]' --driver-memory 2g --jars-cache DIR``.
@@ -55,7 +57,12 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs import tables
-from spark_jobs.contract import LABEL_INPUT_COLUMNS, TRAINING_SET_KEY_COLUMNS
+from spark_jobs.contract import (
+    DBT_MODEL_CHECKSUM,
+    DBT_MODEL_CHECKSUMS,
+    LABEL_INPUT_COLUMNS,
+    TRAINING_SET_KEY_COLUMNS,
+)
 from spark_jobs.feature_snapshots import feature_columns
 from spark_jobs.paths import OfflineStorePaths
 from spark_jobs.session import add_session_arguments, session_from_arguments
@@ -317,13 +324,24 @@ def label_provenance(labels: DataFrame) -> dict[str, Any]:
     }
 
 
-def _manifest_hashes(spark: SparkSession, snapshots_path: str | Path, version: int) -> list[str]:
-    """The dbt manifests behind the days of ``feature_snapshots`` as of ``version`` (latest write of each day)."""
+def model_checksums_by_day(spark: SparkSession, snapshots_path: str | Path, version: int) -> dict[str, str | None]:
+    """The dbt model checksum behind each day of ``feature_snapshots`` as of ``version``: the one its latest write
+    recorded (None: that day's file carried none)."""
     latest_per_day: dict[str, str | None] = {}
     for c in sorted(tables.history(spark, snapshots_path), key=lambda c: c.version):
         if c.version <= version and c.user_metadata.get("snapshot_date"):
-            latest_per_day[c.user_metadata["snapshot_date"]] = c.user_metadata.get("dbt_manifest_hash")
-    return sorted({h for h in latest_per_day.values() if h})
+            latest_per_day[c.user_metadata["snapshot_date"]] = c.user_metadata.get(DBT_MODEL_CHECKSUM) or None
+    return latest_per_day
+
+
+def model_checksum_lineage(by_day: dict[str, str | None]) -> dict[str, Any]:
+    """A training set's lineage from its snapshot days' checksums: the newest day's under ``DBT_MODEL_CHECKSUM``,
+    and every distinct one, oldest day first, under ``DBT_MODEL_CHECKSUMS``."""
+    days = sorted(by_day)
+    return {
+        DBT_MODEL_CHECKSUM: by_day[days[-1]] if days else None,
+        DBT_MODEL_CHECKSUMS: list(dict.fromkeys(by_day[day] for day in days)),
+    }
 
 
 # --- the job -----------------------------------------------------------------------------------------------------
@@ -373,12 +391,14 @@ def write_training_set(
     dagster_run_id: str | None = None,
     max_snapshot_age_days: int | None = None,
     churn_horizon_days: int | None = None,
-    dbt_manifest_hashes: list[str] | None = None,
+    dbt_model_checksums: dict[str, str | None] | None = None,
 ) -> TrainingSetWrite:
-    """Overwrite the training-set table with ``join.frame`` (one new version) and verify what was written."""
+    """Overwrite the training-set table with ``join.frame`` (one new version) and verify what was written.
+
+    ``dbt_model_checksums``: the checksum behind each snapshot day read (``model_checksums_by_day``).
+    """
     started = time.monotonic()
     write_id = tables.new_write_id()
-    hashes = dbt_manifest_hashes or []
     metadata = {
         "job": JOB,
         "write_id": write_id,
@@ -387,9 +407,7 @@ def write_training_set(
         "churn_horizon_days": churn_horizon_days,
         "max_snapshot_age_days": max_snapshot_age_days,
         "feature_columns": len(join.feature_columns),
-        # The manifest of the newest snapshot day first; all of them after.
-        "dbt_manifest_hash": hashes[-1] if hashes else None,
-        "dbt_manifest_hashes": hashes,
+        **model_checksum_lineage(dbt_model_checksums or {}),
         "without_snapshot_sample": join.stats.without_snapshot_sample[:3],
         **join.stats.as_dict(),
         **(provenance or {}),
@@ -455,7 +473,7 @@ def run(
             dagster_run_id=dagster_run_id,
             max_snapshot_age_days=max_snapshot_age_days,
             churn_horizon_days=churn_horizon_days,
-            dbt_manifest_hashes=_manifest_hashes(spark, store.feature_snapshots, version),
+            dbt_model_checksums=model_checksums_by_day(spark, store.feature_snapshots, version),
         )
     finally:
         join.release()

@@ -8,16 +8,20 @@ import datetime as dt
 from pathlib import Path
 
 import dagster as dg
+import pyarrow.parquet as pq
 import pytest
 
+from dagster_project import asset_keys
 from dagster_project import lake as lake_layout
 from dagster_project.defs import features, ingestion, offline_store
+from dagster_project.defs.features.assets import MANIFEST
 from dagster_project.defs.ingestion.assets import load_raw
 from dagster_project.defs.ingestion.schemas import RAW_TABLES
 from dagster_project.defs.ingestion.validation import validate
 from dagster_project.defs.ml.training import train_from_training_set
 from dagster_project.resources import build_resources
 from dagster_project.settings import get_settings
+from spark_jobs.contract import DBT_MODEL_CHECKSUM
 
 FIRST = dt.date(2025, 1, 1)
 DAYS = 66
@@ -75,3 +79,10 @@ def test_simulated_history_trains_a_model_in_the_realistic_auc_band(chain_settin
     auc = model.metrics["roc_auc"]
     print(f"validation ROC AUC on the simulated chain: {auc:.3f}")
     assert 0.72 <= auc <= 0.95, model.metrics
+
+    # The lineage is exact end to end: the manifest's checksum of the model is in the exported file, and the
+    # same value reaches the training set that trained the model.
+    checksum = MANIFEST["nodes"][f"model.churn_platform.{asset_keys.FEATURES_MODEL}"]["checksum"]["checksum"]
+    exported = pq.read_schema(lake.partition_path(lake_layout.FEATURES, asset_keys.FEATURES_MODEL, days[-1]))
+    assert exported.metadata[DBT_MODEL_CHECKSUM.encode()].decode() == checksum
+    assert model.training_set.dbt_model_checksum == checksum

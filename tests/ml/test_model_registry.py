@@ -63,7 +63,7 @@ def test_a_run_logs_everything_and_the_first_model_becomes_champion(
     assert tags["feature_store.version"] == "7"
     assert tags["training_set.dagster_run_id"] == "test-run"
     assert tags["dagster.run_id"] == "test-run"
-    assert tags["dbt.manifest_hash"] == "unknown"  # the synthetic commit names no manifest
+    assert tags["dbt.model_checksum"] == "unknown"  # the synthetic commit names no dbt model
     assert len(tags["git.commit"]) == 40 or tags["git.commit"] == "unknown"
     # Both datasets are logged with their Delta source and version.
     contexts = {}

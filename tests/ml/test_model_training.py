@@ -1,15 +1,12 @@
 """Training without Dagster or MLflow: the time split, the pipeline, reproducibility, safe serialization."""
 
 import datetime as dt
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pytest
 import skops.io
-from deltalake import CommitProperties, write_deltalake
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -37,6 +34,7 @@ from dagster_project.defs.ml.training import (
     train_from_training_set,
 )
 from dagster_project.settings import Settings
+from spark_jobs.contract import DBT_MODEL_CHECKSUM
 
 
 @pytest.fixture(scope="module")
@@ -138,39 +136,17 @@ def test_pipeline_copes_with_unseen_categories_missing_values_and_integer_inputs
 def test_training_set_version_and_lineage_come_from_the_delta_commit(settings: Settings) -> None:
     path = Path(settings.lake_root) / "offline_store" / "training_set"
     frame = synthetic_training_set(customers=20, snapshots=5)
-    write_training_set(path, frame, feature_store_version=3, dagster_run_id="r1", dbt_manifest_sha256="abc123")
-    write_training_set(path, frame.head(50), feature_store_version=4, dagster_run_id="r2")
+    write_training_set(path, frame, feature_store_version=3, dagster_run_id="r1", **{DBT_MODEL_CHECKSUM: "abc123"})
+    # A commit naming its lineage under any other key (as the offline store once did) is not read as a guess.
+    write_training_set(path, frame.head(50), feature_store_version=4, dagster_run_id="r2", dbt_manifest_hash="m1")
     old, new = load_training_set(str(path), 0), load_training_set(str(path))
-    assert (old.version, old.feature_store_version, old.dagster_run_id, old.dbt_manifest_hash) == (
+    assert (old.version, old.feature_store_version, old.dagster_run_id, old.dbt_model_checksum) == (
         0,
         "3",
         "r1",
         "abc123",
     )
-    assert (new.version, new.feature_store_version, new.dbt_manifest_hash, len(new.frame)) == (1, "4", None, 50)
-
-
-def test_dbt_manifest_comes_from_the_feature_snapshot_commit_when_the_training_set_lacks_it(settings: Settings) -> None:
-    store = Path(settings.lake_root) / "offline_store"
-    snapshots = pa.table({"customer_id": ["c1"], "snapshot_date": [dt.date(2025, 1, 1)]})
-    for manifest in ("m-old", "m-new"):  # feature-store versions 0 and 1
-        meta = json.dumps({"dbt_manifest_sha256": manifest, "dagster_run_id": "x"})
-        write_deltalake(
-            str(store / "feature_snapshots"),
-            snapshots,
-            mode="overwrite",
-            commit_properties=CommitProperties(custom_metadata={"userMetadata": meta}),
-        )
-    # As the offline store writes it: the hash of the newest snapshot's manifest may be None, with the list beside.
-    write_training_set(
-        store / "training_set",
-        synthetic_training_set(customers=5, snapshots=2),
-        feature_store_version=0,
-        dbt_manifest_hash=None,
-        dbt_manifest_hashes=[],
-    )
-    loaded = load_training_set(str(store / "training_set"))
-    assert (loaded.feature_store_version, loaded.dbt_manifest_hash) == ("0", "m-old")
+    assert (new.version, new.feature_store_version, new.dbt_model_checksum, len(new.frame)) == (1, "4", None, 50)
 
 
 def test_a_training_set_with_unlabelled_rows_is_refused(settings: Settings) -> None:

@@ -1,21 +1,34 @@
 """Hand-built inputs of the offline store, in the dbt exports' exact file contracts.
 
 Every feature value encodes the customer and the day it describes (``day_marker = day ordinal``), so a test can
-tell from any joined row which snapshot it came from, whatever ``feature_snapshot_date`` claims.
+tell from any joined row which snapshot it came from, whatever ``feature_snapshot_date`` claims. A features file
+carries the provenance the dbt export writes into its Parquet metadata, with a checksum the test chooses, so the
+test can follow that exact value into the snapshot and training-set commits.
 """
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 
 from dagster_project.lake import offline_store, partition_path, table_dir, write_partition_atomically
+from spark_jobs.contract import DBT_MODEL_CHECKSUM
 from spark_jobs.paths import OfflineStorePaths
 
 PLANS = ["basic", "standard", "premium"]
 # The dbt exports' contract, spelled out: a test that fails when the layout moves is the point.
 FEATURES_LAYER, CUSTOMER_FEATURES, CHURN_LABELS = "features", "customer_features", "churn_labels"
+
+
+def model_checksum(definition: str) -> str:
+    """A checksum shaped like dbt's (the sha256 of the model's SQL), for a model definition named by a test."""
+    return hashlib.sha256(definition.encode()).hexdigest()
+
+
+# The checksum of the dbt model behind the exports a test does not single out.
+MODEL_CHECKSUM = model_checksum("customer_features v1")
 
 
 @dataclass(frozen=True)
@@ -56,7 +69,17 @@ def feature_table(customers: list[str], day: dt.date, extra: dict[str, pa.Array]
     return pa.table(columns)
 
 
-def write_features(lake_root: Path, day: dt.date, table: pa.Table) -> Path:
+def export_provenance(checksum: str) -> dict[str, str]:
+    """The Parquet metadata the dbt export writes into each features file."""
+    return {"dbt_model": "model.churn_platform.customer_features", DBT_MODEL_CHECKSUM: checksum,
+            "feature_set_version": "1"}  # fmt: skip
+
+
+def write_features(lake_root: Path, day: dt.date, table: pa.Table, checksum: str | None = MODEL_CHECKSUM) -> Path:
+    """The day's features file, as the dbt export writes it, made by the model with ``checksum``; with
+    ``checksum=None``, a hand-made file without the export's provenance."""
+    if checksum is not None:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **export_provenance(checksum)})
     path = OfflineLake(lake_root).features(day)
     write_partition_atomically(table, path)
     return path

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from offline_lake import OfflineLake, feature_table, write_features
+from offline_lake import OfflineLake, export_provenance, feature_table, model_checksum, write_features
 from pyspark.sql import SparkSession
 
 from spark_jobs import tables
+from spark_jobs.contract import DBT_MODEL_CHECKSUM
 from spark_jobs.feature_snapshots import InvalidSnapshotError, SchemaChangeError, snapshot_day
 from spark_jobs.training_set import content_fingerprint
 
@@ -31,17 +32,20 @@ def day_rows(spark: SparkSession, lake: OfflineLake, day: dt.date, version: int 
     return reader.load(str(lake.store.feature_snapshots)).where(f"snapshot_date = DATE'{day}'")
 
 
-def test_rewriting_a_day_replaces_that_day_only_and_names_run_and_manifest(spark: SparkSession, lake: OfflineLake):
+def test_rewriting_a_day_replaces_that_day_only_and_names_run_and_dbt_model(spark: SparkSession, lake: OfflineLake):
+    v1, v2 = model_checksum("customer_features v1"), model_checksum("customer_features v2")
     for d in DAYS:
-        write_features(lake.root, d, feature_table(CUSTOMERS, d))
-        snapshot_day(spark, d, lake.features(d), lake.store, dagster_run_id=f"run-{d.day}", dbt_manifest_hash="abc123")
+        write_features(lake.root, d, feature_table(CUSTOMERS, d), checksum=v1)
+        snapshot_day(spark, d, lake.features(d), lake.store, dagster_run_id=f"run-{d.day}")
     untouched = content_fingerprint(day_rows(spark, lake, DAYS[1]))
+    assert tables.commit(spark, lake.store.feature_snapshots, 0).user_metadata[DBT_MODEL_CHECKSUM] == v1
 
-    # The dbt export of 1 March is redone with a customer fewer: rerunning the day replaces it exactly.
-    write_features(lake.root, DAYS[0], feature_table(CUSTOMERS[:-1], DAYS[0]))
+    # The dbt model changed and 1 March is exported again, a customer fewer: rerunning the day replaces it exactly,
+    # and the commits name the new model, as the new file does.
+    write_features(lake.root, DAYS[0], feature_table(CUSTOMERS[:-1], DAYS[0]), checksum=v2)
     source = lake.features(DAYS[0])
-    again = snapshot_day(spark, DAYS[0], source, lake.store, dagster_run_id="run-rerun", dbt_manifest_hash="def456")
-    rerun = snapshot_day(spark, DAYS[0], source, lake.store, dagster_run_id="run-rerun-2", dbt_manifest_hash="def456")
+    again = snapshot_day(spark, DAYS[0], source, lake.store, dagster_run_id="run-rerun")
+    rerun = snapshot_day(spark, DAYS[0], source, lake.store, dagster_run_id="run-rerun-2")
 
     assert (again.version, rerun.version) == (2, 3)
     assert day_rows(spark, lake, DAYS[0]).count() == len(CUSTOMERS) - 1
@@ -52,13 +56,20 @@ def test_rewriting_a_day_replaces_that_day_only_and_names_run_and_manifest(spark
     assert day_rows(spark, lake, DAYS[0], version=1).count() == len(CUSTOMERS)  # time travel to the old day
 
     meta = tables.commit(spark, lake.store.feature_snapshots, 3).user_metadata
-    assert meta["dagster_run_id"] == "run-rerun-2" and meta["dbt_manifest_hash"] == "def456"
+    assert meta["dagster_run_id"] == "run-rerun-2" and meta[DBT_MODEL_CHECKSUM] == v2
+    assert meta["source"] == str(source) and meta["source_metadata"] == export_provenance(v2)
     assert meta["snapshot_date"] == "2025-03-01" and meta["rows"] == len(CUSTOMERS) - 1
     history = tables.history(spark, lake.store.feature_snapshots)
     assert [c.version for c in history] == [3, 2, 1, 0]
     assert history[0].operation == "WRITE"
     detail = spark.sql(f"DESCRIBE DETAIL {tables.sql_path(lake.store.feature_snapshots)}").first()
     assert detail["partitionColumns"] == ["snapshot_date"]
+
+    # A hand-made file, without the export's provenance: the lineage is unknown (null), never another day's.
+    write_features(lake.root, DAYS[1], feature_table(CUSTOMERS, DAYS[1]), checksum=None)
+    hand_made = snapshot_day(spark, DAYS[1], lake.features(DAYS[1]), lake.store)
+    meta = tables.commit(spark, lake.store.feature_snapshots, hand_made.version).user_metadata
+    assert DBT_MODEL_CHECKSUM in meta and meta[DBT_MODEL_CHECKSUM] is None and meta["source_metadata"] == {}
 
 
 def test_schema_changes_are_refused_unless_an_explicit_additive_evolution(spark: SparkSession, lake: OfflineLake):

@@ -14,9 +14,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
-from offline_lake import OfflineLake, end_of, feature_table, write_features, write_labels
+from offline_lake import MODEL_CHECKSUM, OfflineLake, end_of, feature_table, write_features, write_labels
 from pyspark.sql import SparkSession
 
+from spark_jobs.contract import DBT_MODEL_CHECKSUM
 from spark_jobs.feature_snapshots import snapshot_day
 from spark_jobs.training_set import run
 
@@ -41,7 +42,7 @@ def test_delta_rs_and_duckdb_read_what_spark_wrote(spark: SparkSession, data_roo
     paths = lake.store
     for d in DAYS:
         write_features(lake.root, d, feature_table(CUSTOMERS, d))
-        snapshot_day(spark, d, lake.features(d), paths, dagster_run_id="interop", dbt_manifest_hash="m1")
+        snapshot_day(spark, d, lake.features(d), paths, dagster_run_id="interop")
     write_labels(lake.root, DAYS[1], [(c, DAYS[1], end_of(DAYS[1]), i % 2) for i, c in enumerate(CUSTOMERS)])
     built = run(spark, paths, lake.labels, dagster_run_id="interop-train")
 
@@ -63,7 +64,8 @@ def test_delta_rs_and_duckdb_read_what_spark_wrote(spark: SparkSession, data_roo
     assert pa.types.is_timestamp(schema.field("prediction_time").type)
     assert schema.field("prediction_time").type.tz is None  # zone-less UTC wall clock, like the rest of the lake
     commit = next(c for c in training.history() if c["version"] == built.version)
-    assert json.loads(commit["userMetadata"])["feature_store_version"] == 1
+    lineage = json.loads(commit["userMetadata"])
+    assert lineage["feature_store_version"] == 1 and lineage[DBT_MODEL_CHECKSUM] == MODEL_CHECKSUM
 
     # Time travel from delta-rs as well.
     assert DeltaTable(str(paths.feature_snapshots), version=0).to_pyarrow_table().num_rows == len(CUSTOMERS)

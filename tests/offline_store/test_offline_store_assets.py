@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from offline_lake import OfflineLake, end_of, feature_table, write_features, write_labels
+from offline_lake import OfflineLake, end_of, feature_table, model_checksum, write_features, write_labels
 from pyspark.sql import SparkSession
 
 from dagster_project import asset_keys
@@ -16,6 +16,7 @@ from dagster_project.partitions import daily_partitions
 from dagster_project.resources import LakeResource, SparkResource, ThresholdsResource
 from dagster_project.settings import Settings
 from spark_jobs import tables
+from spark_jobs.contract import DBT_MODEL_CHECKSUM, DBT_MODEL_CHECKSUMS
 
 pytestmark = pytest.mark.spark
 
@@ -27,8 +28,10 @@ def test_materialize_snapshots_training_set_and_maintenance(spark: SparkSession,
     lake_root = Path(settings.lake_root)  # type: ignore[arg-type]
     lake = OfflineLake(lake_root)
     paths = lake.store
+    # Each day's export names the dbt model that made it (the model changed between the two days).
+    checksums = {d: model_checksum(f"customer_features as of {d}") for d in DAYS}
     for d in DAYS:
-        write_features(lake_root, d, feature_table(CUSTOMERS, d))
+        write_features(lake_root, d, feature_table(CUSTOMERS, d), checksum=checksums[d])
     write_labels(lake_root, DAYS[1], [(c, DAYS[1], end_of(DAYS[1]), i % 2) for i, c in enumerate(CUSTOMERS)])
     write_labels(lake_root, DAYS[1] + dt.timedelta(days=1), [("c-9", DAYS[1], end_of(DAYS[1]), 1)])
     resources = {
@@ -53,6 +56,9 @@ def test_materialize_snapshots_training_set_and_maintenance(spark: SparkSession,
     commit = tables.commit(spark, paths.feature_snapshots, 1).user_metadata
     assert commit["dagster_run_id"] == result.run_id and commit["snapshot_date"] == "2025-01-02"
     assert commit["source"] == str(lake.features(DAYS[1]))  # the day's export, as the asset found it in the lake
+    # The lineage is the one the file carries: the asset passes none of its own.
+    assert commit[DBT_MODEL_CHECKSUM] == checksums[DAYS[1]]
+    assert snapshot_event.metadata[DBT_MODEL_CHECKSUM].value == checksums[DAYS[1]]
 
     result = dg.materialize(
         [offline.training_set, offline.table_maintenance], resources=resources, instance=instance,
@@ -67,6 +73,8 @@ def test_materialize_snapshots_training_set_and_maintenance(spark: SparkSession,
     assert [s["customer_id"] for s in meta["without_snapshot_sample"]] == ["c-9"]
     commit = tables.commit(spark, paths.training_set, 0).user_metadata
     assert commit["feature_store_version"] == 1 and commit["dagster_run_id"] == result.run_id
+    assert commit[DBT_MODEL_CHECKSUM] == meta[DBT_MODEL_CHECKSUM] == checksums[DAYS[1]]
+    assert commit[DBT_MODEL_CHECKSUMS] == meta[DBT_MODEL_CHECKSUMS] == [checksums[d] for d in DAYS]
     # The asset handed the job the export folder and the settings' horizon: the job itself reads no settings.
     assert commit["labels_path"] == str(lake.labels)
     assert commit["churn_horizon_days"] == settings.thresholds.churn_horizon_days

@@ -6,10 +6,11 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from offline_lake import OfflineLake, end_of, feature_table, write_features, write_labels
+from offline_lake import OfflineLake, end_of, feature_table, model_checksum, write_features, write_labels
 from pyspark.sql import SparkSession
 
 from spark_jobs import tables
+from spark_jobs.contract import DBT_MODEL_CHECKSUM, DBT_MODEL_CHECKSUMS
 from spark_jobs.feature_snapshots import snapshot_day
 from spark_jobs.training_set import (
     LabelsChangedError,
@@ -32,12 +33,13 @@ def rows_of(frame) -> list[tuple]:
 def test_build_records_lineage_and_a_rebuild_from_that_version_is_identical(spark: SparkSession, data_root: Path):
     lake = OfflineLake(data_root / "lake")
     paths = lake.store
-    write_features(lake.root, D1, feature_table(CUSTOMERS, D1))
+    # The dbt model changed between the two days: each export names the model that made it.
+    v1, v2 = model_checksum("customer_features v1"), model_checksum("customer_features v2")
+    write_features(lake.root, D1, feature_table(CUSTOMERS, D1), checksum=v1)
     # c-3's snapshot of 2 March is late: the export of that day holds c-1 and c-2 only, for now.
-    write_features(lake.root, D2, feature_table(CUSTOMERS[:2], D2))
+    write_features(lake.root, D2, feature_table(CUSTOMERS[:2], D2), checksum=v2)
     for d in (D1, D2):
-        snapshot_day(spark, d, lake.features(d), paths, dagster_run_id="features-run",
-                     dbt_manifest_hash=f"manifest-{d.day}")  # fmt: skip
+        snapshot_day(spark, d, lake.features(d), paths, dagster_run_id="features-run")
     write_labels(
         lake.root,
         D3,
@@ -71,19 +73,24 @@ def test_build_records_lineage_and_a_rebuild_from_that_version_is_identical(spar
     meta = tables.commit(spark, paths.training_set, 0).user_metadata
     assert meta["feature_store_version"] == 1 and meta["dagster_run_id"] == "training-run-1"
     assert meta["labels_without_snapshot"] == 1 and meta["rows"] == 3
-    assert meta["dbt_manifest_hash"] == "manifest-2" and meta["dbt_manifest_hashes"] == ["manifest-1", "manifest-2"]
+    # The exact checksums of the exported files, through the snapshot commits: the newest day's, and all in day order.
+    assert meta[DBT_MODEL_CHECKSUM] == v2 and meta[DBT_MODEL_CHECKSUMS] == [v1, v2]
     assert meta["churn_horizon_days"] == 30  # as the caller said: the job reads no settings
     assert meta["labels_path"] == str(lake.labels)
     original = rows_of(spark.read.format("delta").option("versionAsOf", 0).load(str(paths.training_set)))
 
-    # The snapshots move on: c-3's late snapshot of 2 March lands, and 1 March is re-exported with new values.
-    write_features(lake.root, D2, feature_table(CUSTOMERS, D2))
+    # The snapshots move on: c-3's late snapshot of 2 March lands in a hand-made file (no dbt provenance), and
+    # 1 March is re-exported by the current model with new values.
+    write_features(lake.root, D2, feature_table(CUSTOMERS, D2), checksum=None)
     snapshot_day(spark, D2, lake.features(D2), paths)
     write_features(lake.root, D1, feature_table(CUSTOMERS, D1).drop_columns(["region"]).append_column(
-        "region", feature_table(["c-9"] * 3, D1)["plan"]))  # fmt: skip
+        "region", feature_table(["c-9"] * 3, D1)["plan"]), checksum=v2)  # fmt: skip
     snapshot_day(spark, D1, lake.features(D1), paths)
     second = run(spark, paths, lake.labels, dagster_run_id="training-run-2")
     assert second.version == 1 and second.feature_store_version == 3
+    # The newest day's lineage is unknown, and said so: no other day's checksum stands in for it.
+    assert second.commit_metadata[DBT_MODEL_CHECKSUM] is None
+    assert second.commit_metadata[DBT_MODEL_CHECKSUMS] == [v2, None]
     assert (second.stats.exact, second.stats.earlier) == (3, 0)  # c-3 now finds its 2 March snapshot
     assert rows_of(spark.read.format("delta").load(str(paths.training_set))) != original
 

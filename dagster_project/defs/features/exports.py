@@ -25,6 +25,7 @@ from dagster_project.defs.features.assets import (
 )
 from dagster_project.lake import FEATURES, PARTITION_FILE, write_partition_atomically
 from dagster_project.resources import LakeResource, WarehouseResource
+from spark_jobs.contract import DBT_MODEL_CHECKSUM
 
 
 def _model_node(manifest: Mapping[str, Any], model: str) -> Mapping[str, Any]:
@@ -49,8 +50,9 @@ def _export_asset(
 ) -> dg.AssetsDefinition:
     spec = partitioned_models(MANIFEST)[model]
     upstream = get_asset_key_for_model([feature_tables], model)
-    # Written into each file's Parquet metadata too: which definition of the table produced the file.
-    provenance = {"dbt_model": spec["unique_id"], "dbt_model_checksum": spec["checksum"]}
+    # Written into each file's Parquet metadata too: which definition of the table produced the file. The checksum
+    # is the features' lineage: the offline store and training carry it on from the file, under the same key.
+    provenance = {"dbt_model": spec["unique_id"], DBT_MODEL_CHECKSUM: spec["checksum"]}
     version = (_model_node(MANIFEST, model)["config"].get("meta") or {}).get("feature_set_version")
     if version is not None:
         provenance["feature_set_version"] = str(version)

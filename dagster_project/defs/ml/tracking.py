@@ -37,7 +37,7 @@ IMPORTANCE_ARTIFACT = "feature_importance.csv"
 TAG_TRAINING_SET_PATH = "training_set.path"
 TAG_TRAINING_SET_VERSION = "training_set.version"
 TAG_FEATURE_STORE_VERSION = "feature_store.version"
-TAG_DBT_MANIFEST = "dbt.manifest_hash"
+TAG_DBT_MODEL_CHECKSUM = "dbt.model_checksum"
 TAG_GIT_COMMIT = "git.commit"
 TAG_DAGSTER_RUN = "dagster.run_id"
 TAG_VALIDATION_DAYS = "split.validation_days"
@@ -47,7 +47,7 @@ REGISTERED_MODEL_DESCRIPTION = (
     "Probability that a subscriber cancels within the churn horizon, from the offline store's features. "
     "Aliases: `challenger` = the latest trained version; `champion` = the version batch scoring uses, set by the "
     "promotion gate (ml/champion_model) or a rollback (`python -m dagster_project.defs.ml.rollback --version N`). "
-    "Each version's tags hold its lineage (training_set.*, feature_store.version, dbt.manifest_hash, git.commit, "
+    "Each version's tags hold its lineage (training_set.*, feature_store.version, dbt.model_checksum, git.commit, "
     "dagster.run_id), its validation metrics (metric.*) and the gate's verdict (promotion.*)."
 )
 UNKNOWN = "unknown"  # MLflow tags are strings: a lineage value we could not find is said so, not left out
@@ -97,7 +97,7 @@ def lineage_tags(result: TrainingResult, dagster_run_id: str | None) -> dict[str
         TAG_TRAINING_SET_PATH: ts.path,
         TAG_TRAINING_SET_VERSION: str(ts.version),
         TAG_FEATURE_STORE_VERSION: ts.feature_store_version or UNKNOWN,
-        TAG_DBT_MANIFEST: ts.dbt_manifest_hash or UNKNOWN,
+        TAG_DBT_MODEL_CHECKSUM: ts.dbt_model_checksum or UNKNOWN,
         "training_set.dagster_run_id": ts.dagster_run_id or UNKNOWN,
         "training_data.sha256": result.training_data_hash,
         TAG_GIT_COMMIT: commit or UNKNOWN,

@@ -33,11 +33,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import logging
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,7 +49,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, log_loss,
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from spark_jobs.contract import LABEL
+from spark_jobs.contract import DBT_MODEL_CHECKSUM, LABEL
 from spark_jobs.contract import TRAINING_SET_KEY_COLUMNS as NON_FEATURE_COLUMNS
 
 # The column of the drift reference sample (``reference_sample``) that holds the model's churn probability.
@@ -117,10 +115,10 @@ class TrainingSetVersion:
         return None if value is None else str(value)
 
     @property
-    def dbt_manifest_hash(self) -> str | None:
-        """The dbt manifest behind the features: the commit's ``dbt_manifest_hash``, else any string under a
-        ``*manifest*`` key (including the one found on the feature-snapshot commit)."""
-        return manifest_hash(self.commit_metadata)
+    def dbt_model_checksum(self) -> str | None:
+        """The checksum of the dbt model behind the features, as the commit names it (None: unknown)."""
+        value = self.commit_metadata.get(DBT_MODEL_CHECKSUM)
+        return str(value) if value else None
 
     @property
     def churn_horizon_days(self) -> int | None:
@@ -190,17 +188,6 @@ class TrainingResult:
         return self.split.validation[LABEL].to_numpy()
 
 
-def manifest_hash(metadata: dict[str, Any]) -> str | None:
-    """The dbt manifest hash a commit's metadata names, if any (a list of several hashes is no answer)."""
-    preferred = ("dbt_manifest_hash", "feature_snapshots.dbt_manifest_hash")
-    keys = [*preferred, *sorted(k for k in metadata if "manifest" in k.lower() and k not in preferred)]
-    for key in keys:
-        value = metadata.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
 def parse_commit_metadata(commit: dict[str, Any]) -> dict[str, Any]:
     """The lineage a writer put in a Delta commit: Spark's ``userMetadata`` JSON, or delta-rs custom keys."""
     metadata: dict[str, Any] = {}
@@ -214,10 +201,9 @@ def parse_commit_metadata(commit: dict[str, Any]) -> dict[str, Any]:
             metadata.update(parsed)
     elif isinstance(user, dict):
         metadata.update(user)
-    for key in ("feature_store_version", "dagster_run_id", "churn_horizon_days"):
+    for key in ("feature_store_version", "dagster_run_id", "churn_horizon_days", DBT_MODEL_CHECKSUM):
         if key in commit and key not in metadata:
             metadata[key] = commit[key]
-    metadata.update({k: v for k, v in commit.items() if "manifest" in k.lower() and k not in metadata})
     return metadata
 
 
@@ -233,28 +219,6 @@ def commit_metadata(path: str, version: int) -> dict[str, Any]:
     return parse_commit_metadata(commit)
 
 
-def _manifest_from_feature_store(training_set_path: str, metadata: dict[str, Any]) -> dict[str, Any]:
-    """The dbt manifest named by the feature-snapshot commit the training set was built from, if any.
-
-    The offline store's commits name the dbt manifest on the feature snapshots; the training set names the
-    feature-store version it read. Best effort: lineage that cannot be found is reported as unknown, not fatal.
-    """
-    from deltalake.exceptions import DeltaError
-
-    from spark_jobs.paths import FEATURE_SNAPSHOTS
-
-    version = str(metadata.get("feature_store_version", ""))
-    snapshots = Path(training_set_path).parent / FEATURE_SNAPSHOTS
-    if not version.isdigit() or not snapshots.is_dir():
-        return {}
-    try:
-        found = commit_metadata(str(snapshots), int(version))
-    except (DeltaError, OSError) as error:  # an unreadable sibling table costs a lineage tag, not the training
-        logging.getLogger(__name__).warning(f"no dbt manifest lineage from {snapshots} v{version}: {error}")
-        return {}
-    return {f"feature_snapshots.{k}": v for k, v in found.items() if "manifest" in k.lower() and v}
-
-
 def load_training_set(path: str, version: int | None = None) -> TrainingSetVersion:
     """Read ``version`` of the Delta training set (the latest if None) with delta-rs: no JVM needed.
 
@@ -265,8 +229,6 @@ def load_training_set(path: str, version: int | None = None) -> TrainingSetVersi
     table = DeltaTable(path, version=version)
     resolved = table.version()
     metadata = commit_metadata(path, resolved)
-    if manifest_hash(metadata) is None:
-        metadata.update(_manifest_from_feature_store(path, metadata))
     frame = table.to_pandas()
     missing = [c for c in NON_FEATURE_COLUMNS if c not in frame.columns]
     if missing:

@@ -7,7 +7,6 @@ one Spark session through ``SparkResource``.
 """
 
 import datetime as dt
-import hashlib
 from typing import Any
 
 import dagster as dg
@@ -16,10 +15,10 @@ from pydantic import Field
 from dagster_project import asset_keys
 from dagster_project.lake import FEATURES, offline_store, table_dir
 from dagster_project.resources import LakeResource, SparkResource, ThresholdsResource
-from dagster_project.settings import DBT_PROJECT_DIR
 from spark_jobs import feature_snapshots as snapshots_job
 from spark_jobs import maintenance as maintenance_job
 from spark_jobs import training_set as training_set_job
+from spark_jobs.contract import DBT_MODEL_CHECKSUM, DBT_MODEL_CHECKSUMS
 
 GROUP = asset_keys.OFFLINE_STORE_GROUP
 
@@ -30,24 +29,6 @@ PROTECTED_VERSIONS_READABLE = "protected_versions_readable"
 
 def _column_schema(columns: list[tuple[str, str]]) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in columns])
-
-
-def dbt_manifest_hash(context: dg.AssetExecutionContext, day: str) -> str | None:
-    """The dbt manifest behind the day's ``customer_features``: what its materialization recorded (any metadata
-    key naming a manifest), else a hash of the dbt project's compiled manifest, else None."""
-    try:
-        records = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=asset_keys.CUSTOMER_FEATURES_EXPORT, asset_partitions=[day]), limit=1
-        ).records
-    except Exception:  # an instance without event storage for this key: fall through to the file
-        records = []
-    for record in records:
-        materialization = record.asset_materialization
-        for key, value in (materialization.metadata if materialization else {}).items():
-            if "manifest" in key.lower() and getattr(value, "value", None):
-                return str(value.value)
-    manifest = DBT_PROJECT_DIR / "target" / "manifest.json"
-    return hashlib.sha256(manifest.read_bytes()).hexdigest()[:16] if manifest.exists() else None
 
 
 class FeatureSnapshotsConfig(dg.Config):
@@ -73,7 +54,8 @@ def build_feature_snapshots(partitions: dg.PartitionsDefinition) -> dg.AssetsDef
     ) -> dg.MaterializeResult:
         """The day's `customer_features` in the Delta table `lake/offline_store/feature_snapshots`, partitioned by
         `snapshot_date`. Each day is replaced whole with `replaceWhere` (a rerun is idempotent), its schema must match
-        the table's (see `evolve_schema`), and the commit names the Dagster run and the dbt manifest."""
+        the table's (see `evolve_schema`), and the commit names the Dagster run and the checksum of the dbt model that
+        produced the day's file, as the export wrote it into the file (null for a file without one)."""
         session = spark.get_session()
         store = offline_store(lake.root_path)
         written = []
@@ -85,7 +67,6 @@ def build_feature_snapshots(partitions: dg.PartitionsDefinition) -> dg.AssetsDef
                 lake.partition_path(FEATURES, asset_keys.FEATURES_MODEL, date),
                 store,
                 dagster_run_id=context.run.run_id,
-                dbt_manifest_hash=dbt_manifest_hash(context, day),
                 evolve_schema=config.evolve_schema,
             )
             context.log.info(f"{day}: {done.rows} rows -> version {done.version} ({done.seconds}s)")
@@ -98,11 +79,18 @@ def build_feature_snapshots(partitions: dg.PartitionsDefinition) -> dg.AssetsDef
                 "table_version": last.version,
                 "table_path": dg.MetadataValue.path(str(store.feature_snapshots)),
                 "feature_columns": len(last.feature_columns),
-                "dbt_manifest_hash": last.commit_metadata.get("dbt_manifest_hash") or "unknown",
+                DBT_MODEL_CHECKSUM: last.commit_metadata[DBT_MODEL_CHECKSUM],  # None (null): the file named none
                 "source_metadata": dg.MetadataValue.json(last.commit_metadata.get("source_metadata") or {}),
                 "schema_change": last.schema_change.describe(),
                 "days": dg.MetadataValue.json(
-                    {str(w.snapshot_date): {"rows": w.rows, "version": w.version} for w in written}
+                    {
+                        str(w.snapshot_date): {
+                            "rows": w.rows,
+                            "version": w.version,
+                            DBT_MODEL_CHECKSUM: w.commit_metadata[DBT_MODEL_CHECKSUM],
+                        }
+                        for w in written
+                    }
                 ),
                 "seconds": round(sum(w.seconds for w in written), 3),
             }
@@ -186,7 +174,8 @@ def training_set(
         "max_snapshot_age_days": stats.max_snapshot_age_days if stats.max_snapshot_age_days is not None else -1,
         "label_partitions": f"{meta['labels_first_partition']}..{meta['labels_last_partition']} "
         f"({meta['label_partitions']})",
-        "dbt_manifest_hashes": dg.MetadataValue.json(meta["dbt_manifest_hashes"]),
+        DBT_MODEL_CHECKSUM: meta[DBT_MODEL_CHECKSUM],
+        DBT_MODEL_CHECKSUMS: dg.MetadataValue.json(meta[DBT_MODEL_CHECKSUMS]),
         "content_fingerprint": done.fingerprint,
         "seconds": done.seconds,
     }
