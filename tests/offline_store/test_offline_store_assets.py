@@ -10,7 +10,7 @@ from offline_lake import OfflineLake, end_of, feature_table, model_checksum, wri
 from pyspark.sql import SparkSession
 
 from dagster_project import asset_keys
-from dagster_project.defs import automation, offline_store
+from dagster_project.definitions import build_definitions
 from dagster_project.defs.offline_store import assets as offline
 from dagster_project.partitions import daily_partitions
 from dagster_project.resources import LakeResource, SparkResource, ThresholdsResource
@@ -90,14 +90,7 @@ def test_materialize_snapshots_training_set_and_maintenance(spark: SparkSession,
 
 
 def test_definitions_wire_the_weekly_maintenance_schedule(settings: Settings):
-    resources = {
-        "spark": SparkResource.from_settings(settings),
-        "lake": LakeResource(root=str(settings.lake_root)),
-        "thresholds": ThresholdsResource(**settings.thresholds.model_dump()),
-    }
-    defs = dg.Definitions.merge(
-        offline_store.build_defs(settings), automation.build_defs(settings), dg.Definitions(resources=resources)
-    )
+    defs = build_definitions(settings)
     schedule = defs.resolve_schedule_def("weekly_offline_store_maintenance")
     assert schedule.cron_schedule == "0 4 * * 0" and schedule.execution_timezone == "UTC"
     job = defs.resolve_job_def("maintain_offline_store")
