@@ -1,6 +1,6 @@
 # The two commands of the quick start, and a few more. Each target creates .venv itself when needed.
 #   make run    set up, then the whole story on the embedded default: DAYS=120 simulated nights with a drift
-#   make test   set up, then ruff and the whole test suite
+#   make test   set up, then ruff (lint and format) and the whole test suite
 # The supported Pythons, newest first (pyproject.toml's requires-python); make PYTHON=... picks another one.
 SUPPORTED := python3.13 python3.12 python3.11
 # python3.x of the interpreter $(1), empty when it does not run (a pyenv shim of a version not selected).
@@ -57,6 +57,7 @@ run: java setup manifest jars
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: java setup lint manifest jars
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

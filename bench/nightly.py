@@ -73,6 +73,7 @@ def setup(root: Path, customers: int, night: dt.date, chunk: int, train_every: i
     from dagster_project.instance import local_instance
     from dagster_project.resources import MlflowResource
     from dagster_project.settings import get_settings
+
     defs = load_definitions()
 
     settings = get_settings()
@@ -91,8 +92,13 @@ def setup(root: Path, customers: int, night: dt.date, chunk: int, train_every: i
     for day in history:
         if (lake / "raw" / "customers" / f"date={day}").exists():
             continue
-        result = job.execute_in_process(partition_key=day.isoformat(), instance=instance, asset_selection=raw,
-                                        run_config=quiet, raise_on_error=False)
+        result = job.execute_in_process(
+            partition_key=day.isoformat(),
+            instance=instance,
+            asset_selection=raw,
+            run_config=quiet,
+            raise_on_error=False,
+        )
         if not result.success:
             raise RuntimeError(f"raw data of {day} failed")
     figures["raw_history_seconds"] = time.perf_counter() - started
@@ -104,9 +110,14 @@ def setup(root: Path, customers: int, night: dt.date, chunk: int, train_every: i
         if (snapshots / f"snapshot_date={last}").exists():
             continue
         result = job.execute_in_process(
-            instance=instance, asset_selection=upstream, run_config=quiet, raise_on_error=False,
-            tags={"dagster/asset_partition_range_start": first.isoformat(),
-                  "dagster/asset_partition_range_end": last.isoformat()},
+            instance=instance,
+            asset_selection=upstream,
+            run_config=quiet,
+            raise_on_error=False,
+            tags={
+                "dagster/asset_partition_range_start": first.isoformat(),
+                "dagster/asset_partition_range_end": last.isoformat(),
+            },
         )
         if not result.success:
             raise RuntimeError(f"features and snapshots of {first}..{last} failed")
@@ -123,8 +134,9 @@ def setup(root: Path, customers: int, night: dt.date, chunk: int, train_every: i
         rows = sample_training_set(lake, train_every)
         print(f"  training set built; the champion trains on 1 customer in {train_every} ({rows:,} rows)", flush=True)
         started = time.perf_counter()
-        result = replay.execute_request(defs, instance, RETRAIN_JOB, request, {},
-                                        [asset_keys.CHURN_MODEL, asset_keys.CHAMPION_MODEL], quiet)
+        result = replay.execute_request(
+            defs, instance, RETRAIN_JOB, request, {}, [asset_keys.CHURN_MODEL, asset_keys.CHAMPION_MODEL], quiet
+        )
         if not result.success:
             raise RuntimeError("the first champion could not be trained")
         figures["champion_seconds"] = time.perf_counter() - started
@@ -140,6 +152,7 @@ def night(root: Path, customers: int, day: dt.date, process_start: float) -> Non
     from dagster_project.instance import local_instance
     from dagster_project.resources import SparkResource
     from dagster_project.settings import get_settings
+
     defs = load_definitions()
 
     settings = get_settings()
