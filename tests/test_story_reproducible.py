@@ -46,7 +46,8 @@ def _story_from_empty_root(root: Path, template_db: Path, monkeypatch: pytest.Mo
         *(domain.build_defs(settings) for domain in (offline_store, ml, scoring, monitoring, automation)),
         dg.Definitions(resources=build_resources(settings)),
     )
-    summary = story.run_story(defs, dg.DagsterInstance.ephemeral(), settings, nights, store, training_config=FAST_TRAINING)
+    instance = dg.DagsterInstance.ephemeral()
+    summary = story.run_story(defs, instance, settings, nights, store, training_config=FAST_TRAINING)
     get_settings.cache_clear()
     return summary
 
