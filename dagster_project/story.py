@@ -61,6 +61,7 @@ class Retrain:
     decision: str | None = None  # promoted | rejected
     holdout_auc: float | None = None
     champion_auc: float | None = None  # the champion's on the same holdout, before the decision
+    training_set_fingerprint: str | None = None  # the content of the rows it was trained on (order-independent)
 
 
 @dataclass
@@ -117,6 +118,7 @@ def _error(result: dg.ExecuteInProcessResult) -> str:
 
 def _retrain_record(day: dt.date, reason: str, trigger: str | None, result: dg.ExecuteInProcessResult) -> Retrain:
     model = _metadata(result, asset_keys.CHURN_MODEL)
+    fingerprint = _metadata(result, asset_keys.TRAINING_SET).get("content_fingerprint")
     return Retrain(
         day=day,
         reason=reason,
@@ -126,6 +128,7 @@ def _retrain_record(day: dt.date, reason: str, trigger: str | None, result: dg.E
         decision=model.get("decision"),
         holdout_auc=model.get("holdout_roc_auc"),
         champion_auc=model.get("champion_holdout_roc_auc"),
+        training_set_fingerprint=None if fingerprint is None else str(fingerprint),
     )
 
 

@@ -54,7 +54,10 @@ windows as (
         count(*) filter (where activity.activity_date > snapshot_days.snapshot_date - {{ w }}) as observed_days_{{ w }}d,
         count(*) filter (where activity.activity_date > snapshot_days.snapshot_date - {{ w }} and activity.is_active) as active_days_{{ w }}d,
         {%- for measure in measures %}
-        sum(activity.{{ measure }}) filter (where activity.activity_date > snapshot_days.snapshot_date - {{ w }}) as {{ measure }}_{{ w }}d,
+        {#- Fractional measures are summed as decimals: a sum of doubles split over DuckDB's threads comes out a
+            few bits different from run to run, and a model trained on it differs too. Decimal sums are exact. #}
+        {%- set value = 'cast(activity.' ~ measure ~ ' as decimal(18, 6))' if measure in ('minutes_active', 'spend') else 'activity.' ~ measure %}
+        sum({{ value }}) filter (where activity.activity_date > snapshot_days.snapshot_date - {{ w }}) as {{ measure }}_{{ w }}d,
         {%- endfor %}
         {%- endfor %}
         max(activity.activity_date) filter (where activity.is_active) as last_login_date,
