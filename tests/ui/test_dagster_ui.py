@@ -175,8 +175,16 @@ def test_checks_are_visible_on_their_asset_with_their_latest_result(
 
 @pytest.mark.parametrize("view", ["overview", "events"])
 def test_a_materialized_asset_page_shows_its_history(
-    dagster_ui: DagsterDev, deployed_platform: DeployedPlatform, page: Page, artifacts: Path, view: str
+    dagster_ui: DagsterDev,
+    deployed_platform: DeployedPlatform,
+    page: Page,
+    artifacts: Path,
+    view: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    for name, value in deployed_platform.env.items():
+        if name.startswith("DAGSTER_POSTGRES_"):
+            monkeypatch.setenv(name, value)  # the instance's storage is the deployed Postgres
     key = dg.AssetKey(["raw", "customers"])
     with dg.DagsterInstance.from_config(str(deployed_platform.dagster_home)) as instance:
         event = instance.get_latest_materialization_event(key)
