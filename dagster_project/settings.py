@@ -12,6 +12,7 @@ import datetime as dt
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -91,6 +92,17 @@ class Settings(BaseSettings):
 
     simulator: SimulatorSettings = SimulatorSettings()
     thresholds: Thresholds = Thresholds()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_the_old_first_day(cls, values: Any) -> Any:
+        simulator = values.get("simulator") if isinstance(values, dict) else None
+        if isinstance(simulator, dict) and "start_date" in simulator:
+            raise ValueError(
+                "PLATFORM_SIMULATOR__START_DATE is no longer read: the first day of history belongs to every source; "
+                "set PLATFORM_HISTORY_START instead"
+            )
+        return values
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
