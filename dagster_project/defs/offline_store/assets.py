@@ -20,8 +20,6 @@ from spark_jobs import maintenance as maintenance_job
 from spark_jobs import training_set as training_set_job
 from spark_jobs.contract import DBT_MODEL_CHECKSUM, DBT_MODEL_CHECKSUMS
 
-GROUP = asset_keys.OFFLINE_STORE_GROUP
-
 NO_FUTURE_FEATURES = "no_feature_from_the_future"
 EVERY_LABEL_HAS_A_SNAPSHOT = "every_label_has_a_snapshot"
 PROTECTED_VERSIONS_READABLE = "protected_versions_readable"
@@ -46,7 +44,7 @@ def build_feature_snapshots(partitions: dg.PartitionsDefinition) -> dg.AssetsDef
         key=asset_keys.FEATURE_SNAPSHOTS,
         deps=[asset_keys.CUSTOMER_FEATURES_EXPORT],
         partitions_def=partitions,
-        group_name=GROUP,
+        group_name=asset_keys.OFFLINE_STORE_GROUP,
         kinds={"spark", "delta"},
     )
     def feature_snapshots(
@@ -114,7 +112,7 @@ class TrainingSetConfig(dg.Config):
 @dg.asset(
     key=asset_keys.TRAINING_SET,
     deps=[asset_keys.FEATURE_SNAPSHOTS, asset_keys.CHURN_LABELS_EXPORT],
-    group_name=GROUP,
+    group_name=asset_keys.OFFLINE_STORE_GROUP,
     kinds={"spark", "delta"},
     check_specs=[
         dg.AssetCheckSpec(
@@ -221,7 +219,7 @@ class TableMaintenanceConfig(dg.Config):
     key=asset_keys.TABLE_MAINTENANCE,
     deps=[asset_keys.FEATURE_SNAPSHOTS, asset_keys.TRAINING_SET],
     # Its own group: jobs that select the offline store's group by name (the nightly one) must not vacuum.
-    group_name=f"{GROUP}_maintenance",
+    group_name=f"{asset_keys.OFFLINE_STORE_GROUP}_maintenance",
     kinds={"spark", "delta"},
     check_specs=[
         dg.AssetCheckSpec(
