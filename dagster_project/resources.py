@@ -5,6 +5,7 @@ launchpad shows the values in force; a run may still override them.
 """
 
 import datetime as dt
+import json
 import os
 import sys
 import time
@@ -20,8 +21,8 @@ import pyarrow as pa
 from dagster_dbt import DbtCliInvocation, DbtCliResource
 
 from dagster_project import lake
+from spark_jobs.contract import Contract
 from dagster_project.settings import (
-    DBT_PROJECT_DIR,
     Scenario,
     Settings,
     Simulation,
@@ -154,6 +155,24 @@ class ThresholdsResource(dg.ConfigurableResource, Thresholds):
     """
 
 
+class ContractResource(dg.ConfigurableResource):
+    """The problem's contract (``spark_jobs.contract.Contract``): the entity, feature and label columns as the team
+    declared them in its dbt project, read from the manifest when the definitions load (``problem.py``).
+
+    A resource, so that every asset takes its names from the one object the definitions were built with, and the
+    launchpad shows them."""
+
+    declaration: dict[str, Any]  # Contract's fields, as JSON values
+
+    @classmethod
+    def of(cls, contract: Contract) -> "ContractResource":
+        return cls(declaration=json.loads(contract.to_json()))
+
+    @property
+    def contract(self) -> Contract:
+        return Contract.from_dict(self.declaration)
+
+
 class WarehouseResource(dg.ConfigurableResource):
     """The DuckDB warehouse dbt builds the feature tables in (``settings.warehouse_path``)."""
 
@@ -184,7 +203,7 @@ DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt")) if Path(sys.executab
 
 
 @contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
+def environment(values: Mapping[str, str]) -> Iterator[None]:
     """``values`` set in the process environment for the duration of the block, then restored."""
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
@@ -211,14 +230,19 @@ class DbtResource(DbtCliResource):
     lake_root: str
     artifacts_root: str  # each invocation's target folder (run results, logs) goes below it, not into the repo
     history_start_date: str  # the first day of history (the first daily partition)
-    churn_horizon_days: int
+    problem_dir: str  # the problem's folder, where dbt reads its models (dbt_project.yml)
+    label_horizon_days: int  # the contract's: the label model's declared horizon, or the settings' override
 
     def cli(self, args: Sequence[str], *, target_path: Path | None = None, **kwargs: Any) -> DbtCliInvocation:
         if target_path is None:
             target_path = Path(self.artifacts_root) / f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{os.urandom(3).hex()}"
         # dbt runs in a subprocess that inherits the environment at spawn time (inside super().cli).
-        paths = {"PLATFORM_WAREHOUSE_PATH": self.warehouse_path, "PLATFORM_LAKE_ROOT": self.lake_root}
-        with _environment(paths):
+        paths = {
+            "PLATFORM_WAREHOUSE_PATH": self.warehouse_path,
+            "PLATFORM_LAKE_ROOT": self.lake_root,
+            "PLATFORM_PROBLEM_DIR": self.problem_dir,
+        }
+        with environment(paths):
             return super().cli(args, target_path=target_path, **kwargs)
 
     def snapshot_vars(self, first: dt.date, last: dt.date) -> dict[str, str | int]:
@@ -231,22 +255,25 @@ class DbtResource(DbtCliResource):
         return {
             **days,
             "history_start_date": self.history_start_date,
-            "churn_horizon_days": self.churn_horizon_days,
+            "label_horizon_days": self.label_horizon_days,
         }
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> "DbtResource":
+        from dagster_project.problem import load_problem
+
         s = settings or get_settings()
+        problem = load_problem(s)
         return cls(
-            project_dir=os.fspath(DBT_PROJECT_DIR),
-            profiles_dir=os.fspath(DBT_PROJECT_DIR),
+            project_dir=problem.project,
             target=s.dbt_target,
             dbt_executable=DBT_EXECUTABLE,
             warehouse_path=str(s.warehouse_path),
             lake_root=str(s.lake_root),
             artifacts_root=str(s.data_root / "dbt"),
             history_start_date=s.history_start.isoformat(),
-            churn_horizon_days=s.thresholds.churn_horizon_days,
+            problem_dir=str(problem.directory),
+            label_horizon_days=problem.contract.horizon_days,
         )
 
 
@@ -272,9 +299,12 @@ class SparkResource(dg.ConfigurableResource):
 
 def build_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
     """The resources of every code location and test, all derived from ``settings``."""
+    from dagster_project.problem import load_problem
+
     s = settings or get_settings()
     sim = s.simulator
     return {
+        "contract": ContractResource.of(load_problem(s).contract),
         "dbt": DbtResource.from_settings(s),
         "lake": LakeResource(root=str(s.lake_root)),
         "mlflow": MlflowResource.from_settings(s),

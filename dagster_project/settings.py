@@ -20,12 +20,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # The package sits directly below the repository root: this is the only place that relies on it.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+EXAMPLES_DIR = REPO_ROOT / "examples"
 
 
 class Source(StrEnum):
     """Where the raw tables come from."""
 
-    simulator = "simulator"  # the built-in subscription-business simulator
+    simulator = "simulator"  # the problem's own simulator (its folder's simulator.py)
     landing = "landing"  # files dropped into the landing folder, one per table and day
 
 
@@ -51,7 +52,9 @@ class Simulation(SimulatorSettings):
 
 
 class Thresholds(BaseModel):
-    churn_horizon_days: int = Field(30, ge=1, description="a label is positive if the customer cancels within N days")
+    churn_horizon_days: int | None = Field(
+        None, ge=0, description="overrides the label horizon the problem's label model declares (meta horizon_days)"
+    )
     max_quarantine_share: float = Field(0.05, ge=0, le=1, description="raw check fails above this share")
     drift_share: float = Field(0.3, ge=0, le=1, description="drift check fails when this share of features drift")
     drift_key_features: int = Field(
@@ -83,6 +86,9 @@ class Settings(BaseSettings):
     # Downloaded jars are no data: they live in a cache that survives wiping the data folder.
     jars_cache: Path = REPO_ROOT / ".cache" / "jars"
 
+    # The problem: a folder of dbt models declaring the raw tables, the features and the labels (problem.py).
+    # An absolute path, or one relative to the repository root: PLATFORM_PROBLEM_DIR=examples/event_log.
+    problem_dir: Path = EXAMPLES_DIR / "subscription"
     # The first day of history, whatever the source: the first daily partition, and where feature windows begin.
     history_start: dt.date = dt.date(2025, 1, 1)
     source: Source = Source.simulator
@@ -107,6 +113,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
         root = self.data_root
+        self.problem_dir = (REPO_ROOT / self.problem_dir).resolve()  # an absolute path stays as it is
         self.lake_root = self.lake_root or root / "lake"
         self.landing_root = self.landing_root or root / "landing"
         self.warehouse_path = self.warehouse_path or root / "warehouse" / "features.duckdb"

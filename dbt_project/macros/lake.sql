@@ -3,3 +3,15 @@
 {% macro lake_glob(layer, table) -%}
     {{ target.external_root }}/{{ layer }}/{{ table }}/date=*/*.parquet
 {%- endmacro %}
+
+{#- The raw tables the problem declares (the `raw` source of its YAML), by name. Read from the graph, so the
+    platform's models need no list of their own; empty while dbt parses (nothing is run then). -#}
+{% macro raw_tables() -%}
+    {%- set names = [] -%}
+    {%- if execute -%}
+        {%- for node in graph.sources.values() if node.source_name == 'raw' -%}
+            {%- do names.append(node.name) -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {{ return(names | sort) }}
+{%- endmacro %}

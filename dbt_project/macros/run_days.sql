@@ -59,10 +59,21 @@
 {%- endmacro %}
 
 
-{% macro churn_horizon_days() -%}
-    {%- set text = var('churn_horizon_days') | string -%}
-    {%- if not modules.re.match('^[0-9]+$', text) or (text | int) < 1 -%}
-        {{ exceptions.raise_compiler_error("var churn_horizon_days must be a whole number of days >= 1, got '" ~ text ~ "'") }}
+{% macro label_horizon_days() -%}
+    {#- The label horizon N in days: var label_horizon_days when set (Dagster's runs pass the one in force),
+        else the label model's own declaration (meta horizon_days). 0 is a label known in the extract itself. -#}
+    {%- set text = var('label_horizon_days', '') | string -%}
+    {%- if (text == '' or text == 'None') and not execute -%}
+        {{ return(0) }}  {#- parsing: nothing is run, and the graph is not there yet -#}
+    {%- elif text == '' or text == 'None' -%}
+        {%- set labels = [] -%}
+        {%- for node in graph.nodes.values() if node.resource_type == 'model' and (node.config.meta or {}).get('role') == 'labels' -%}
+            {%- do labels.append(node) -%}
+        {%- endfor -%}
+        {%- set text = (labels[0].config.meta.horizon_days if labels else none) | string -%}
+    {%- endif -%}
+    {%- if not modules.re.match('^[0-9]+$', text) -%}
+        {{ exceptions.raise_compiler_error("the label horizon must be a whole number of days >= 0 (var label_horizon_days or the label model's meta horizon_days), got '" ~ text ~ "'") }}
     {%- endif -%}
     {{ return(text | int) }}
 {%- endmacro %}
@@ -101,7 +112,7 @@
 
 
 {% macro raw_complete_through() -%}
-    {#- The last day D such that every raw table has a partition for every day from the start of history to D
+    {#- The last day D such that every declared raw table has a partition for every day from the start of history to D
         (a scalar subquery; null when the first day is missing). -#}
     (
         select max(partition_date)
@@ -110,7 +121,7 @@
             from {{ ref('stg_raw_partitions') }}
             where partition_date >= {{ day_literal(history_start()) }}
             group by partition_date
-            having count(distinct table_name) = 3
+            having count(distinct table_name) = {{ raw_tables() | length }}
         ) as complete_days
         where partition_date = {{ day_literal(history_start()) }} + cast(day_number - 1 as integer)
     )

@@ -1,14 +1,17 @@
 -- One row per partition file of the raw layer, read from the folder names rather than the rows: a day with no
--- cancellation at all still has its (empty) partition, and "loaded" must not be confused with "had rows".
--- Lineage: {{ source('raw', 'customers') }}, {{ source('raw', 'activity_events') }}, {{ source('raw', 'cancellations') }}
-{% set tables = ['customers', 'activity_events', 'cancellations'] %}
+-- row in a table still has its (empty) partition, and "loaded" must not be confused with "had rows". The tables
+-- are the problem's declared raw tables (macros/lake.sql, raw_tables), so this model is the same for every problem;
+-- a day is complete when each of them has its partition (macros/run_days.sql, raw_complete_through).
+{%- set tables = raw_tables() %}
 
 with files as (
-    {% for table in tables %}
+    {%- for table in tables %}
     select '{{ table }}' as table_name, file as file_path
     from glob('{{ lake_glob("raw", table) }}')
     {% if not loop.last %}union all{% endif %}
-    {% endfor %}
+    {%- else %}
+    select cast(null as varchar) as table_name, cast(null as varchar) as file_path where false
+    {%- endfor %}
 ),
 
 parsed as (

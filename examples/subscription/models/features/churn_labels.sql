@@ -1,10 +1,10 @@
 {#-
     The label of each row of customer_features: did the customer cancel within the N days after the snapshot day
-    (N = var churn_horizon_days)? A label exists only once it has matured, that is once the raw layer holds every
+    (N = the label horizon: meta horizon_days, or var label_horizon_days)? A label exists only once it has matured, that is once the raw layer holds every
     day through D + N; until then nobody knows it. A run for day M labels the snapshot of M - N: the labels that
     matured on M (column matured_on), so the nightly run of M adds exactly the labels M made knowable.
 -#}
-{%- set horizon = churn_horizon_days() -%}
+{%- set horizon = label_horizon_days() -%}
 
 {%- if snapshot_range() is not none -%}
     {{ fail_if_any_row(

@@ -102,7 +102,7 @@ daily as (
         subscribed.region,
         subscribed.acquisition_channel,
         subscribed.payment_method,
-        {%- for measure in var('activity_measures') %}
+        {%- for measure in activity_measures() %}
         {%- set type = 'double' if measure in ('minutes_active', 'spend') else 'bigint' %}
         cast(coalesce(events.{{ measure }}, 0) as {{ type }}) as {{ measure }},
         {%- endfor %}

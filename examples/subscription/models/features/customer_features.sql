@@ -4,9 +4,9 @@
     observed day (a customer who signed up three days ago has three observed days, not seven), so they stay
     comparable between new and old customers. The windows and measures are declared in dbt_project.yml.
 -#}
-{%- set windows = var('feature_windows') | map('int') | list -%}
+{%- set windows = feature_windows() -%}
 {%- set longest = windows | max -%}
-{%- set measures = var('activity_measures') -%}
+{%- set measures = activity_measures() -%}
 
 {%- if snapshot_range() is not none -%}
     {#- A day's windows reach back up to `longest` days: the warehouse must hold each of them. -#}
@@ -98,7 +98,7 @@ features as (
         cast(coalesce(
             snapshot_customers.activity_date - windows.last_purchase_date, windows.observed_days_{{ longest }}d
         ) as bigint) as days_since_last_purchase,
-        {%- for measure in var('trend_measures') %}
+        {%- for measure in trend_measures() %}
         -- The last week's daily rate against the last month's: below 1 when the customer is winding down, 1
         -- when flat (and when there was nothing to compare).
         case

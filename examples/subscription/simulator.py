@@ -1,4 +1,4 @@
-"""A simulator of a subscription business: the platform's built-in data source.
+"""A simulator of a subscription business: the subscription example's data source.
 
 Deterministic for a given seed and date. The population (who signs up when, what they pay, when they cancel)
 is simulated day by day from ``start_date`` with one random stream per day, so the tables of day D never depend

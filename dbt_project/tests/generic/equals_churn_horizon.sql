@@ -1,7 +1,0 @@
-{#- Every row uses the churn horizon in force (var churn_horizon_days): a table never mixes two label
-    definitions. Changing the horizon means rebuilding the labels with --full-refresh. -#}
-{% test equals_churn_horizon(model, column_name) %}
-    select {{ column_name }} as other_horizon
-    from {{ model }}
-    where {{ column_name }} is distinct from {{ churn_horizon_days() }}
-{% endtest %}
