@@ -22,8 +22,8 @@ WORKDIR /opt/platform
 # Dependencies first, in a layer of their own that a code change does not invalidate. The project is installed
 # editable: settings.REPO_ROOT is the folder above the package, so the package must stay beside dbt_project/.
 COPY pyproject.toml README.md ./
-RUN mkdir -p dagster_project spark_jobs \
- && touch dagster_project/__init__.py spark_jobs/__init__.py \
+RUN mkdir -p dagster_project spark_jobs examples \
+ && touch dagster_project/__init__.py spark_jobs/__init__.py examples/__init__.py \
  && pip install -e .
 
 COPY --chown=platform:platform . .
@@ -45,8 +45,8 @@ USER platform
 # - the dbt manifest the feature assets are defined from (what `make manifest` does).
 # Then the image is only good if the definitions load: fail the build, not the first deployment.
 RUN python -m dagster_project.cli jars \
- && dagster-dbt project prepare-and-package --file dagster_project/defs/features/project.py \
- && python -c "from dagster_project.definitions import defs; print(len(defs.resolve_all_asset_specs()), 'assets')"
+ && python -m dagster_project.cli manifest \
+ && python -c "from dagster_project.definitions import defs; print(len(defs().resolve_all_asset_specs()), 'assets')"
 
 EXPOSE 3000 4000 5000 7077 8080 8081
 ENTRYPOINT ["/usr/bin/tini", "--"]

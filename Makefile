@@ -46,7 +46,7 @@ $(STAMP): pyproject.toml
 # The dbt manifest the feature assets are defined from: generated, never committed, prepared ahead here (the
 # definitions would otherwise parse the dbt project when they load).
 manifest: setup
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dagster-dbt project prepare-and-package --file dagster_project/defs/features/project.py
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m dagster_project.cli manifest
 
 # The Delta jars, fetched once from Maven Central into PLATFORM_JARS_CACHE; later Spark sessions start offline.
 jars: setup

@@ -36,12 +36,8 @@ def lake_export(model: str) -> dg.AssetKey:
     return dg.AssetKey([EXPORT_PREFIX, model])
 
 
-# The two dbt models the platform reads downstream of dbt (and their exports): one row per customer and snapshot
-# day, and the matured labels.
-FEATURES_MODEL = "customer_features"
-LABELS_MODEL = "churn_labels"
-CUSTOMER_FEATURES_EXPORT = lake_export(FEATURES_MODEL)
-CHURN_LABELS_EXPORT = lake_export(LABELS_MODEL)
+# The platform reads two of them downstream of dbt, whatever the problem names them: the contract's feature and
+# label models (``lake_export(contract.features_model)``, ``lake_export(contract.labels_model)``).
 
 # offline_store
 FEATURE_SNAPSHOTS = dg.AssetKey([OFFLINE_STORE_GROUP, "feature_snapshots"])

@@ -3,6 +3,8 @@
     python -m dagster_project.cli run --days 120 [--scenario price_rise] [--drift-day 91]
     python -m dagster_project.cli ui
     python -m dagster_project.cli jars
+    python -m dagster_project.cli manifest
+    python -m dagster_project.cli contract
 
 The whole story: each simulated day is one real Dagster run of ``nightly_pipeline`` for that day's partition,
 requested by the nightly schedule's own logic; once enough labels have matured the first model is trained; the
@@ -150,6 +152,25 @@ def jars() -> int:
     return 0
 
 
+def manifest() -> int:
+    """Parse the problem's dbt project into its manifest ahead of time (CI, images): the definitions then load
+    without running dbt."""
+    from dagster_project.problem import dbt_project, prepare_manifest
+
+    settings = get_settings()
+    path = prepare_manifest(dbt_project(settings.problem_dir), settings.problem_dir, force=True)
+    print(f"manifest of {settings.problem_dir.name}: {path}")
+    return 0
+
+
+def contract() -> int:
+    """Print the problem's contract as JSON: what the Spark jobs' ``--contract`` reads when they run alone."""
+    from dagster_project.problem import load_problem
+
+    print(load_problem(get_settings()).contract.to_json())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dagster_project.cli", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -170,11 +191,17 @@ def main(argv: list[str] | None = None) -> int:
     ui_parser = sub.add_parser("ui", help="open the Dagster UI (dagster dev) on the recorded history")
     ui_parser.add_argument("--port", type=int, default=3000)
     sub.add_parser("jars", help="fetch the Delta jars into PLATFORM_JARS_CACHE (once; Spark then starts offline)")
+    sub.add_parser("manifest", help="parse the problem's dbt project (PLATFORM_PROBLEM_DIR) into its manifest")
+    sub.add_parser("contract", help="print the problem's contract (entity, features, label) as JSON")
     args = parser.parse_args(argv)
     if args.command == "ui":
         return ui(args.port)
     if args.command == "jars":
         return jars()
+    if args.command == "manifest":
+        return manifest()
+    if args.command == "contract":
+        return contract()
     return run(args.days, args.start, args.scenario, args.drift_day)
 
 

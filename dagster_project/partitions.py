@@ -8,6 +8,7 @@ back from these definitions at run time, never from the settings again, so a run
 import dagster as dg
 
 from dagster_project.settings import Settings
+from spark_jobs.contract import Contract
 
 
 def daily_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
@@ -15,9 +16,10 @@ def daily_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
     return dg.DailyPartitionsDefinition(start_date=settings.history_start.isoformat())
 
 
-def label_horizon_mapping(settings: Settings) -> dg.TimeWindowPartitionMapping:
-    """Partition P of a label-driven asset reads partition P - N of the scores: labels of day D mature on D + N."""
-    horizon = settings.thresholds.churn_horizon_days
+def label_horizon_mapping(contract: Contract) -> dg.TimeWindowPartitionMapping:
+    """Partition P of a label-driven asset reads partition P - N of the scores: labels of day D mature on D + N (N,
+    the contract's label horizon)."""
+    horizon = contract.horizon_days
     return dg.TimeWindowPartitionMapping(start_offset=-horizon, end_offset=-horizon)
 
 

@@ -116,16 +116,10 @@ def _meta(node: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _models_with_role(manifest: Mapping[str, Any], role: str, where: str) -> Mapping[str, Any]:
-    found = [
-        n
-        for n in manifest["nodes"].values()
-        if n["resource_type"] == "model" and _meta(n).get("role") == role
-    ]
+    found = [n for n in manifest["nodes"].values() if n["resource_type"] == "model" and _meta(n).get("role") == role]
     if len(found) != 1:
         names = ", ".join(sorted(n["name"] for n in found)) or "none"
-        raise DeclarationError(
-            f"{where}: exactly one dbt model must declare meta role: {role}; found {names}"
-        )
+        raise DeclarationError(f"{where}: exactly one dbt model must declare meta role: {role}; found {names}")
     return found[0]
 
 
@@ -192,7 +186,9 @@ def read_contract(manifest: Mapping[str, Any], where: str, horizon_override: int
     try:
         horizon = int(declared_horizon)
     except (TypeError, ValueError):
-        raise DeclarationError(f"model {labels['name']}: meta horizon_days must be whole days, got {declared_horizon!r}")
+        raise DeclarationError(
+            f"model {labels['name']}: meta horizon_days must be whole days, got {declared_horizon!r}"
+        ) from None
     bands = fmeta.get("risk_bands") or {}
     try:
         return Contract(

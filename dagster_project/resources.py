@@ -21,7 +21,6 @@ import pyarrow as pa
 from dagster_dbt import DbtCliInvocation, DbtCliResource
 
 from dagster_project import lake
-from spark_jobs.contract import Contract
 from dagster_project.settings import (
     Scenario,
     Settings,
@@ -30,6 +29,7 @@ from dagster_project.settings import (
     Thresholds,
     get_settings,
 )
+from spark_jobs.contract import Contract
 
 if TYPE_CHECKING:  # mlflow is imported lazily: loading the definitions stays fast
     from mlflow import MlflowClient

@@ -30,6 +30,7 @@ from dagster_project.defs.monitoring.assets import (
     DRIFT_CHECK,
     PERFORMANCE_CHECK,
 )
+from dagster_project.problem import load_problem
 from dagster_project.resources import MlflowResource
 from dagster_project.settings import Settings
 
@@ -45,7 +46,7 @@ def first_training_day(settings: Settings) -> dt.date:
     matured snapshots and trains on rows whose label window closes before validation starts, so training rows
     exist once ``2 N + validation_days`` days have passed; a week more gives the first model something to learn.
     """
-    horizon = settings.thresholds.churn_horizon_days
+    horizon = load_problem(settings).contract.horizon_days
     return settings.history_start + dt.timedelta(
         days=2 * horizon + TrainingParams().validation_days + MIN_TRAINING_DAYS
     )

@@ -1,6 +1,7 @@
-"""One day of ``customer_features`` into the Delta table ``feature_snapshots``, idempotently.
+"""One day of the problem's feature model into the Delta table ``feature_snapshots``, idempotently.
 
-The table is partitioned by ``snapshot_date``; a day is written with ``replaceWhere snapshot_date = <day>``, so a
+The table is keyed by the contract's entity column(s) and partitioned by its day column (``contract.as_of``); a
+day is written with ``replaceWhere <day column> = <day>``, so a
 rerun (or a backfill) replaces exactly that day and no other, in one atomic commit that readers see whole or not
 at all. Every commit carries JSON user metadata: the Dagster run, the source file, the dbt provenance the export
 wrote into that file (among it ``dbt_model_checksum``, the lineage of the features, read from the file and never
@@ -13,8 +14,9 @@ asks for it (``evolve_schema=True``, ``--evolve-schema``, the asset's ``evolve_s
 them as null. Removing or retyping a column is a breaking change: write a new table (``feature_snapshots_v2``)
 and backfill it, so that every version of the old one stays reproducible.
 
-Run alone, naming each day's file and the store: ``python -m spark_jobs.feature_snapshots --store-root DIR
---date 2025-03-01 --source FILE [--date ... --source ...] --master 'local[*]' --driver-memory 2g --jars-cache DIR``.
+Run alone, naming the contract (``python -m dagster_project.cli contract > contract.json``), each day's file and
+the store: ``python -m spark_jobs.feature_snapshots --contract contract.json --store-root DIR --date 2025-03-01
+--source FILE [--date ... --source ...] --master 'local[*]' --driver-memory 2g --jars-cache DIR``.
 """
 
 from __future__ import annotations
@@ -33,11 +35,10 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from spark_jobs import tables
-from spark_jobs.contract import DBT_MODEL_CHECKSUM, SNAPSHOT_KEY_COLUMNS
+from spark_jobs.contract import DBT_MODEL_CHECKSUM, Contract
 from spark_jobs.paths import OfflineStorePaths
 from spark_jobs.session import add_session_arguments, session_from_arguments
 
-KEY_COLUMNS = SNAPSHOT_KEY_COLUMNS
 JOB = "feature_snapshots"
 
 
@@ -46,7 +47,7 @@ class SchemaChangeError(ValueError):
 
 
 class InvalidSnapshotError(ValueError):
-    """The day's file breaks the snapshot contract (wrong day, missing or duplicate customers)."""
+    """The day's file breaks the snapshot contract (wrong day, missing or duplicate entities)."""
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,10 @@ def schema_fingerprint(schema: T.StructType) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def feature_columns(schema: T.StructType) -> list[str]:
-    """Every column but the keys is a feature: discovered from the data, never listed."""
-    return [f.name for f in schema.fields if f.name not in KEY_COLUMNS]
+def feature_columns(schema: T.StructType, keys: tuple[str, ...]) -> list[str]:
+    """Every column but the keys is stored: the model's features and the descriptive columns beside them, as the
+    feature model holds them (training reads the contract's features among them)."""
+    return [f.name for f in schema.fields if f.name not in keys]
 
 
 @dataclass(frozen=True)
@@ -106,18 +108,18 @@ class SnapshotWrite:
     columns: list[tuple[str, str]] = field(default_factory=list)  # (name, Spark type) of the table after the write
 
 
-def read_customer_features(spark: SparkSession, source: str | Path) -> DataFrame:
+def read_features(spark: SparkSession, source: str | Path, contract: Contract) -> DataFrame:
+    """The day's export of the feature model, its day column typed as a date."""
     if isinstance(source, Path) and not source.exists():
-        raise FileNotFoundError(f"no customer_features file at {source}")
+        raise FileNotFoundError(f"no {contract.features_model} file at {source}")
     frame = spark.read.parquet(str(source))
-    missing = [c for c in KEY_COLUMNS if c not in frame.columns]
+    keys = contract.snapshot_keys
+    missing = [c for c in keys if c not in frame.columns]
     if missing:
         raise InvalidSnapshotError(f"{source} lacks the key columns {missing}")
-    if not feature_columns(frame.schema):
-        raise InvalidSnapshotError(f"{source} holds no feature column besides {list(KEY_COLUMNS)}")
-    return frame.withColumn("customer_id", F.col("customer_id").cast("string")).withColumn(
-        "snapshot_date", F.col("snapshot_date").cast("date")
-    )
+    if not feature_columns(frame.schema, keys):
+        raise InvalidSnapshotError(f"{source} holds no feature column besides {list(keys)}")
+    return frame.withColumn(contract.as_of, F.col(contract.as_of).cast("date"))
 
 
 def source_provenance(source: Path) -> dict[str, str]:
@@ -130,26 +132,26 @@ def source_provenance(source: Path) -> dict[str, str]:
     return {k: v for k, v in decoded.items() if k.startswith("dbt_") or k == "feature_set_version"}
 
 
-def validate_day(frame: DataFrame, snapshot_date: dt.date) -> int:
-    """Check that the frame is one snapshot of ``snapshot_date``: one row per customer. Returns the row count."""
+def validate_day(frame: DataFrame, snapshot_date: dt.date, contract: Contract) -> int:
+    """Check that the frame is one snapshot of ``snapshot_date``: one row per entity. Returns the row count."""
+    entity, day = [F.col(c) for c in contract.entity], F.col(contract.as_of)
+    no_id = F.greatest(*[c.isNull() for c in entity]) if len(entity) > 1 else entity[0].isNull()
     row = frame.agg(
         F.count(F.lit(1)).alias("rows"),
-        F.countDistinct("customer_id").alias("customers"),
-        F.sum(F.col("customer_id").isNull().cast("int")).alias("null_ids"),
-        F.sum((F.col("snapshot_date").isNull() | (F.col("snapshot_date") != F.lit(snapshot_date))).cast("int")).alias(
-            "other_days"
-        ),
+        F.countDistinct(*entity).alias("entities"),
+        F.sum(no_id.cast("int")).alias("null_ids"),
+        F.sum((day.isNull() | (day != F.lit(snapshot_date))).cast("int")).alias("other_days"),
     ).first()
     assert row is not None
     rows, problems = int(row["rows"]), []
     if rows == 0:
         raise InvalidSnapshotError(f"the snapshot of {snapshot_date} is empty: refusing to erase the day")
     if row["null_ids"]:
-        problems.append(f"{row['null_ids']} rows without customer_id")
+        problems.append(f"{row['null_ids']} rows without {'/'.join(contract.entity)}")
     if rows and row["other_days"]:
-        problems.append(f"{row['other_days']} rows whose snapshot_date is not {snapshot_date}")
-    if rows - int(row["null_ids"] or 0) != int(row["customers"]):
-        problems.append(f"{rows} rows for {row['customers']} customers: a customer appears twice")
+        problems.append(f"{row['other_days']} rows whose {contract.as_of} is not {snapshot_date}")
+    if rows - int(row["null_ids"] or 0) != int(row["entities"]):
+        problems.append(f"{rows} rows for {row['entities']} entities: an entity appears twice")
     if problems:
         raise InvalidSnapshotError(f"snapshot of {snapshot_date}: " + "; ".join(problems))
     return rows
@@ -160,6 +162,7 @@ def write_feature_snapshot(
     frame: DataFrame,
     table_path: str | Path,
     snapshot_date: dt.date,
+    contract: Contract,
     dagster_run_id: str | None = None,
     evolve_schema: bool = False,
     source: str | None = None,
@@ -171,7 +174,8 @@ def write_feature_snapshot(
     is the commit's lineage (null without one).
     """
     started = time.monotonic()
-    rows = validate_day(frame, snapshot_date)
+    rows = validate_day(frame, snapshot_date, contract)
+    keys, day = contract.snapshot_keys, contract.as_of
     exists = tables.is_delta_table(spark, table_path)
     diff = SchemaDiff()
     if exists:
@@ -186,11 +190,11 @@ def write_feature_snapshot(
                 "(e.g. feature_snapshots_v2) and backfill it, so that old versions stay reproducible."
             )
             raise SchemaChangeError(
-                f"customer_features of {snapshot_date} differ from {table_path}: {diff.describe()}. {hint}"
+                f"{contract.features_model} of {snapshot_date} differ from {table_path}: {diff.describe()}. {hint}"
             )
         columns = [f.name for f in table_schema.fields] + [c for c, _ in diff.added]
     else:
-        columns = [*KEY_COLUMNS, *feature_columns(frame.schema)]
+        columns = [*keys, *feature_columns(frame.schema, keys)]
     write_id = tables.new_write_id()
     metadata = {
         "job": JOB,
@@ -208,9 +212,9 @@ def write_feature_snapshot(
         frame.select(*columns)
         .write.format("delta")
         .mode("overwrite")
-        .partitionBy("snapshot_date")
+        .partitionBy(day)
         # Delta checks that every written row satisfies the predicate, so a stray day can never slip in.
-        .option("replaceWhere", f"snapshot_date = DATE'{snapshot_date.isoformat()}'")
+        .option("replaceWhere", f"`{day}` = DATE'{snapshot_date.isoformat()}'")
         .option("userMetadata", json.dumps(metadata, sort_keys=True))
     )
     if diff.added:
@@ -223,7 +227,7 @@ def write_feature_snapshot(
         table_path=str(table_path),
         version=version,
         rows=rows,
-        feature_columns=[c for c in columns if c not in KEY_COLUMNS],
+        feature_columns=[c for c in columns if c not in keys],
         schema_change=diff,
         commit_metadata=metadata,
         seconds=round(time.monotonic() - started, 3),
@@ -236,17 +240,19 @@ def snapshot_day(
     snapshot_date: dt.date,
     source: Path,
     store: OfflineStorePaths,
+    contract: Contract,
     dagster_run_id: str | None = None,
     evolve_schema: bool = False,
 ) -> SnapshotWrite:
     """The whole job for one day: read ``source``, the dbt export of ``snapshot_date`` (one Parquet file), and
     write it into the store's ``feature_snapshots`` table, with the lineage the file itself carries."""
-    frame = read_customer_features(spark, source)
+    frame = read_features(spark, source, contract)
     return write_feature_snapshot(
         spark,
         frame,
         store.feature_snapshots,
         snapshot_date,
+        contract,
         dagster_run_id=dagster_run_id,
         evolve_schema=evolve_schema,
         source=str(source),
@@ -258,10 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m spark_jobs.feature_snapshots", description=__doc__.split("\n\n")[0]
     )
+    parser.add_argument("--contract", type=Path, required=True, help="the problem's contract, as JSON")
     parser.add_argument("--store-root", type=Path, required=True, help="the offline store's folder")
     parser.add_argument("--date", type=dt.date.fromisoformat, action="append", required=True, help="YYYY-MM-DD; repeat")
     parser.add_argument(
-        "--source", type=Path, action="append", required=True, help="the day's customer_features file, one per --date"
+        "--source", type=Path, action="append", required=True, help="the day's feature file, one per --date"
     )
     parser.add_argument("--run-id", default=None, help="recorded in the commit metadata")
     parser.add_argument("--evolve-schema", action="store_true", help="accept new feature columns (additive only)")
@@ -269,10 +276,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if len(args.date) != len(args.source) or len(set(args.date)) != len(args.date):
         parser.error(f"give each --date once, with its own --source ({len(args.date)} dates, {len(args.source)} files)")
+    contract = Contract.from_file(args.contract)
     store = OfflineStorePaths(store_root=args.store_root)
     spark = session_from_arguments(args)
     for day, source in sorted(zip(args.date, args.source, strict=True)):
-        done = snapshot_day(spark, day, source, store, args.run_id, args.evolve_schema)
+        done = snapshot_day(spark, day, source, store, contract, args.run_id, args.evolve_schema)
         print(f"{day}: {done.rows} rows -> {done.table_path} v{done.version} ({done.seconds}s)")
     return 0
 

@@ -2,8 +2,9 @@
 
 When is a snapshot known?
 -------------------------
-A label row carries ``prediction_time``, the moment the prediction would have been made (any timestamp, not
-only a day boundary). The snapshot of day ``D`` describes the customer as of the *end* of ``D``: it is complete
+A label row carries its prediction time (the contract's ``prediction_time`` column), the moment the prediction
+would have been made (any timestamp, not only a day boundary). The snapshot of day ``D`` describes the entity as of
+the *end* of ``D``: it is complete
 at ``D + 1 day, 00:00:00``, and only from then on may a prediction use it. So a row may use snapshot ``D`` iff::
 
     D + 1 day (at 00:00:00) <= prediction_time   <=>   D <= date(prediction_time) - 1 day
@@ -17,11 +18,11 @@ How the join is done (fast, and still exact)
 --------------------------------------------
 An as-of join written as a window over every (label, earlier snapshot) pair is quadratic in the history; this
 one is not. Snapshots are daily, so each label's *candidate* snapshot date is plain arithmetic (the cutoff
-above), and almost every label finds its snapshot by an equi-join on ``(customer_id, cutoff)``. Only the labels
+above), and almost every label finds its snapshot by an equi-join on ``(entity, cutoff)``. Only the labels
 whose candidate snapshot is missing (a late-arriving or skipped day, a customer who signed up after the cutoff)
-fall back to an as-of search, ``max(snapshot_date) <= cutoff``, over those few customers. Both searches read
+fall back to an as-of search, ``max(snapshot day) <= cutoff``, over those few entities. Both searches read
 only the two key columns; the feature columns are then read once, by an equi-join on the resolved
-``(customer_id, feature_snapshot_date)``. Label-sized sides are broadcast, so the snapshot history is never
+``(entity, feature_snapshot_date)``. Label-sized sides are broadcast, so the snapshot history is never
 shuffled.
 
 Labels with no snapshot at or before their cutoff (or none young enough, with ``max_snapshot_age_days``) cannot
@@ -38,8 +39,12 @@ exported file). While the rows stream into the writer they are counted, hashed (
 independent of row order) and checked for leaks, in the same pass. ``rebuild_training_set`` reads that
 feature-store version back through Delta time travel and yields the same rows: the same fingerprint.
 
-Run alone, naming the store and the label folder: ``python -m spark_jobs.training_set --store-root DIR --labels DIR
-[--feature-store-version N] [--rebuild N] --master 'local[*]' --driver-memory 2g --jars-cache DIR``.
+The column names are the team's, from the contract (``spark_jobs.contract``): its entity key, prediction time and
+label, beside the platform's ``label_snapshot_date`` and ``feature_snapshot_date``.
+
+Run alone, naming the contract, the store and the label folder: ``python -m spark_jobs.training_set --contract FILE
+--store-root DIR --labels DIR [--feature-store-version N] [--rebuild N] --master 'local[*]' --driver-memory 2g
+--jars-cache DIR``.
 """
 
 from __future__ import annotations
@@ -60,15 +65,15 @@ from spark_jobs import tables
 from spark_jobs.contract import (
     DBT_MODEL_CHECKSUM,
     DBT_MODEL_CHECKSUMS,
-    LABEL_INPUT_COLUMNS,
-    TRAINING_SET_KEY_COLUMNS,
+    FEATURE_SNAPSHOT_DATE,
+    LABEL_SNAPSHOT_DATE,
+    Contract,
 )
 from spark_jobs.feature_snapshots import feature_columns
 from spark_jobs.paths import OfflineStorePaths
 from spark_jobs.session import add_session_arguments, session_from_arguments
 
 JOB = "training_set"
-KEY_COLUMNS = list(TRAINING_SET_KEY_COLUMNS)
 CUTOFF = "_cutoff"  # the latest snapshot date a label may use
 PARTITION = "date"  # the lake's partition folder of the label files
 # Up to this many label rows, the label side of each join is broadcast and the snapshot history streams past it
@@ -148,43 +153,47 @@ class PitJoin:
         self.cached.clear()
 
 
-def prepare_labels(labels: DataFrame) -> DataFrame:
+def prepare_labels(labels: DataFrame, contract: Contract) -> DataFrame:
     """The label contract's columns, typed: zone-less prediction times, integer labels."""
-    missing = [c for c in LABEL_INPUT_COLUMNS if c not in labels.columns]
+    missing = [c for c in contract.label_input_columns if c not in labels.columns]
     if missing:
         raise ValueError(f"the labels lack the columns {missing} (have {labels.columns})")
     return labels.select(
-        F.col("customer_id").cast("string").alias("customer_id"),
+        *contract.entity,
         # A zoned timestamp becomes its UTC wall-clock time (the session's zone is UTC).
-        F.col("prediction_time").cast("timestamp_ntz").alias("prediction_time"),
-        F.col("snapshot_date").cast("date").alias("label_snapshot_date"),
-        F.col("churned").cast("int").alias("churned"),
+        F.col(contract.prediction_time).cast("timestamp_ntz").alias(contract.prediction_time),
+        F.col(contract.label_as_of).cast("date").alias(LABEL_SNAPSHOT_DATE),
+        F.col(contract.label).cast("int").alias(contract.label),
     )
 
 
 def point_in_time_join(
     labels: DataFrame,
     snapshots: DataFrame,
+    contract: Contract,
     max_snapshot_age_days: int | None = None,
     broadcast_label_limit: int = BROADCAST_LABEL_LIMIT,
 ) -> PitJoin:
-    """Join each label row to the latest snapshot complete at its ``prediction_time`` (see the module docstring).
+    """Join each label row to the latest snapshot complete at its prediction time (see the module docstring).
 
-    ``labels``: ``customer_id, prediction_time, label_snapshot_date, churned`` (``prepare_labels``);
-    ``snapshots``: ``customer_id, snapshot_date`` and the feature columns, one row per customer and day.
+    ``labels``: the entity, prediction time, ``label_snapshot_date`` and label (``prepare_labels``);
+    ``snapshots``: the entity, the day column and the feature columns, one row per entity and day.
     ``max_snapshot_age_days``: if set, a snapshot older than this many days before the cutoff counts as none.
     Call ``release()`` on the result once its frame has been written.
     """
-    features = feature_columns(snapshots.schema)
-    clash = sorted(set(features) & {*KEY_COLUMNS, CUTOFF})
+    key_columns = list(contract.training_set_keys)
+    entity, day, when = list(contract.entity), contract.as_of, contract.prediction_time
+    features = feature_columns(snapshots.schema, contract.snapshot_keys)
+    clash = sorted(set(features) & {*key_columns, CUTOFF})
     if clash:
         raise ValueError(f"feature columns {clash} collide with the training set's key columns")
-    labels = labels.withColumn(CUTOFF, snapshot_cutoff(F.col("prediction_time"))).persist(StorageLevel.MEMORY_AND_DISK)
+    labels = labels.withColumn(CUTOFF, snapshot_cutoff(F.col(when))).persist(StorageLevel.MEMORY_AND_DISK)
     cached = [labels]
+    no_id = F.greatest(*[F.col(c).isNull() for c in entity]) if len(entity) > 1 else F.col(entity[0]).isNull()
     bounds = labels.agg(
         F.count(F.lit(1)).alias("n"),
-        F.sum(F.col("prediction_time").isNull().cast("int")).alias("no_time"),
-        F.sum(F.col("customer_id").isNull().cast("int")).alias("no_id"),
+        F.sum(F.col(when).isNull().cast("int")).alias("no_time"),
+        F.sum(no_id.cast("int")).alias("no_id"),
         F.min(CUTOFF).alias("first"),
         F.max(CUTOFF).alias("last"),
     ).first()
@@ -194,47 +203,43 @@ def point_in_time_join(
         raise ValueError("no label rows: nothing to build a training set from")
     if bounds["no_time"] or bounds["no_id"]:
         labels.unpersist()
-        raise ValueError(f"{bounds['no_time']} label rows lack prediction_time, {bounds['no_id']} lack customer_id")
+        raise ValueError(f"{bounds['no_time']} label rows lack {when}, {bounds['no_id']} lack {'/'.join(entity)}")
     small = int(bounds["n"]) <= broadcast_label_limit
 
     def label_sized(frame: DataFrame) -> DataFrame:
         return F.broadcast(frame) if small else frame
 
     # No label may use a snapshot after the latest cutoff: those partitions are never read.
-    history = snapshots.where(F.col("snapshot_date") <= F.lit(bounds["last"]))
+    history = snapshots.where(F.col(day) <= F.lit(bounds["last"]))
     if max_snapshot_age_days is not None:
         oldest = bounds["first"] - dt.timedelta(days=max_snapshot_age_days)
-        history = history.where(F.col("snapshot_date") >= F.lit(oldest))
-    available = history.select("customer_id", F.col("snapshot_date").alias(CUTOFF))  # key columns: a narrow scan
-    keys = labels.select("customer_id", CUTOFF).distinct()
+        history = history.where(F.col(day) >= F.lit(oldest))
+    available = history.select(*entity, F.col(day).alias(CUTOFF))  # key columns: a narrow scan
+    keys = labels.select(*entity, CUTOFF).distinct()
     # 1. The common case, an equi-join: the snapshot of the cutoff day itself exists.
     exact = (
-        available.join(label_sized(keys), ["customer_id", CUTOFF], "left_semi")
-        .withColumn("feature_snapshot_date", F.col(CUTOFF))
+        available.join(label_sized(keys), [*entity, CUTOFF], "left_semi")
+        .withColumn(FEATURE_SNAPSHOT_DATE, F.col(CUTOFF))
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
-    missing = keys.join(exact.select("customer_id", CUTOFF), ["customer_id", CUTOFF], "left_anti").persist(
+    missing = keys.join(exact.select(*entity, CUTOFF), [*entity, CUTOFF], "left_anti").persist(
         StorageLevel.MEMORY_AND_DISK
     )
     cached += [exact, missing]
     resolved = exact
     if missing.count():
         # 2. The few labels whose cutoff day is missing (a late or skipped day, a customer who signed up after the
-        #    cutoff): an as-of search, the latest snapshot before the cutoff, over their customers only.
-        date, cutoff = F.col("snapshot_date"), F.col(CUTOFF)
-        candidates = (
-            history.select("customer_id", "snapshot_date")
-            .join(label_sized(missing), "customer_id")
-            .where(date < cutoff)
-        )
+        #    cutoff): an as-of search, the latest snapshot before the cutoff, over their entities only.
+        date, cutoff = F.col(day), F.col(CUTOFF)
+        candidates = history.select(*entity, day).join(label_sized(missing), entity).where(date < cutoff)
         if max_snapshot_age_days is not None:
             candidates = candidates.where(date >= F.date_sub(cutoff, max_snapshot_age_days))
-        earlier = candidates.groupBy("customer_id", CUTOFF).agg(F.max("snapshot_date").alias("feature_snapshot_date"))
+        earlier = candidates.groupBy(*entity, CUTOFF).agg(F.max(day).alias(FEATURE_SNAPSHOT_DATE))
         resolved = exact.unionByName(earlier)
 
-    labelled = labels.join(resolved, ["customer_id", CUTOFF], "left").persist(StorageLevel.MEMORY_AND_DISK)
+    labelled = labels.join(resolved, [*entity, CUTOFF], "left").persist(StorageLevel.MEMORY_AND_DISK)
     cached.append(labelled)
-    fsd, cutoff = F.col("feature_snapshot_date"), F.col(CUTOFF)
+    fsd, cutoff = F.col(FEATURE_SNAPSHOT_DATE), F.col(CUTOFF)
     counts = labelled.agg(
         F.count(F.lit(1)).alias("labels"),
         F.sum((fsd == cutoff).cast("int")).alias("exact"),
@@ -246,8 +251,8 @@ def point_in_time_join(
     assert counts is not None
     sample = (
         labelled.where(fsd.isNull())
-        .orderBy("prediction_time", "customer_id")
-        .select("customer_id", "prediction_time", "label_snapshot_date", CUTOFF)
+        .orderBy(when, *entity)
+        .select(*entity, when, LABEL_SNAPSHOT_DATE, CUTOFF)
         .limit(SAMPLE_SIZE)
         .collect()
         if counts["without"]
@@ -261,22 +266,22 @@ def point_in_time_join(
         max_snapshot_age_days=None if counts["max_age"] is None else int(counts["max_age"]),
         without_snapshot_sample=[
             {
-                "customer_id": r["customer_id"],
-                "prediction_time": r["prediction_time"].isoformat(),
-                "label_snapshot_date": str(r["label_snapshot_date"]),
+                **{c: str(r[c]) for c in entity},
+                when: r[when].isoformat(),
+                LABEL_SNAPSHOT_DATE: str(r[LABEL_SNAPSHOT_DATE]),
                 "latest_usable_snapshot_date": str(r[CUTOFF]),
             }
             for r in sample
         ],
     )
-    # 3. The features, read once: an equi-join of the snapshot history on the resolved (customer, day).
+    # 3. The features, read once: an equi-join of the snapshot history on the resolved (entity, day).
     usable = labelled.where(fsd.isNotNull()).drop(CUTOFF)
     if counts["first_used"] is not None:
-        history = history.where(F.col("snapshot_date") >= F.lit(counts["first_used"]))
-    rows = history.withColumnRenamed("snapshot_date", "feature_snapshot_date").join(
-        label_sized(usable), ["customer_id", "feature_snapshot_date"], "inner"
+        history = history.where(F.col(day) >= F.lit(counts["first_used"]))
+    rows = history.withColumnRenamed(day, FEATURE_SNAPSHOT_DATE).join(
+        label_sized(usable), [*entity, FEATURE_SNAPSHOT_DATE], "inner"
     )
-    return PitJoin(frame=rows.select(*KEY_COLUMNS, *features), stats=stats, feature_columns=features, cached=cached)
+    return PitJoin(frame=rows.select(*key_columns, *features), stats=stats, feature_columns=features, cached=cached)
 
 
 # --- reading the inputs ------------------------------------------------------------------------------------------
@@ -306,14 +311,14 @@ def read_snapshots(spark: SparkSession, table_path: str | Path, version: int | N
     return spark.read.format("delta").option("versionAsOf", version).load(str(table_path)), version
 
 
-def label_provenance(labels: DataFrame) -> dict[str, Any]:
+def label_provenance(labels: DataFrame, contract: Contract) -> dict[str, Any]:
     """Which label partitions were read and a hash of their rows, so a rebuild can prove it reads the same."""
     row = labels.agg(
         F.min(PARTITION).alias("first"),
         F.max(PARTITION).alias("last"),
         F.size(F.collect_set(PARTITION)).alias("partitions"),
         F.count(F.lit(1)).alias("n"),
-        _row_hash_sum(list(LABEL_INPUT_COLUMNS)).alias("h"),
+        _row_hash_sum(list(contract.label_input_columns)).alias("h"),
     ).first()
     assert row is not None
     return {
@@ -366,6 +371,7 @@ def build_training_set(
     spark: SparkSession,
     store: OfflineStorePaths,
     labels_dir: Path,
+    contract: Contract,
     feature_store_version: int | None = None,
     max_snapshot_age_days: int | None = None,
 ) -> tuple[PitJoin, int, dict[str, Any]]:
@@ -376,9 +382,9 @@ def build_training_set(
     ``feature_store_version`` rebuilds through Delta time travel exactly what was built from it then.
     """
     labels = read_labels(spark, labels_dir)
-    provenance = {"labels_path": str(labels_dir), **label_provenance(labels)}
+    provenance = {"labels_path": str(labels_dir), **label_provenance(labels, contract)}
     snapshots, version = read_snapshots(spark, store.feature_snapshots, feature_store_version)
-    join = point_in_time_join(prepare_labels(labels), snapshots, max_snapshot_age_days)
+    join = point_in_time_join(prepare_labels(labels, contract), snapshots, contract, max_snapshot_age_days)
     return join, version, provenance
 
 
@@ -387,6 +393,7 @@ def write_training_set(
     join: PitJoin,
     feature_store_version: int,
     table_path: str | Path,
+    contract: Contract,
     provenance: dict[str, Any] | None = None,
     dagster_run_id: str | None = None,
     max_snapshot_age_days: int | None = None,
@@ -414,7 +421,7 @@ def write_training_set(
     }
     # Counted and hashed as the rows stream into the writer: what is checked is what was written, in one pass.
     observation = Observation(f"training_set_{write_id}")
-    leaks = F.col("feature_snapshot_date") > snapshot_cutoff(F.col("prediction_time"))
+    leaks = F.col(FEATURE_SNAPSHOT_DATE) > snapshot_cutoff(F.col(contract.prediction_time))
     observed = join.frame.observe(
         observation,
         F.count(F.lit(1)).alias("rows"),
@@ -452,6 +459,7 @@ def run(
     spark: SparkSession,
     store: OfflineStorePaths,
     labels_dir: Path,
+    contract: Contract,
     feature_store_version: int | None = None,
     max_snapshot_age_days: int | None = None,
     dagster_run_id: str | None = None,
@@ -461,7 +469,7 @@ def run(
 
     ``churn_horizon_days``, the horizon the labels were made with, is recorded in the commit (None: unknown).
     """
-    join, version, provenance = build_training_set(spark, store, labels_dir, feature_store_version,
+    join, version, provenance = build_training_set(spark, store, labels_dir, contract, feature_store_version,
                                                    max_snapshot_age_days)  # fmt: skip
     try:
         return write_training_set(
@@ -469,6 +477,7 @@ def run(
             join,
             version,
             store.training_set,
+            contract,
             provenance=provenance,
             dagster_run_id=dagster_run_id,
             max_snapshot_age_days=max_snapshot_age_days,
@@ -480,7 +489,7 @@ def run(
 
 
 def rebuild_training_set(
-    spark: SparkSession, version: int, store: OfflineStorePaths, labels_dir: Path | None = None
+    spark: SparkSession, version: int, store: OfflineStorePaths, contract: Contract, labels_dir: Path | None = None
 ) -> tuple[PitJoin, dict[str, Any]]:
     """Rebuild version ``version`` of the training set from the feature-store version and labels it names.
 
@@ -500,7 +509,7 @@ def rebuild_training_set(
         dt.date.fromisoformat(meta["labels_first_partition"]),
         dt.date.fromisoformat(meta["labels_last_partition"]),
     )
-    found = label_provenance(labels)["labels_fingerprint"]
+    found = label_provenance(labels, contract)["labels_fingerprint"]
     if found != meta["labels_fingerprint"]:
         raise LabelsChangedError(
             f"the labels {meta['labels_first_partition']}..{meta['labels_last_partition']} under "
@@ -508,12 +517,13 @@ def rebuild_training_set(
             f"(fingerprint {meta['labels_fingerprint']}, now {found})"
         )
     snapshots, _ = read_snapshots(spark, store.feature_snapshots, int(meta["feature_store_version"]))
-    join = point_in_time_join(prepare_labels(labels), snapshots, meta.get("max_snapshot_age_days"))
+    join = point_in_time_join(prepare_labels(labels, contract), snapshots, contract, meta.get("max_snapshot_age_days"))
     return join, meta
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m spark_jobs.training_set", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--contract", type=Path, required=True, help="the problem's contract, as JSON")
     parser.add_argument("--store-root", type=Path, required=True, help="the offline store's folder")
     parser.add_argument(
         "--labels", type=Path, required=True, help="the label folder (date=YYYY-MM-DD/*.parquet partitions)"
@@ -527,10 +537,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_session_arguments(parser)
     args = parser.parse_args(argv)
+    contract = Contract.from_file(args.contract)
     store = OfflineStorePaths(store_root=args.store_root)
     spark = session_from_arguments(args)
     if args.rebuild is not None:
-        join, meta = rebuild_training_set(spark, args.rebuild, store, args.labels)
+        join, meta = rebuild_training_set(spark, args.rebuild, store, contract, args.labels)
         rebuilt = content_fingerprint(join.frame)
         stored = spark.read.format("delta").option("versionAsOf", args.rebuild).load(str(store.training_set))
         original = content_fingerprint(stored)
@@ -539,8 +550,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"v{args.rebuild} from feature_store_version {meta['feature_store_version']}: "
               f"{'identical' if same else 'DIFFERENT'} ({original} vs {rebuilt})")  # fmt: skip
         return 0 if same else 1
-    done = run(spark, store, args.labels, args.feature_store_version, args.max_snapshot_age_days, args.run_id,
-               args.churn_horizon_days)  # fmt: skip
+    done = run(spark, store, args.labels, contract, args.feature_store_version, args.max_snapshot_age_days,
+               args.run_id, args.churn_horizon_days)  # fmt: skip
     print(json.dumps({"version": done.version, "feature_store_version": done.feature_store_version,
                       "fingerprint": done.fingerprint, "future_feature_rows": done.future_feature_rows,
                       **done.stats.as_dict()}, indent=2))  # fmt: skip

@@ -15,9 +15,10 @@ import dagster as dg
 import duckdb
 from dagster_dbt import dbt_assets
 
-from dagster_project.defs.features.project import dbt_project, prepare_manifest
 from dagster_project.defs.features.translator import FeatureTranslator
+from dagster_project.problem import Problem
 from dagster_project.resources import DbtResource, WarehouseResource
+from spark_jobs.contract import Contract
 
 # DuckDB allows one writing process per file: every step that writes or reads the warehouse takes this pool. Give
 # it a limit of 1 in the instance (`dagster instance concurrency set duckdb_warehouse 1`, or dagster.yaml
@@ -27,8 +28,6 @@ WAREHOUSE_POOL = "duckdb_warehouse"
 # backfill of the whole graph moves in the same chunks.
 MAX_DAYS_PER_RUN = 31
 BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_DAYS_PER_RUN)
-
-MANIFEST: Mapping[str, Any] = json.loads(prepare_manifest().read_text())
 
 
 def partitioned_models(manifest: Mapping[str, Any]) -> dict[str, dict[str, str]]:
@@ -42,6 +41,7 @@ def partitioned_models(manifest: Mapping[str, Any]) -> dict[str, dict[str, str]]
                 "day_column": column,
                 "unique_id": node["unique_id"],
                 "checksum": node["checksum"]["checksum"],
+                "columns": list(node.get("columns") or {}),
             }
     return models
 
@@ -53,40 +53,48 @@ def run_days(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
 
 
 def day_stats(
-    warehouse: WarehouseResource, models: Iterable[str], first: dt.date, last: dt.date
+    warehouse: WarehouseResource,
+    manifest: Mapping[str, Any],
+    contract: Contract,
+    models: Iterable[str],
+    first: dt.date,
+    last: dt.date,
 ) -> dict[str, dict[str, Any]]:
-    """What the on-call person wants on a partitioned table's materialization: the rows of the run's days."""
+    """What the on-call person wants on a partitioned table's materialization: the rows of the run's days, the
+    entities among them (where the table has the entity key) and, for the labels, the positives."""
     stats: dict[str, dict[str, Any]] = {}
-    partitioned = partitioned_models(MANIFEST)
+    partitioned = partitioned_models(manifest)
+    entity = ", ".join(f'"{c}"' for c in contract.entity)
     with warehouse.connect() as connection:
         for name in models:
             relation, column = partitioned[name]["relation"], partitioned[name]["day_column"]
-            days = {"first": first, "last": last}
-            rows, customers, total = connection.execute(
-                f"""
-                select
-                    count(*) filter (where {column} between $first and $last),
-                    count(distinct customer_id) filter (where {column} between $first and $last),
-                    count(*)
-                from {relation}
-                """,
-                days,
+            in_days = f"{column} between $first and $last"
+            has_entity = set(contract.entity) <= set(partitioned[name]["columns"])
+            entities = f"count(distinct ({entity})) filter (where {in_days})" if has_entity else "null"
+            positives = f'count(*) filter (where {in_days} and "{contract.label}")'
+            if name != contract.labels_model:
+                positives = "null"
+            rows, distinct, total, positive = connection.execute(
+                f"select count(*) filter (where {in_days}), {entities}, count(*), {positives} from {relation}",
+                {"first": first, "last": last},
             ).fetchone()
-            stats[name] = {"dagster/row_count": rows, "customers": customers, "rows_in_table": total}
-            if name == "churn_labels":
-                query = f"select count(*) from {relation} where {column} between $first and $last and churned"
-                positives = connection.execute(query, days).fetchone()[0]
-                stats[name]["positive_labels"] = positives
-                stats[name]["positive_rate"] = round(positives / rows, 4) if rows else 0.0
+            stats[name] = {"dagster/row_count": rows, "rows_in_table": total}
+            if distinct is not None:
+                stats[name]["entities"] = distinct
+            if positive is not None:
+                stats[name]["positive_labels"] = positive
+                stats[name]["positive_rate"] = round(positive / rows, 4) if rows else 0.0
     return stats
 
 
-def build_feature_tables(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
-    """Every dbt model as an asset over ``partitions`` (one partition, one ``dbt build`` of its snapshot days)."""
+def build_feature_tables(partitions: dg.PartitionsDefinition, problem: Problem) -> dg.AssetsDefinition:
+    """Every dbt model of the problem as an asset over ``partitions`` (one partition, one ``dbt build`` of its
+    snapshot days)."""
+    manifest, contract = problem.manifest, problem.contract
 
     @dbt_assets(
-        manifest=MANIFEST,
-        project=dbt_project,
+        manifest=manifest,
+        project=problem.project,
         dagster_dbt_translator=FeatureTranslator(),
         partitions_def=partitions,
         backfill_policy=BACKFILL_POLICY,
@@ -105,7 +113,7 @@ def build_feature_tables(partitions: dg.PartitionsDefinition) -> dg.AssetsDefini
         # dbt holds the warehouse file until it exits, so the events are collected first and the rows of the run's
         # days read afterwards, to go on the materializations.
         events = list(invocation.stream())
-        by_unique_id = {model["unique_id"]: name for name, model in partitioned_models(MANIFEST).items()}
+        by_unique_id = {model["unique_id"]: name for name, model in partitioned_models(manifest).items()}
 
         def model_of(event: Any) -> str | None:
             unique_id = getattr(event, "metadata", {}).get("unique_id")
@@ -113,7 +121,7 @@ def build_feature_tables(partitions: dg.PartitionsDefinition) -> dg.AssetsDefini
 
         built = {model_of(event) for event in events if isinstance(event, dg.Output)} - {None}
         try:
-            stats = day_stats(warehouse, sorted(built), first, last)
+            stats = day_stats(warehouse, manifest, contract, sorted(built), first, last)
         except duckdb.Error as error:  # the metadata must never hide the outcome of dbt itself
             context.log.warning(f"Could not read the rows of the run's days from the warehouse: {error}")
             stats = {}

@@ -1,14 +1,14 @@
 """The feature tables of each day, exported from the warehouse to the lake as Parquet for the Spark offline store.
 
-``<lake>/features/customer_features/date=D/part-0.parquet`` holds the snapshot of day D;
-``<lake>/features/churn_labels/date=D/part-0.parquet`` the labels that matured on day D (snapshot D - N); the
-layout is ``dagster_project/lake.py``'s. Each file is replaced atomically, so re-exporting a day is idempotent and
-a reader never sees half a file.
+``<lake>/features/<feature model>/date=D/part-0.parquet`` holds the snapshot of day D;
+``<lake>/features/<label model>/date=D/part-0.parquet`` the labels that matured on day D (snapshot D - N); the
+models are the contract's, the layout is ``dagster_project/lake.py``'s. Each file is replaced atomically, so
+re-exporting a day is idempotent and a reader never sees half a file.
 """
 
 import datetime as dt
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -16,14 +16,9 @@ import pyarrow as pa
 from dagster_dbt import get_asset_key_for_model
 
 from dagster_project import asset_keys
-from dagster_project.defs.features.assets import (
-    BACKFILL_POLICY,
-    MANIFEST,
-    WAREHOUSE_POOL,
-    partitioned_models,
-    run_days,
-)
+from dagster_project.defs.features.assets import BACKFILL_POLICY, WAREHOUSE_POOL, partitioned_models, run_days
 from dagster_project.lake import FEATURES, PARTITION_FILE, write_partition_atomically
+from dagster_project.problem import Problem
 from dagster_project.resources import LakeResource, WarehouseResource
 from spark_jobs.contract import DBT_MODEL_CHECKSUM
 
@@ -32,28 +27,36 @@ def _model_node(manifest: Mapping[str, Any], model: str) -> Mapping[str, Any]:
     return next(n for n in manifest["nodes"].values() if n["resource_type"] == "model" and n["name"] == model)
 
 
-def read_day(warehouse: WarehouseResource, relation: str, day_column: str, day: dt.date) -> pa.Table:
-    """One day of a warehouse table, in a stable order, so that exporting a day twice gives the same file."""
+def read_day(
+    warehouse: WarehouseResource, relation: str, day_column: str, day: dt.date, order_by: Sequence[str]
+) -> pa.Table:
+    """One day of a warehouse table, in a stable order (its key), so that exporting a day twice gives the same
+    file."""
+    order = ", ".join(f'"{c}"' for c in order_by)
     with warehouse.connect() as connection:
         return connection.sql(
-            f"select * from {relation} where {day_column} = $day order by customer_id, snapshot_date",
-            params={"day": day},
+            f"select * from {relation} where {day_column} = $day order by {order}", params={"day": day}
         ).to_arrow_table()
 
 
 def _export_asset(
+    manifest: Mapping[str, Any],
     model: str,
+    order_by: Sequence[str],
     feature_tables: dg.AssetsDefinition,
     partitions: dg.PartitionsDefinition,
     description: str,
     allow_empty_day: bool,
 ) -> dg.AssetsDefinition:
-    spec = partitioned_models(MANIFEST)[model]
+    models = partitioned_models(manifest)
+    if model not in models:
+        raise ValueError(f"dbt model {model} declares no meta run_days_column: the lake export needs its day column")
+    spec = models[model]
     upstream = get_asset_key_for_model([feature_tables], model)
     # Written into each file's Parquet metadata too: which definition of the table produced the file. The checksum
     # is the features' lineage: the offline store and training carry it on from the file, under the same key.
     provenance = {"dbt_model": spec["unique_id"], DBT_MODEL_CHECKSUM: spec["checksum"]}
-    version = (_model_node(MANIFEST, model)["config"].get("meta") or {}).get("feature_set_version")
+    version = (_model_node(manifest, model)["config"].get("meta") or {}).get("feature_set_version")
     if version is not None:
         provenance["feature_set_version"] = str(version)
 
@@ -80,7 +83,7 @@ def _export_asset(
             rows_by_day: dict[str, int] = {}
             day, path, columns = first, None, 0
             while day <= last:
-                table = read_day(warehouse, spec["relation"], spec["day_column"], day)
+                table = read_day(warehouse, spec["relation"], spec["day_column"], day, order_by)
                 if table.num_rows == 0 and not allow_empty_day:
                     raise dg.Failure(
                         f"{spec['relation']} holds no row for {day}: materialize {upstream.to_user_string()} "
@@ -106,29 +109,36 @@ def _export_asset(
 
 
 def build_export_assets(
-    feature_tables: dg.AssetsDefinition, partitions: dg.PartitionsDefinition
+    feature_tables: dg.AssetsDefinition, partitions: dg.PartitionsDefinition, problem: Problem
 ) -> list[dg.AssetsDefinition]:
     """The exports of the feature snapshot and the matured labels, downstream of ``feature_tables``."""
-    features = _export_asset(
-        asset_keys.FEATURES_MODEL,
-        feature_tables,
-        partitions,
-        description=(
-            "The day's feature snapshot (`features/customer_features`), exported from DuckDB to "
-            "`<lake>/features/customer_features/date=<day>/part-0.parquet` for the Spark offline store. Each file "
-            "carries the dbt model's checksum and the feature set version in its Parquet metadata."
+    contract = problem.contract
+    features, labels = contract.features_model, contract.labels_model
+    return [
+        _export_asset(
+            problem.manifest,
+            features,
+            contract.snapshot_keys,
+            feature_tables,
+            partitions,
+            description=(
+                f"The day's feature snapshot (`{features}`), exported from DuckDB to "
+                f"`<lake>/{FEATURES}/{features}/date=<day>/{PARTITION_FILE}` for the Spark offline store. Each file "
+                "carries the dbt model's checksum and the feature set version in its Parquet metadata."
+            ),
+            allow_empty_day=False,
         ),
-        allow_empty_day=False,
-    )
-    labels = _export_asset(
-        asset_keys.LABELS_MODEL,
-        feature_tables,
-        partitions,
-        description=(
-            "The labels that matured on the day (`features/churn_labels`: the snapshot of the day minus the "
-            "horizon), exported to `<lake>/features/churn_labels/date=<day>/part-0.parquet`. Empty during the "
-            "first N days of history, before any label has matured."
+        _export_asset(
+            problem.manifest,
+            labels,
+            (*contract.entity, contract.label_as_of),
+            feature_tables,
+            partitions,
+            description=(
+                f"The labels that matured on the day (`{labels}`: the snapshot of the day minus the horizon), "
+                f"exported to `<lake>/{FEATURES}/{labels}/date=<day>/{PARTITION_FILE}`. Empty during the first N "
+                "days of history, before any label has matured."
+            ),
+            allow_empty_day=True,
         ),
-        allow_empty_day=True,
-    )
-    return [features, labels]
+    ]

@@ -7,7 +7,8 @@ import pandas as pd
 
 from dagster_project import asset_keys
 from dagster_project import lake as lake_layout
-from dagster_project.defs.ingestion import simulator, volume
+from dagster_project.defs.ingestion import volume
+from examples.subscription import simulator
 from dagster_project.defs.ingestion.landing import read_landing_file
 from dagster_project.defs.ingestion.schemas import RAW_TABLES, TableSpec
 from dagster_project.defs.ingestion.validation import QUARANTINE_SCHEMA, ValidationResult, validate

@@ -17,7 +17,7 @@ from dagster_project import asset_keys
 from dagster_project import lake as lake_layout
 from dagster_project.defs.ml import plots, registry, tracking
 from dagster_project.defs.ml.training import TrainingParams, fit_on_split, load_training_set
-from dagster_project.resources import LakeResource, MlflowResource, ThresholdsResource
+from dagster_project.resources import ContractResource, LakeResource, MlflowResource, ThresholdsResource
 
 CHAMPION_CHECK = "champion_serves"
 # Moving aliases is read-modify-write on the registry: runs that touch it share this pool. Limit it to one slot
@@ -93,6 +93,7 @@ def churn_model(
     mlflow: MlflowResource,
     lake: LakeResource,
     thresholds: ThresholdsResource,
+    contract: ContractResource,
 ) -> Iterator[dg.MaterializeResult]:
     """Train and register a challenger, then run the promotion gate (each step only if its asset is selected)."""
     selected = context.selected_asset_keys
@@ -101,9 +102,9 @@ def churn_model(
     if asset_keys.CHURN_MODEL in selected:
         path = lake_layout.offline_store(lake.root).training_set
         started = time.perf_counter()
-        training_set = load_training_set(str(path), config.training_set_version)
+        training_set = load_training_set(str(path), contract.contract, config.training_set_version)
         params = TrainingParams(**config.model_dump(exclude={"training_set_version"}))
-        result = fit_on_split(training_set, params, thresholds.churn_horizon_days)
+        result = fit_on_split(training_set, params, contract.contract.horizon_days)
         training_seconds = time.perf_counter() - started  # read, split, fit, evaluate
         context.log.info(f"trained {params.model_kind.value} on {path} v{training_set.version}: {result.metrics}")
         importances = plots.permutation_importances(result)
@@ -134,6 +135,7 @@ def churn_model(
     if asset_keys.CHAMPION_MODEL in selected:
         decision = registry.run_promotion_gate(
             mlflow,
+            contract.contract,
             auc_floor=thresholds.auc_floor,
             tolerance=thresholds.promotion_tolerance,
             lake_root=lake.root,

@@ -28,9 +28,16 @@ from sklearn.metrics import roc_auc_score
 
 from dagster_project.defs.ml import tracking
 from dagster_project.defs.ml.tracking import CHALLENGER, CHAMPION
-from dagster_project.defs.ml.training import LABEL, churn_probability, load_training_set, model_input, time_split
+from dagster_project.defs.ml.training import (
+    FeatureColumns,
+    churn_probability,
+    load_training_set,
+    model_input,
+    time_split,
+)
 from dagster_project.lake import offline_store, write_text_atomically
 from dagster_project.resources import MlflowResource
+from spark_jobs.contract import Contract
 
 TAG_PASSED = "promotion.passed"  # "true" once a version has passed the gate: it may be rolled back to
 
@@ -90,8 +97,8 @@ class ChampionModel:
         return list(self.model.feature_names_in_)
 
     def churn_probability(self, frame: pd.DataFrame) -> np.ndarray:
-        """Churn probability per row of ``frame`` (any frame holding the model's feature columns)."""
-        return churn_probability(self.model, model_input(frame, self.feature_columns()))
+        """The positive class's probability per row of ``frame`` (any frame holding the model's features)."""
+        return churn_probability(self.model, model_input(frame, self.model))
 
     def reference_sample(self) -> pd.DataFrame:
         """The validation rows (features, prediction, label) logged with the model, for drift monitoring."""
@@ -157,6 +164,21 @@ def key_features(store: MlflowResource, version: str, count: int) -> list[str]:
     return [str(name) for name in ranked["feature"].head(count)]
 
 
+def model_features(store: MlflowResource, version: str) -> FeatureColumns:
+    """The features registered ``version`` was trained on and how it encoded each, as its training run logged them
+    (``numeric_features``, ``categorical_features``): drift monitoring compares exactly these, with these kinds."""
+    client = store.client()
+    run_id = client.get_model_version(store.model_name, str(version)).run_id
+    params = client.get_run(run_id).data.params
+    if "numeric_features" not in params or "categorical_features" not in params:
+        raise KeyError(f"the training run of version {version} logged no numeric_features/categorical_features")
+
+    def names(value: str) -> list[str]:
+        return [n for n in value.split(",") if n]
+
+    return FeatureColumns(numeric=names(params["numeric_features"]), categorical=names(params["categorical_features"]))
+
+
 def load_version(store: MlflowResource, version: str) -> Any:
     """Load a registered version as the scikit-learn pipeline, through the registry like production does."""
     import mlflow
@@ -165,7 +187,7 @@ def load_version(store: MlflowResource, version: str) -> Any:
     return mlflow.sklearn.load_model(f"models:/{store.model_name}/{version}")
 
 
-def holdout_for(version: Any) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any]]:
+def holdout_for(version: Any, contract: Contract) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any]]:
     """The validation rows of a model version's own training set, rebuilt from the lineage in its tags."""
     tags = version.tags
     try:
@@ -177,27 +199,28 @@ def holdout_for(version: Any) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any]]
         raise ValueError(
             f"model version {version.version} lacks the lineage tags to rebuild its holdout: {error}"
         ) from error
-    training_set = load_training_set(path, ts_version)
-    split = time_split(training_set.frame, validation_days, horizon)
+    training_set = load_training_set(path, contract, ts_version)
+    split = time_split(training_set.frame, validation_days, horizon, contract)
     description = {
         "training_set": path,
         "training_set_version": ts_version,
         "start": split.validation_start.isoformat(),
         "end": split.validation_end.isoformat(),
         "rows": len(split.validation),
-        "positives": int(split.validation[LABEL].sum()),
+        "positives": int(split.validation[contract.label].sum()),
     }
-    return split.validation, split.validation[LABEL].to_numpy(), description
+    return split.validation, split.validation[contract.label].to_numpy(), description
 
 
 def score_auc(model: Any, rows: pd.DataFrame, y: np.ndarray) -> float:
     """ROC AUC of ``model`` on ``rows``, fed exactly the columns the model was fitted on."""
-    X = model_input(rows, list(model.feature_names_in_))
+    X = model_input(rows, model)
     return float(roc_auc_score(y, churn_probability(model, X)))
 
 
 def run_promotion_gate(
     store: MlflowResource,
+    contract: Contract,
     auc_floor: float,
     tolerance: float,
     lake_root: str | Path | None = None,
@@ -214,7 +237,7 @@ def run_promotion_gate(
             f"registered model {store.model_name!r} has no {CHALLENGER!r} version: materialize ml/churn_model first"
         )
     champion = version_by_alias(store, CHAMPION)
-    rows, y, holdout = holdout_for(challenger)
+    rows, y, holdout = holdout_for(challenger, contract)
     challenger_auc = score_auc(load_version(store, challenger.version), rows, y)
 
     champion_auc: float | None = None

@@ -24,7 +24,7 @@ import pandas as pd
 
 from dagster_project.defs.ml import plots
 from dagster_project.defs.ml.serialization import trusted_types_for
-from dagster_project.defs.ml.training import LABEL, TrainingResult, feature_frame, reference_sample
+from dagster_project.defs.ml.training import TrainingResult, feature_frame, reference_sample
 from dagster_project.resources import MlflowResource
 from dagster_project.settings import REPO_ROOT
 
@@ -143,7 +143,7 @@ def _dataset(frame: pd.DataFrame, result: TrainingResult, name: str) -> Any:
     # Note: MLflow 3.17 drops a Delta version of 0 from the source it shows (a falsy check); the version is also
     # in the dataset's name and the run's training_set.version tag.
     source = DeltaDatasetSource(path=result.training_set.path, delta_table_version=result.training_set.version)
-    return mlflow.data.from_pandas(frame, source=source, targets=LABEL, name=name)
+    return mlflow.data.from_pandas(frame, source=source, targets=result.split.label, name=name)
 
 
 def log_and_register(
@@ -189,16 +189,17 @@ def log_and_register(
                 "categorical_features": ",".join(result.features.categorical),
             }
         )
+        label = result.split.label
         with _quiet_dataset_schema_hint():
             train_ds = _dataset(
                 feature_frame(result.split.train, result.features).assign(
-                    **{LABEL: result.split.train[LABEL].to_numpy()}
+                    **{label: result.split.train[label].to_numpy()}
                 ),
                 result,
                 f"training_set-v{ts.version}-train",
             )
             validation_ds = _dataset(
-                X_validation.assign(**{LABEL: result.y_validation}), result, f"training_set-v{ts.version}-validation"
+                X_validation.assign(**{label: result.y_validation}), result, f"training_set-v{ts.version}-validation"
             )
             mlflow.log_input(train_ds, context="training")
             mlflow.log_input(validation_ds, context="validation")

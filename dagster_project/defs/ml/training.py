@@ -49,13 +49,13 @@ from sklearn.metrics import average_precision_score, brier_score_loss, log_loss,
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from spark_jobs.contract import DBT_MODEL_CHECKSUM, LABEL
-from spark_jobs.contract import TRAINING_SET_KEY_COLUMNS as NON_FEATURE_COLUMNS
+from spark_jobs.contract import DBT_MODEL_CHECKSUM, FEATURE_SNAPSHOT_DATE, LABEL_SNAPSHOT_DATE, Contract
 
-# The column of the drift reference sample (``reference_sample``) that holds the model's churn probability.
+# The column of the drift reference sample (``reference_sample``) that holds the model's probability.
 PREDICTION = "prediction"
-# The canonical row order: one row per customer and prediction time.
-ROW_ORDER = ["prediction_time", "customer_id"]
+# The names of the two sides of the pipeline's preprocessing (``build_pipeline``): how a fitted model tells which
+# of its inputs it took as numbers and which as categories.
+NUMERIC_STEP, CATEGORICAL_STEP = "numeric", "categorical"
 # HistGradientBoosting bins at most 255 values per feature; rarer categories beyond that are pooled.
 HGB_MAX_BINS = 255
 
@@ -74,9 +74,9 @@ class TrainingParams(BaseModel):
     validation_days: int = Field(14, ge=1, description="the most recent N days of feature snapshots validate")
     churn_horizon_days: int | None = Field(
         None,
-        ge=1,
+        ge=0,
         description="label horizon, and so the gap between training labels and validation; "
-        "None = the training set's own (commit metadata), else the run's thresholds.churn_horizon_days",
+        "None = the training set's own (commit metadata), else the contract's",
     )
     seed: int = Field(42, description="seeds every random step: the model, the samples, permutation importance")
     # HistGradientBoostingClassifier
@@ -102,6 +102,7 @@ class TrainingSetVersion:
     path: str
     version: int
     commit_metadata: dict[str, Any]
+    contract: Contract = field(repr=False)  # the names its columns were read by
     frame: pd.DataFrame = field(repr=False)
 
     @property
@@ -132,6 +133,7 @@ class TimeSplit:
 
     train: pd.DataFrame = field(repr=False)
     validation: pd.DataFrame = field(repr=False)
+    label: str  # the label column of both
     churn_horizon_days: int
     train_first_snapshot: dt.date
     train_last_snapshot: dt.date
@@ -143,12 +145,12 @@ class TimeSplit:
     def describe(self) -> dict[str, Any]:
         return {
             "train_rows": len(self.train),
-            "train_positive_rate": round(float(self.train[LABEL].mean()), 6),
+            "train_positive_rate": round(float(self.train[self.label].mean()), 6),
             "train_first_snapshot": self.train_first_snapshot.isoformat(),
             "train_last_snapshot": self.train_last_snapshot.isoformat(),
             "train_last_label_end": self.train_last_label_end.isoformat(),
             "validation_rows": len(self.validation),
-            "validation_positive_rate": round(float(self.validation[LABEL].mean()), 6),
+            "validation_positive_rate": round(float(self.validation[self.label].mean()), 6),
             "validation_start": self.validation_start.isoformat(),
             "validation_end": self.validation_end.isoformat(),
             "gap_rows": self.gap_rows,
@@ -185,7 +187,7 @@ class TrainingResult:
 
     @property
     def y_validation(self) -> np.ndarray:
-        return self.split.validation[LABEL].to_numpy()
+        return self.split.validation[self.split.label].to_numpy()
 
 
 def parse_commit_metadata(commit: dict[str, Any]) -> dict[str, Any]:
@@ -219,7 +221,12 @@ def commit_metadata(path: str, version: int) -> dict[str, Any]:
     return parse_commit_metadata(commit)
 
 
-def load_training_set(path: str, version: int | None = None) -> TrainingSetVersion:
+def row_order(contract: Contract) -> list[str]:
+    """The canonical row order of a training set: one row per entity and prediction time."""
+    return [contract.prediction_time, *contract.entity]
+
+
+def load_training_set(path: str, contract: Contract, version: int | None = None) -> TrainingSetVersion:
     """Read ``version`` of the Delta training set (the latest if None) with delta-rs: no JVM needed.
 
     Rows come back in the canonical order, so the same version always yields the same frame.
@@ -230,57 +237,58 @@ def load_training_set(path: str, version: int | None = None) -> TrainingSetVersi
     resolved = table.version()
     metadata = commit_metadata(path, resolved)
     frame = table.to_pandas()
-    missing = [c for c in NON_FEATURE_COLUMNS if c not in frame.columns]
+    missing = [c for c in contract.training_set_keys if c not in frame.columns]
     if missing:
         raise ValueError(f"training set {path} v{resolved} lacks the contract's columns {missing}")
-    unlabelled = int(frame[LABEL].isna().sum())
+    label, when = contract.label, contract.prediction_time
+    unlabelled = int(frame[label].isna().sum())
     if unlabelled:
-        raise ValueError(f"training set {path} v{resolved} has {unlabelled} rows without a label ({LABEL} is null)")
-    prediction_time = pd.to_datetime(frame["prediction_time"])
+        raise ValueError(f"training set {path} v{resolved} has {unlabelled} rows without a label ({label} is null)")
+    prediction_time = pd.to_datetime(frame[when])
     if prediction_time.dt.tz is not None:  # compare in naive UTC, as Spark writes timestamps without a zone
         prediction_time = prediction_time.dt.tz_convert("UTC").dt.tz_localize(None)
-    frame["prediction_time"] = prediction_time
-    for column in ("feature_snapshot_date", "label_snapshot_date"):
+    frame[when] = prediction_time
+    for column in (FEATURE_SNAPSHOT_DATE, LABEL_SNAPSHOT_DATE):
         frame[column] = pd.to_datetime(frame[column]).dt.date
-    frame[LABEL] = frame[LABEL].astype("int64")
-    frame = frame.sort_values(ROW_ORDER, kind="mergesort").reset_index(drop=True)
-    return TrainingSetVersion(path=path, version=resolved, commit_metadata=metadata, frame=frame)
+    frame[label] = frame[label].astype("int64")
+    frame = frame.sort_values(row_order(contract), kind="mergesort").reset_index(drop=True)
+    return TrainingSetVersion(path=path, version=resolved, commit_metadata=metadata, contract=contract, frame=frame)
 
 
-def feature_kinds(frame: pd.DataFrame, columns: list[str]) -> FeatureColumns:
-    """The one rule for how a feature is encoded: numbers and booleans are numeric; strings and categories are
-    categorical; any other type (dates, timestamps, nested values) is refused, naming the columns.
-
-    Training, scoring and drift all split columns with this function, so a column is never numeric to one of them
-    and categorical to another.
-    """
-    missing = [c for c in columns if c not in frame.columns]
+def declared_features(contract: Contract, frame: pd.DataFrame | None = None) -> FeatureColumns:
+    """The model's features and how each is encoded, as the contract declares them (the feature model's column
+    meta). With ``frame``, checks that it holds them, and that no categorical one is of a type that cannot be a
+    category nor a numeric one a type that cannot be a number (dates, nested values), naming the columns."""
+    features = FeatureColumns(numeric=contract.numeric_features, categorical=contract.categorical_features)
+    if frame is None:
+        return features
+    missing = [c for c in features.all if c not in frame.columns]
     if missing:
-        raise KeyError(f"the rows lack the feature columns {missing}")
-    numeric, categorical, unusable = [], [], []
-    for column in columns:
-        dtype = frame[column].dtype
-        if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
-            numeric.append(column)
-        elif (
-            pd.api.types.is_object_dtype(dtype)
-            or pd.api.types.is_string_dtype(dtype)
-            or isinstance(dtype, pd.CategoricalDtype)
-        ):
-            categorical.append(column)
-        else:
-            unusable.append(f"{column} ({dtype})")
+        raise KeyError(f"the rows lack the declared features {missing} of {contract.features_model}")
+    unusable = [
+        f"{c} ({frame[c].dtype})"
+        for c in features.numeric
+        if not (pd.api.types.is_bool_dtype(frame[c].dtype) or pd.api.types.is_numeric_dtype(frame[c].dtype))
+        and not (pd.api.types.is_object_dtype(frame[c].dtype) and frame[c].isna().all())
+    ]
     if unusable:
-        raise TypeError(f"feature columns of an unsupported type: {unusable}; cast them upstream or drop them")
-    return FeatureColumns(numeric=numeric, categorical=categorical)
-
-
-def feature_columns(frame: pd.DataFrame) -> FeatureColumns:
-    """Every column of a training set but the contract's keys, time and label is a feature (``feature_kinds``)."""
-    features = feature_kinds(frame, [c for c in frame.columns if c not in NON_FEATURE_COLUMNS])
-    if not features.all:
-        raise ValueError("the training set has no feature columns")
+        raise TypeError(
+            f"features declared numeric in {contract.features_model} hold other types: {unusable}; declare them "
+            "kind: categorical, or cast them in the model"
+        )
     return features
+
+
+def fitted_features(model: Any) -> FeatureColumns:
+    """The features a fitted pipeline (``build_pipeline``) takes, and how it encodes each, read from the pipeline
+    itself: what scoring and drift monitoring must feed it, whatever the contract says today."""
+    preprocess = getattr(model, "named_steps", {}).get("preprocess")
+    if preprocess is None or not hasattr(preprocess, "transformers_"):
+        raise TypeError("the model is not a fitted pipeline of build_pipeline: its features and kinds are unknown")
+    kinds = {
+        name: list(columns) for name, _, columns in preprocess.transformers_ if name in (NUMERIC_STEP, CATEGORICAL_STEP)
+    }
+    return FeatureColumns(numeric=kinds.get(NUMERIC_STEP, []), categorical=kinds.get(CATEGORICAL_STEP, []))
 
 
 def feature_frame(frame: pd.DataFrame, features: FeatureColumns) -> pd.DataFrame:
@@ -297,22 +305,30 @@ def feature_frame(frame: pd.DataFrame, features: FeatureColumns) -> pd.DataFrame
     return out
 
 
-def model_input(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+def model_input(frame: pd.DataFrame, model: Any) -> pd.DataFrame:
     """``frame``'s columns a fitted model expects, in its order, typed as at training: what to feed a loaded model.
 
     Feature snapshots carry counts as integers; the model (and its MLflow signature) takes every number as
     float64, and MLflow's schema enforcement refuses to narrow int64 to float64 by itself.
     """
-    return feature_frame(frame, feature_kinds(frame, columns))[columns]
+    features = fitted_features(model)
+    missing = [c for c in features.all if c not in frame.columns]
+    if missing:
+        raise KeyError(
+            f"the rows lack features the model was trained on: {missing}; the features changed since it was "
+            "trained: retrain it (the retrain job)"
+        )
+    return feature_frame(frame, features)[list(model.feature_names_in_)]
 
 
-def time_split(frame: pd.DataFrame, validation_days: int, churn_horizon_days: int) -> TimeSplit:
+def time_split(frame: pd.DataFrame, validation_days: int, churn_horizon_days: int, contract: Contract) -> TimeSplit:
     """Split by time with a label-horizon gap (see the module docstring). Raises if either side is unusable."""
-    snapshots = frame["feature_snapshot_date"]
+    label = contract.label
+    snapshots = frame[FEATURE_SNAPSHOT_DATE]
     last = max(snapshots)
     validation_start = last - dt.timedelta(days=validation_days - 1)
     is_validation = snapshots >= validation_start
-    label_end = frame["prediction_time"] + pd.Timedelta(days=churn_horizon_days)
+    label_end = frame[contract.prediction_time] + pd.Timedelta(days=churn_horizon_days)
     is_train = label_end <= pd.Timestamp(validation_start)
     train, validation = frame[is_train], frame[is_validation]
     span = f"{min(snapshots)}..{last}"
@@ -323,14 +339,15 @@ def time_split(frame: pd.DataFrame, validation_days: int, churn_horizon_days: in
             f"build a training set over more days or lower validation_days"
         )
     for name, part in (("training", train), ("validation", validation)):
-        if part[LABEL].nunique() < 2:
+        if part[label].nunique() < 2:
             raise ValueError(f"the {name} rows ({len(part)}, {span}) hold a single class: no model can be assessed")
     return TimeSplit(
         train=train.reset_index(drop=True),
         validation=validation.reset_index(drop=True),
+        label=label,
         churn_horizon_days=churn_horizon_days,
-        train_first_snapshot=min(train["feature_snapshot_date"]),
-        train_last_snapshot=max(train["feature_snapshot_date"]),
+        train_first_snapshot=min(train[FEATURE_SNAPSHOT_DATE]),
+        train_last_snapshot=max(train[FEATURE_SNAPSHOT_DATE]),
         train_last_label_end=label_end[is_train].max().to_pydatetime(),
         validation_start=validation_start,
         validation_end=last,
@@ -355,7 +372,7 @@ def build_pipeline(params: TrainingParams, features: FeatureColumns) -> Pipeline
             dtype=np.float64,
         )
         preprocess = ColumnTransformer(
-            [("numeric", "passthrough", features.numeric), ("categorical", categorical, features.categorical)],
+            [(NUMERIC_STEP, "passthrough", features.numeric), (CATEGORICAL_STEP, categorical, features.categorical)],
             verbose_feature_names_out=False,
         )
         estimator = HistGradientBoostingClassifier(
@@ -374,7 +391,7 @@ def build_pipeline(params: TrainingParams, features: FeatureColumns) -> Pipeline
         numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
         categorical = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
         preprocess = ColumnTransformer(
-            [("numeric", numeric, features.numeric), ("categorical", categorical, features.categorical)],
+            [(NUMERIC_STEP, numeric, features.numeric), (CATEGORICAL_STEP, categorical, features.categorical)],
             verbose_feature_names_out=False,
         )
         estimator = LogisticRegression(C=params.logistic_c, max_iter=1000, random_state=params.seed)
@@ -382,7 +399,7 @@ def build_pipeline(params: TrainingParams, features: FeatureColumns) -> Pipeline
 
 
 def recall_at_top_fraction(y_true: np.ndarray, scores: np.ndarray, fraction: float = 0.1) -> float:
-    """Share of all churners found among the ``fraction`` of customers with the highest risk.
+    """Share of all positives found among the ``fraction`` of rows with the highest scores.
 
     Ties are broken by row order (a stable sort), so the figure is deterministic.
     """
@@ -395,7 +412,7 @@ def recall_at_top_fraction(y_true: np.ndarray, scores: np.ndarray, fraction: flo
 
 
 def evaluate(y_true: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-    """The metrics logged for every model and compared by the promotion gate (on churn probabilities)."""
+    """The metrics logged for every model and compared by the promotion gate (on predicted probabilities)."""
     return {
         "roc_auc": float(roc_auc_score(y_true, scores)),
         "pr_auc": float(average_precision_score(y_true, scores)),
@@ -420,8 +437,9 @@ def frame_hash(frame: pd.DataFrame) -> str:
 
 
 def resolve_horizon(params: TrainingParams, training_set: TrainingSetVersion, default: int | None = None) -> int:
-    """The label horizon: set explicitly, else the training set's own, else ``default`` (the run's thresholds)."""
-    horizon = params.churn_horizon_days or training_set.churn_horizon_days or default
+    """The label horizon: set explicitly, else the training set's own, else ``default`` (the contract's)."""
+    candidates = (params.churn_horizon_days, training_set.churn_horizon_days, default)
+    horizon = next((h for h in candidates if h is not None), None)  # 0 is a horizon, not a missing one
     if horizon is None:
         raise ValueError(
             f"no label horizon for training set v{training_set.version}: its commit names none; pass "
@@ -434,11 +452,12 @@ def fit_on_split(
     training_set: TrainingSetVersion, params: TrainingParams, horizon_days: int | None = None
 ) -> TrainingResult:
     """Split ``training_set`` by time, fit the pipeline on the older rows and score the recent ones."""
+    contract = training_set.contract
     horizon = resolve_horizon(params, training_set, horizon_days)
-    split = time_split(training_set.frame, params.validation_days, horizon)
-    features = feature_columns(training_set.frame)
+    split = time_split(training_set.frame, params.validation_days, horizon, contract)
+    features = declared_features(contract, training_set.frame)
     X_train = feature_frame(split.train, features)
-    y_train = split.train[LABEL].to_numpy()
+    y_train = split.train[contract.label].to_numpy()
     if params.shuffle_train_labels:
         y_train = np.random.default_rng(params.seed).permutation(y_train)
     pipeline = build_pipeline(params, features).fit(X_train, y_train)
@@ -450,26 +469,20 @@ def fit_on_split(
         training_set=training_set,
         features=features,
         split=split,
-        metrics=evaluate(split.validation[LABEL].to_numpy(), scores),
+        metrics=evaluate(split.validation[contract.label].to_numpy(), scores),
         validation_scores=scores,
-        training_data_hash=frame_hash(X_train.assign(**{LABEL: y_train})),
+        training_data_hash=frame_hash(X_train.assign(**{contract.label: y_train})),
     )
 
 
 def train_from_training_set(
-    path: str, version: int | None = None, params: TrainingParams | None = None
+    path: str, contract: Contract, version: int | None = None, params: TrainingParams | None = None
 ) -> TrainingResult:
-    """Train a churn model on ``version`` (the latest if None) of the Delta training set at ``path``.
+    """Train a model on ``version`` (the latest if None) of the Delta training set at ``path``.
 
     Pure Python: no Dagster, no MLflow. ``result.metrics["roc_auc"]`` is the validation ROC AUC.
     """
-    return fit_on_split(load_training_set(path, version), params or TrainingParams())
-
-
-def reference_features(reference: pd.DataFrame) -> list[str]:
-    """The model's feature columns of a reference sample (``reference_sample``): all but the prediction and the
-    training-set contract's keys, time and label."""
-    return [c for c in reference.columns if c != PREDICTION and c not in NON_FEATURE_COLUMNS]
+    return fit_on_split(load_training_set(path, contract, version), params or TrainingParams(), contract.horizon_days)
 
 
 def reference_sample(result: TrainingResult, rows: int | None = None) -> pd.DataFrame:
@@ -480,14 +493,17 @@ def reference_sample(result: TrainingResult, rows: int | None = None) -> pd.Data
     label horizon, and on a young history (the simulator's first months) their 30- and 90-day windows are still
     filling: against them every later night would look drifted.
 
-    Columns: the model's features (as the model sees them), ``prediction`` (churn probability), the label, and
+    Columns: the model's features (as the model sees them), ``prediction`` (the probability), the label, and
     the snapshot date the features come from.
     """
-    recent = result.split.validation
+    contract, recent = result.training_set.contract, result.split.validation
     n = min(rows or result.params.reference_sample_rows, len(recent))
-    sample = recent.sample(n=n, random_state=result.params.seed).sort_values(ROW_ORDER, kind="mergesort")
+    sample = recent.sample(n=n, random_state=result.params.seed).sort_values(row_order(contract), kind="mergesort")
     X = feature_frame(sample, result.features)
     return X.assign(
         **{PREDICTION: churn_probability(result.pipeline, X)},
-        **{LABEL: sample[LABEL].to_numpy(), "feature_snapshot_date": sample["feature_snapshot_date"].to_numpy()},
+        **{
+            contract.label: sample[contract.label].to_numpy(),
+            FEATURE_SNAPSHOT_DATE: sample[FEATURE_SNAPSHOT_DATE].to_numpy(),
+        },
     ).reset_index(drop=True)

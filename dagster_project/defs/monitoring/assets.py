@@ -14,13 +14,14 @@ from pydantic import Field
 from dagster_project import asset_keys
 from dagster_project import lake as lake_layout
 from dagster_project.defs.ml import registry
-from dagster_project.defs.ml.training import PREDICTION, reference_features
+from dagster_project.defs.ml.training import PREDICTION
 from dagster_project.defs.monitoring import drift as drifts
 from dagster_project.defs.monitoring import performance as perf
 from dagster_project.defs.scoring import champion as champions
 from dagster_project.defs.scoring import scores as scoring
 from dagster_project.partitions import horizon_days
-from dagster_project.resources import LakeResource, MlflowResource, ThresholdsResource
+from dagster_project.problem import Problem
+from dagster_project.resources import ContractResource, LakeResource, MlflowResource, ThresholdsResource
 
 DRIFT_CHECK = "drift_share_below_threshold"
 PERFORMANCE_CHECK = "realized_auc_within_tolerance"
@@ -94,8 +95,9 @@ def build_drift_report(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         lake: LakeResource,
         mlflow: MlflowResource,
         thresholds: ThresholdsResource,
+        contract: ContractResource,
     ) -> dg.MaterializeResult:
-        """An Evidently data-drift report of the day: its features and churn probabilities against the reference
+        """An Evidently data-drift report of the day: its features and probabilities against the reference
         sample of the model that scored them (its validation rows with its predictions, logged to MLflow).
 
         The HTML report is saved to `lake/monitoring/drift_reports/date=<day>/report.html` and linked here. The key
@@ -105,17 +107,19 @@ def build_drift_report(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         date = dt.date.fromisoformat(context.partition_key)
         threshold = thresholds.drift_share
         started = time.perf_counter()
-        scores = scoring.read_scores(lake.root, date)
+        names = contract.contract
+        scores = scoring.read_scores(lake.root, date, names)
         if scores.empty:
             raise LookupError(f"no batch scores for {date}: materialize scoring/batch_scores for {date} first")
         model_name, version = _model_of(scores)
         reference = _reference_for(mlflow, version)
         key_features = registry.key_features(mlflow, version, thresholds.drift_key_features)
-        features = reference_features(reference)
-        snapshot = scoring.read_feature_snapshot(lake.root, date, columns=features)
+        features = registry.model_features(mlflow, version)
+        snapshot = scoring.read_feature_snapshot(lake.root, date, names, columns=features.all)
+        entity = list(names.entity)
         current = snapshot.merge(
-            scores[["customer_id", "churn_probability"]], on="customer_id", how="inner", validate="one_to_one"
-        ).rename(columns={"churn_probability": PREDICTION})
+            scores[[*entity, scoring.PROBABILITY]], on=entity, how="inner", validate="one_to_one"
+        ).rename(columns={scoring.PROBABILITY: PREDICTION})
         load_seconds = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -138,7 +142,7 @@ def build_drift_report(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         failed = result.failed
         verdict = (
             (f"key features drifted: {', '.join(result.drifted_key_features)}; " if result.drifted_key_features else "")
-            + f"{len(result.drifted_features)} of {len(features)} features drifted "
+            + f"{len(result.drifted_features)} of {len(features.all)} features drifted "
             f"({result.share_of_drifted_features:.0%}; fails at {threshold:.0%})"
         )
         if failed:
@@ -189,7 +193,7 @@ def build_drift_report(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
 
 
 def build_model_performance(
-    partitions: dg.PartitionsDefinition, scores_judged: dg.TimeWindowPartitionMapping
+    partitions: dg.PartitionsDefinition, scores_judged: dg.TimeWindowPartitionMapping, problem: Problem
 ) -> dg.AssetsDefinition:
     """``monitoring/model_performance`` over ``partitions``: partition P judges the scores of the day that
     ``scores_judged`` maps it to (P - N, N the label horizon)."""
@@ -206,12 +210,12 @@ def build_model_performance(
                         partition_mapping=scores_judged,
                     ),
                     # ... against the labels that matured with partition P (the label export files them under P).
-                    asset_keys.CHURN_LABELS_EXPORT,
+                    asset_keys.lake_export(problem.contract.labels_model),
                 ],
                 group_name=asset_keys.MONITORING_GROUP,
                 kinds={"scikitlearn", "parquet"},
                 description=(
-                    "The realized performance of the scores of `churn_horizon_days` days earlier, once their labels "
+                    "The realized performance of the scores of the label horizon's days earlier, once their labels "
                     "have matured: ROC AUC (with its standard error), PR AUC, Brier score and base rate, "
                     "against the validation ROC AUC of the model version that made the scores. One row per day in "
                     "`lake/monitoring/model_performance/date=<day>/part-0.parquet`. Days whose scores or labels do not "
@@ -235,15 +239,20 @@ def build_model_performance(
         can_subset=True,
     )
     def model_performance(
-        context: dg.AssetExecutionContext, lake: LakeResource, mlflow: MlflowResource, thresholds: ThresholdsResource
+        context: dg.AssetExecutionContext,
+        lake: LakeResource,
+        mlflow: MlflowResource,
+        thresholds: ThresholdsResource,
+        contract: ContractResource,
     ) -> Iterator[dg.MaterializeResult]:
-        """Judge the scores of day P - N (N = churn horizon) on the labels that matured on day P."""
+        """Judge the scores of day P - N (N = the label horizon) on the labels that matured on day P."""
         date = dt.date.fromisoformat(context.partition_key)
+        names = contract.contract
         # The graph's own mapping, read back: a run cannot judge other days than the UI shows.
         scored_date = date - dt.timedelta(days=horizon_days(scores_judged))
-        scores = scoring.read_scores(lake.root, scored_date)
-        labels = perf.read_matured_labels(lake.root, scored_date, partitions=[date, scored_date])
-        result = perf.realized_performance(scores, labels, evaluated_on=date, scored_date=scored_date)
+        scores = scoring.read_scores(lake.root, scored_date, names)
+        labels = perf.read_matured_labels(lake.root, scored_date, names, partitions=[date, scored_date])
+        result = perf.realized_performance(scores, labels, names, evaluated_on=date, scored_date=scored_date)
         if result.evaluated and result.model_version is not None:
             result = perf.RealizedPerformance(
                 **{**result.__dict__, "validation_roc_auc": champions.validation_roc_auc(mlflow, result.model_version)}

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from dagster_project import lake
-from dagster_project.defs.ml.training import PREDICTION, FeatureColumns, feature_frame, feature_kinds
+from dagster_project.defs.ml.training import PREDICTION, FeatureColumns, feature_frame
 
 NUM_METHOD = "wasserstein"
 CAT_METHOD = "jensenshannon"
@@ -109,7 +109,7 @@ def _prepare(frame: pd.DataFrame, features: FeatureColumns) -> pd.DataFrame:
 def compute_drift(
     reference: pd.DataFrame,
     current: pd.DataFrame,
-    features: list[str],
+    types: FeatureColumns,
     *,
     drift_share: float,
     max_current_rows: int | None = 20_000,
@@ -118,7 +118,8 @@ def compute_drift(
     key_features: list[str] | None = None,
     key_feature_threshold: float = KEY_FEATURE_THRESHOLD,
 ) -> DriftResult:
-    """Compare ``current`` with ``reference`` on ``features`` and on the ``prediction`` column.
+    """Compare ``current`` with ``reference`` on the model's features (``types``: each with the kind the model
+    encodes it as) and on the ``prediction`` column.
 
     ``key_features``: the model's most important features; any of them scoring ``key_feature_threshold`` or more
     fails the check (``DriftResult.failed``) whatever the share.
@@ -130,13 +131,13 @@ def compute_drift(
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
 
+    features = types.all
     for name, frame in (("reference", reference), ("current", current)):
         missing = [c for c in [*features, PREDICTION] if c not in frame.columns]
         if missing:
             raise KeyError(f"the {name} data lacks the columns {missing}")
         if frame.empty:
             raise ValueError(f"the {name} data is empty: no drift can be computed")
-    types = feature_kinds(reference, features)
     total = len(current)
     sampled = max_current_rows is not None and total > max_current_rows
     if sampled:

@@ -1,6 +1,6 @@
 """Realized model performance: the scores of a day, judged once that day's labels have matured.
 
-A churn label says whether the customer cancelled within ``churn_horizon_days`` after the prediction, so the
+A label says what happened within the label horizon N after the prediction (the contract's), so the
 scores of day D can be judged on day D + N at the earliest. The daily partition P of ``monitoring/model_performance``
 therefore evaluates the scores of P - N against the labels of snapshot P - N, which matured with partition P.
 """
@@ -19,10 +19,10 @@ import pyarrow.dataset as ds
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from dagster_project import lake
-from dagster_project.asset_keys import LABELS_MODEL
-from dagster_project.defs.ml.training import LABEL
+from dagster_project.defs.scoring.scores import PROBABILITY
+from spark_jobs.contract import Contract
 
-# Below this many churners (or non-churners) an AUC is too noisy to act on: the check is not evaluated.
+# Below this many positives (or negatives) an AUC is too noisy to act on: the check is not evaluated.
 MIN_CLASS_ROWS = 10
 
 PERFORMANCE_SCHEMA = pa.schema(
@@ -45,27 +45,30 @@ PERFORMANCE_SCHEMA = pa.schema(
 )
 
 
-def read_matured_labels(lake_root: str | Path, snapshot_date: dt.date, partitions: list[dt.date]) -> pd.DataFrame:
+def read_matured_labels(
+    lake_root: str | Path, snapshot_date: dt.date, contract: Contract, partitions: list[dt.date]
+) -> pd.DataFrame:
     """The labels of ``snapshot_date`` found in the label export's ``partitions`` (missing partitions skipped).
 
-    Rows are selected by their ``snapshot_date`` column, not by the folder they sit in, so this does not depend on
+    Rows are selected by the label model's day column, not by the folder they sit in, so this does not depend on
     which partition the export files a matured label under.
     """
-    candidates = (lake.partition_path(lake_root, lake.FEATURES, LABELS_MODEL, d) for d in dict.fromkeys(partitions))
+    entity, label, day = list(contract.entity), contract.label, contract.label_as_of
+    folders = dict.fromkeys(partitions)
+    candidates = (lake.partition_path(lake_root, lake.FEATURES, contract.labels_model, d) for d in folders)
     files = [str(path) for path in candidates if path.exists()]
-    empty = pd.DataFrame({"customer_id": pd.Series(dtype=object), LABEL: pd.Series(dtype="int64")})
+    empty = pd.DataFrame({**{c: pd.Series(dtype=object) for c in entity}, label: pd.Series(dtype="int64")})
     if not files:
         return empty
     dataset = ds.dataset(files, format="parquet")
     table = dataset.to_table(
-        columns=["customer_id", "snapshot_date", LABEL],
-        filter=ds.field("snapshot_date") == pa.scalar(snapshot_date, pa.date32()),
+        columns=[*entity, day, label], filter=ds.field(day) == pa.scalar(snapshot_date, pa.date32())
     )
     frame = table.to_pandas()
     if frame.empty:
         return empty
-    frame = frame.drop_duplicates(["customer_id"], keep="last")
-    return frame[["customer_id", LABEL]].astype({LABEL: "int64"}).reset_index(drop=True)
+    frame = frame.drop_duplicates(entity, keep="last")
+    return frame[[*entity, label]].astype({label: "int64"}).reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ class RealizedPerformance:
     model_version: str | None = None
     rows: int = 0
     positives: int = 0
-    label_coverage: float = 0.0  # share of the day's scored customers that have a matured label
+    label_coverage: float = 0.0  # share of the day's scored entities that have a matured label
     realized_roc_auc: float | None = None
     roc_auc_standard_error: float | None = None
     realized_pr_auc: float | None = None
@@ -104,7 +107,7 @@ def hanley_mcneil_se(auc: float, positives: int, negatives: int) -> float:
 
 
 def realized_performance(
-    scores: pd.DataFrame, labels: pd.DataFrame, *, evaluated_on: dt.date, scored_date: dt.date
+    scores: pd.DataFrame, labels: pd.DataFrame, contract: Contract, *, evaluated_on: dt.date, scored_date: dt.date
 ) -> RealizedPerformance:
     """Join the scores of ``scored_date`` with their labels and measure them (ROC AUC, PR AUC, Brier)."""
     if scores.empty:
@@ -123,8 +126,8 @@ def realized_performance(
             model_name=name,
             model_version=version,
         )
-    joined = scores.merge(labels, on="customer_id", how="inner", validate="one_to_one")
-    y, p = joined[LABEL].to_numpy(), joined["churn_probability"].to_numpy()
+    joined = scores.merge(labels, on=list(contract.entity), how="inner", validate="one_to_one")
+    y, p = joined[contract.label].to_numpy(), joined[PROBABILITY].to_numpy()
     positives, rows = int(y.sum()), len(joined)
     common = dict(
         model_name=name,
@@ -140,7 +143,7 @@ def realized_performance(
             evaluated_on,
             scored_date,
             False,
-            f"{positives} churners and {rows - positives} non-churners among {rows} labelled customers: fewer "
+            f"{positives} positives and {rows - positives} negatives among {rows} labelled entities: fewer "
             f"than {MIN_CLASS_ROWS} in a class, an AUC would be noise",
             **common,
         )
@@ -149,7 +152,7 @@ def realized_performance(
         evaluated_on,
         scored_date,
         True,
-        f"{rows} labelled customers, {positives} churned",
+        f"{rows} labelled entities, {positives} positive",
         realized_roc_auc=auc,
         roc_auc_standard_error=hanley_mcneil_se(auc, positives, rows - positives),
         realized_pr_auc=float(average_precision_score(y, p)),

@@ -14,7 +14,8 @@ from pydantic import Field
 
 from dagster_project import asset_keys
 from dagster_project.lake import FEATURES, offline_store, table_dir
-from dagster_project.resources import LakeResource, SparkResource, ThresholdsResource
+from dagster_project.problem import Problem
+from dagster_project.resources import ContractResource, LakeResource, SparkResource
 from spark_jobs import feature_snapshots as snapshots_job
 from spark_jobs import maintenance as maintenance_job
 from spark_jobs import training_set as training_set_job
@@ -37,23 +38,28 @@ class FeatureSnapshotsConfig(dg.Config):
     )
 
 
-def build_feature_snapshots(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
-    """``offline_store/feature_snapshots`` over ``partitions``."""
+def build_feature_snapshots(partitions: dg.PartitionsDefinition, problem: Problem) -> dg.AssetsDefinition:
+    """``offline_store/feature_snapshots`` over ``partitions``, from the export of the problem's feature model."""
+    features_model = problem.contract.features_model
 
     @dg.asset(
         key=asset_keys.FEATURE_SNAPSHOTS,
-        deps=[asset_keys.CUSTOMER_FEATURES_EXPORT],
+        deps=[asset_keys.lake_export(features_model)],
         partitions_def=partitions,
         group_name=asset_keys.OFFLINE_STORE_GROUP,
         kinds={"spark", "delta"},
     )
     def feature_snapshots(
-        context: dg.AssetExecutionContext, config: FeatureSnapshotsConfig, spark: SparkResource, lake: LakeResource
+        context: dg.AssetExecutionContext,
+        config: FeatureSnapshotsConfig,
+        spark: SparkResource,
+        lake: LakeResource,
+        contract: ContractResource,
     ) -> dg.MaterializeResult:
-        """The day's `customer_features` in the Delta table `lake/offline_store/feature_snapshots`, partitioned by
-        `snapshot_date`. Each day is replaced whole with `replaceWhere` (a rerun is idempotent), its schema must match
-        the table's (see `evolve_schema`), and the commit names the Dagster run and the checksum of the dbt model that
-        produced the day's file, as the export wrote it into the file (null for a file without one)."""
+        """The day's feature model export in the Delta table `lake/offline_store/feature_snapshots`, partitioned by
+        the contract's day column. Each day is replaced whole with `replaceWhere` (a rerun is idempotent), its schema
+        must match the table's (see `evolve_schema`), and the commit names the Dagster run and the checksum of the dbt
+        model that produced the day's file, as the export wrote it into the file (null for a file without one)."""
         session = spark.get_session()
         store = offline_store(lake.root_path)
         written = []
@@ -62,8 +68,9 @@ def build_feature_snapshots(partitions: dg.PartitionsDefinition) -> dg.AssetsDef
             done = snapshots_job.snapshot_day(
                 session,
                 date,
-                lake.partition_path(FEATURES, asset_keys.FEATURES_MODEL, date),
+                lake.partition_path(FEATURES, features_model, date),
                 store,
+                contract.contract,
                 dagster_run_id=context.run.run_id,
                 evolve_schema=config.evolve_schema,
             )
@@ -109,96 +116,103 @@ class TrainingSetConfig(dg.Config):
     )
 
 
-@dg.asset(
-    key=asset_keys.TRAINING_SET,
-    deps=[asset_keys.FEATURE_SNAPSHOTS, asset_keys.CHURN_LABELS_EXPORT],
-    group_name=asset_keys.OFFLINE_STORE_GROUP,
-    kinds={"spark", "delta"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            NO_FUTURE_FEATURES,
-            asset=asset_keys.TRAINING_SET,
-            blocking=True,
-            description="No row uses a snapshot that was not complete at its prediction_time "
-            "(a snapshot of day D is complete at the end of D). Checked on the version written.",
-        ),
-        dg.AssetCheckSpec(
-            EVERY_LABEL_HAS_A_SNAPSHOT,
-            asset=asset_keys.TRAINING_SET,
-            description="Every matured label found a snapshot at or before its cutoff; those that did not are "
-            "left out of the table and sampled in this check's metadata.",
-        ),
-    ],
-)
-def training_set(
-    context: dg.AssetExecutionContext,
-    config: TrainingSetConfig,
-    spark: SparkResource,
-    lake: LakeResource,
-    thresholds: ThresholdsResource,
-) -> dg.MaterializeResult:
-    """Every matured label joined to the latest feature snapshot complete at its own `prediction_time`, never a
-    later one, written as a new version of the Delta table `lake/offline_store/training_set`. The version of
-    `feature_snapshots` it read is recorded here and in the commit, so the set can be rebuilt identically
-    (`spark_jobs.training_set.rebuild_training_set`)."""
-    session = spark.get_session()
-    done = training_set_job.run(
-        session,
-        offline_store(lake.root_path),
-        table_dir(lake.root_path, FEATURES, asset_keys.LABELS_MODEL),
-        feature_store_version=config.feature_store_version,
-        max_snapshot_age_days=config.max_snapshot_age_days,
-        dagster_run_id=context.run.run_id,
-        churn_horizon_days=thresholds.churn_horizon_days,
-    )
-    stats = done.stats
-    if stats.without_snapshot:
-        context.log.warning(
-            f"{stats.without_snapshot} of {stats.labels} labels have no snapshot at or before their cutoff; "
-            f"left out of the training set (sample in the metadata)"
-        )
-    meta = done.commit_metadata
-    metadata: dict[str, Any] = {
-        "dagster/row_count": stats.rows,
-        "dagster/column_schema": _column_schema(done.columns),
-        "feature_store_version": done.feature_store_version,
-        "training_set_version": done.version,
-        "dagster_run_id": context.run.run_id,
-        "table_path": dg.MetadataValue.path(done.table_path),
-        "labels": stats.labels,
-        "labels_exact_snapshot": stats.exact,
-        "labels_earlier_snapshot": stats.earlier,
-        "labels_without_snapshot": stats.without_snapshot,
-        "max_snapshot_age_days": stats.max_snapshot_age_days if stats.max_snapshot_age_days is not None else -1,
-        "label_partitions": f"{meta['labels_first_partition']}..{meta['labels_last_partition']} "
-        f"({meta['label_partitions']})",
-        DBT_MODEL_CHECKSUM: meta[DBT_MODEL_CHECKSUM],
-        DBT_MODEL_CHECKSUMS: dg.MetadataValue.json(meta[DBT_MODEL_CHECKSUMS]),
-        "content_fingerprint": done.fingerprint,
-        "seconds": done.seconds,
-    }
-    if stats.without_snapshot_sample:
-        metadata["without_snapshot_sample"] = dg.MetadataValue.json(stats.without_snapshot_sample)
-    return dg.MaterializeResult(
-        metadata=metadata,
-        data_version=dg.DataVersion(done.fingerprint),
-        check_results=[
-            dg.AssetCheckResult(
-                check_name=NO_FUTURE_FEATURES,
-                passed=done.future_feature_rows == 0,
-                metadata={"rows_with_future_features": done.future_feature_rows},
+def build_training_set(problem: Problem) -> dg.AssetsDefinition:
+    """``offline_store/training_set``, from the feature snapshots and the export of the problem's label model."""
+    labels_model = problem.contract.labels_model
+
+    @dg.asset(
+        key=asset_keys.TRAINING_SET,
+        deps=[asset_keys.FEATURE_SNAPSHOTS, asset_keys.lake_export(labels_model)],
+        group_name=asset_keys.OFFLINE_STORE_GROUP,
+        kinds={"spark", "delta"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                NO_FUTURE_FEATURES,
+                asset=asset_keys.TRAINING_SET,
+                blocking=True,
+                description="No row uses a snapshot that was not complete at its prediction time "
+                "(a snapshot of day D is complete at the end of D). Checked on the version written.",
             ),
-            dg.AssetCheckResult(
-                check_name=EVERY_LABEL_HAS_A_SNAPSHOT,
-                passed=stats.without_snapshot == 0,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={
-                    "labels_without_snapshot": stats.without_snapshot,
-                    "sample": dg.MetadataValue.json(stats.without_snapshot_sample),
-                },
+            dg.AssetCheckSpec(
+                EVERY_LABEL_HAS_A_SNAPSHOT,
+                asset=asset_keys.TRAINING_SET,
+                description="Every matured label found a snapshot at or before its cutoff; those that did not are "
+                "left out of the table and sampled in this check's metadata.",
             ),
         ],
     )
+    def training_set(
+        context: dg.AssetExecutionContext,
+        config: TrainingSetConfig,
+        spark: SparkResource,
+        lake: LakeResource,
+        contract: ContractResource,
+    ) -> dg.MaterializeResult:
+        """Every matured label joined to the latest feature snapshot complete at its own prediction time, never a
+        later one, written as a new version of the Delta table `lake/offline_store/training_set`. The version of
+        `feature_snapshots` it read is recorded here and in the commit, so the set can be rebuilt identically
+        (`spark_jobs.training_set.rebuild_training_set`)."""
+        session = spark.get_session()
+        done = training_set_job.run(
+            session,
+            offline_store(lake.root_path),
+            table_dir(lake.root_path, FEATURES, labels_model),
+            contract.contract,
+            feature_store_version=config.feature_store_version,
+            max_snapshot_age_days=config.max_snapshot_age_days,
+            dagster_run_id=context.run.run_id,
+            churn_horizon_days=contract.contract.horizon_days,
+        )
+        stats = done.stats
+        if stats.without_snapshot:
+            context.log.warning(
+                f"{stats.without_snapshot} of {stats.labels} labels have no snapshot at or before their cutoff; "
+                f"left out of the training set (sample in the metadata)"
+            )
+        meta = done.commit_metadata
+        metadata: dict[str, Any] = {
+            "dagster/row_count": stats.rows,
+            "dagster/column_schema": _column_schema(done.columns),
+            "feature_store_version": done.feature_store_version,
+            "training_set_version": done.version,
+            "dagster_run_id": context.run.run_id,
+            "table_path": dg.MetadataValue.path(done.table_path),
+            "labels": stats.labels,
+            "labels_exact_snapshot": stats.exact,
+            "labels_earlier_snapshot": stats.earlier,
+            "labels_without_snapshot": stats.without_snapshot,
+            "max_snapshot_age_days": stats.max_snapshot_age_days if stats.max_snapshot_age_days is not None else -1,
+            "label_partitions": f"{meta['labels_first_partition']}..{meta['labels_last_partition']} "
+            f"({meta['label_partitions']})",
+            DBT_MODEL_CHECKSUM: meta[DBT_MODEL_CHECKSUM],
+            DBT_MODEL_CHECKSUMS: dg.MetadataValue.json(meta[DBT_MODEL_CHECKSUMS]),
+            "content_fingerprint": done.fingerprint,
+            "seconds": done.seconds,
+        }
+        if stats.without_snapshot_sample:
+            metadata["without_snapshot_sample"] = dg.MetadataValue.json(stats.without_snapshot_sample)
+        return dg.MaterializeResult(
+            metadata=metadata,
+            data_version=dg.DataVersion(done.fingerprint),
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=NO_FUTURE_FEATURES,
+                    passed=done.future_feature_rows == 0,
+                    metadata={"rows_with_future_features": done.future_feature_rows},
+                ),
+                dg.AssetCheckResult(
+                    check_name=EVERY_LABEL_HAS_A_SNAPSHOT,
+                    passed=stats.without_snapshot == 0,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={
+                        "labels_without_snapshot": stats.without_snapshot,
+                        "sample": dg.MetadataValue.json(stats.without_snapshot_sample),
+                    },
+                ),
+            ],
+        )
+
+    return training_set
 
 
 class TableMaintenanceConfig(dg.Config):

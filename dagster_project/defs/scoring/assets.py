@@ -5,31 +5,40 @@ import time
 
 import dagster as dg
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from dagster_project import asset_keys
 from dagster_project.defs.scoring import champion as champions
 from dagster_project.defs.scoring import scores as scoring
-from dagster_project.resources import LakeResource, MlflowResource
+from dagster_project.problem import Problem
+from dagster_project.resources import ContractResource, LakeResource, MlflowResource
 
 SCORES_SANE_CHECK = "scores_are_sane"
 
 
 class BatchScoresConfig(dg.Config):
-    """Risk bands and the size of the business's top-risk list."""
+    """Risk bands (the contract's unless set) and the size of the business's top-risk list."""
 
-    medium_risk_from: float = Field(0.1, gt=0, lt=1, description="churn probability from which a customer is medium")
-    high_risk_from: float = Field(0.3, gt=0, le=1, description="churn probability from which a customer is high risk")
-    top_risk_size: int = Field(500, ge=1, description="customers in the day's top-risk export")
+    medium_risk_from: float | None = Field(
+        None, gt=0, lt=1, description="probability from which an entity is medium risk (default: the contract's)"
+    )
+    high_risk_from: float | None = Field(
+        None, gt=0, le=1, description="probability from which an entity is high risk (default: the contract's)"
+    )
+    top_risk_size: int = Field(500, ge=1, description="entities in the day's top-risk export")
 
-    @model_validator(mode="after")
-    def _ordered(self) -> "BatchScoresConfig":
-        scoring.RiskBands(self.medium_risk_from, self.high_risk_from)  # raises on a bad order
-        return self
+    def bands(self, contract: ContractResource) -> scoring.RiskBands:
+        declared = contract.contract.risk_bands
+        return scoring.RiskBands(  # raises on a bad order
+            self.medium_risk_from if self.medium_risk_from is not None else declared[0],
+            self.high_risk_from if self.high_risk_from is not None else declared[1],
+        )
 
 
-def build_batch_scores(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def build_batch_scores(partitions: dg.PartitionsDefinition, problem: Problem) -> dg.AssetsDefinition:
     """``scoring/batch_scores`` over ``partitions`` (the daily partitions of the definitions being loaded)."""
+    declared = problem.contract
+    entity_columns = [dg.TableColumn(c, description="the entity key (the contract's)") for c in declared.entity]
 
     @dg.asset(
         key=asset_keys.BATCH_SCORES,
@@ -42,16 +51,18 @@ def build_batch_scores(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 SCORES_SANE_CHECK,
                 asset=asset_keys.BATCH_SCORES,
                 blocking=True,  # drift and performance never read broken scores
-                description="The stored scores of the day are sane: exactly one per customer of the day's snapshot, no "
-                "nulls, every churn probability in [0, 1]. Blocking: monitoring does not run on broken scores.",
+                description="The stored scores of the day are sane: exactly one per entity of the day's snapshot, no "
+                "nulls, every probability in [0, 1]. Blocking: monitoring does not run on broken scores.",
             )
         ],
         metadata={
             "dagster/column_schema": dg.TableSchema(
                 columns=[
-                    dg.TableColumn("customer_id", "string"),
-                    dg.TableColumn("snapshot_date", "date", description="the feature snapshot scored (partition)"),
-                    dg.TableColumn("churn_probability", "double", description="P(cancels within the churn horizon)"),
+                    *entity_columns,
+                    dg.TableColumn(declared.as_of, "date", description="the feature snapshot scored (partition)"),
+                    dg.TableColumn(
+                        scoring.PROBABILITY, "double", description=f"P({declared.label} within the label horizon)"
+                    ),
                     dg.TableColumn("risk_band", "string", description="low | medium | high (fixed cut points)"),
                     dg.TableColumn("model_name", "string"),
                     dg.TableColumn("model_version", "string", description="the registered version that scored"),
@@ -61,17 +72,22 @@ def build_batch_scores(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         },
     )
     def batch_scores(
-        context: dg.AssetExecutionContext, config: BatchScoresConfig, lake: LakeResource, mlflow: MlflowResource
+        context: dg.AssetExecutionContext,
+        config: BatchScoresConfig,
+        lake: LakeResource,
+        mlflow: MlflowResource,
+        contract: ContractResource,
     ) -> dg.MaterializeResult:
-        """Churn probabilities for every customer in the day's feature snapshot, from the registry's `champion`.
+        """Probabilities for every entity in the day's feature snapshot, from the registry's `champion`.
 
         Reads the day from the Delta offline store, loads `models:/<name>@champion` (resolved to a version once, and
         that version recorded with every row), scores, and replaces the day in the Delta table
-        `lake/scoring/batch_scores` (partitioned by `snapshot_date`): re-scoring a day replaces its rows. The day's
-        top-risk customers are exported as CSV to `lake/scoring/top_risk/date=<day>/top_risk.csv`. Fails with the way
-        out if no champion exists yet.
+        `lake/scoring/batch_scores` (partitioned by the contract's day column): re-scoring a day replaces its rows.
+        The day's top-risk entities are exported as CSV to `lake/scoring/top_risk/date=<day>/top_risk.csv`. Fails
+        with the way out if no champion exists yet.
         """
         date = dt.date.fromisoformat(context.partition_key)
+        names = contract.contract
         timings: dict[str, float] = {}
 
         started = time.perf_counter()
@@ -80,14 +96,18 @@ def build_batch_scores(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
 
         started = time.perf_counter()
         features = scoring.read_feature_snapshot(
-            lake.root, date, columns=champion.feature_columns(), optional=scoring.TOP_RISK_CONTEXT
+            lake.root, date, names, columns=champion.feature_columns(), optional=names.top_risk_columns
         )
         timings["read_seconds"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        bands = scoring.RiskBands(config.medium_risk_from, config.high_risk_from)
         scores = scoring.score_snapshot(
-            champion.model, features, model_name=champion.name, model_version=champion.version, bands=bands
+            champion.model,
+            features,
+            names,
+            model_name=champion.name,
+            model_version=champion.version,
+            bands=config.bands(contract),
         )
         timings["predict_seconds"] = time.perf_counter() - started
 
@@ -96,9 +116,10 @@ def build_batch_scores(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
             lake.root,
             date,
             scores,
+            names,
             commit_metadata={"model_version": champion.version, "dagster_run_id": context.run.run_id},
         )
-        top = scoring.top_risk(scores, features, config.top_risk_size)
+        top = scoring.top_risk(scores, features, config.top_risk_size, names)
         top_path = scoring.write_top_risk(lake.root, date, top)
         timings["write_seconds"] = time.perf_counter() - started
         if written.replaced_rows:
@@ -106,9 +127,9 @@ def build_batch_scores(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
 
         # The check reads back what was stored, so it also catches a write that appended instead of replacing.
         started = time.perf_counter()
-        sanity = scoring.check_scores(scoring.read_scores_table(lake.root, date), features["customer_id"])
+        sanity = scoring.check_scores(scoring.read_scores_table(lake.root, date, names), features, names)
         timings["check_seconds"] = time.perf_counter() - started
-        probability = scores["churn_probability"].to_numpy()
+        probability = scores[scoring.PROBABILITY].to_numpy()
         band_counts = scores["risk_band"].value_counts()
         return dg.MaterializeResult(
             metadata={
@@ -119,9 +140,9 @@ def build_batch_scores(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 "champion_validation_roc_auc": champion.validation_roc_auc,
                 "mean_churn_probability": float(probability.mean()),
                 "p90_churn_probability": float(np.quantile(probability, 0.9)),
-                "high_risk_customers": int(band_counts.get("high", 0)),
-                "medium_risk_customers": int(band_counts.get("medium", 0)),
-                "low_risk_customers": int(band_counts.get("low", 0)),
+                "high_risk_entities": int(band_counts.get("high", 0)),
+                "medium_risk_entities": int(band_counts.get("medium", 0)),
+                "low_risk_entities": int(band_counts.get("low", 0)),
                 "high_risk_share": float(band_counts.get("high", 0) / len(scores)),
                 "replaced_rows": written.replaced_rows,
                 "delta_table_version": written.table_version,

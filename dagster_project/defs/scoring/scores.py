@@ -2,7 +2,8 @@
 
 No Dagster here: the asset, the benchmark and the tests call the same functions.
 
-Storage. The scores are a Delta table, ``<lake>/scoring/batch_scores``, partitioned by ``snapshot_date`` and
+Storage. The scores are a Delta table, ``<lake>/scoring/batch_scores``, keyed by the contract's entity and
+partitioned by its day column, and
 written with delta-rs (the ``deltalake`` package), not Spark: scoring is a single-node pandas/scikit-learn step
 whose input already sits in memory, so a JVM would add its start-up time and a pandas-to-Spark copy for nothing,
 while delta-rs writes the same Delta protocol that Spark, DuckDB and Trino read. Each day is written with an
@@ -26,37 +27,40 @@ import pyarrow as pa
 
 from dagster_project import lake
 from dagster_project.defs.ml.training import churn_probability, model_input
-from spark_jobs.contract import SNAPSHOT_KEY_COLUMNS
+from spark_jobs.contract import Contract
 
-KEY_COLUMNS = SNAPSHOT_KEY_COLUMNS  # the offline store's snapshot keys
-# Descriptive columns copied into the top-risk list when the snapshot has them: what a retention team looks at.
-TOP_RISK_CONTEXT = (
-    "plan",
-    "contract",
-    "monthly_price",
-    "tenure_days",
-    "region",
-    "acquisition_channel",
-    "payment_method",
-)
 # Rows predicted at a time (see score_snapshot).
 BATCH_ROWS = 200_000
 # Checkpoint the Delta log every N commits so readers replay a short log, not one JSON file per night.
 CHECKPOINT_EVERY = 25
 
-SCORES_SCHEMA = pa.schema(
-    [
-        pa.field("customer_id", pa.string(), nullable=False),
-        pa.field("snapshot_date", pa.date32(), nullable=False),
-        pa.field("churn_probability", pa.float64(), nullable=False),
-        pa.field("risk_band", pa.string(), nullable=False),
-        pa.field("model_name", pa.string(), nullable=False),
-        pa.field("model_version", pa.string(), nullable=False),
-        # UTC, microseconds: Spark reads Delta `timestamp` as microseconds and cannot read nanoseconds.
-        pa.field("scored_at", pa.timestamp("us", tz="UTC"), nullable=False),
-    ]
-)
-SCORE_COLUMNS = tuple(SCORES_SCHEMA.names)
+# The platform's columns of a score, after the contract's entity key and day column.
+PROBABILITY = "churn_probability"
+SCORE_FIELDS = [
+    pa.field(PROBABILITY, pa.float64(), nullable=False),
+    pa.field("risk_band", pa.string(), nullable=False),
+    pa.field("model_name", pa.string(), nullable=False),
+    pa.field("model_version", pa.string(), nullable=False),
+    # UTC, microseconds: Spark reads Delta `timestamp` as microseconds and cannot read nanoseconds.
+    pa.field("scored_at", pa.timestamp("us", tz="UTC"), nullable=False),
+]
+
+
+def scores_schema(contract: Contract, entity_types: dict[str, pa.DataType] | None = None) -> pa.Schema:
+    """The scores table: the entity key (typed as the snapshot has it; text when unknown), the day, the scores."""
+    types = entity_types or {}
+    return pa.schema(
+        [
+            *(pa.field(c, types.get(c, pa.string()), nullable=False) for c in contract.entity),
+            pa.field(contract.as_of, pa.date32(), nullable=False),
+            *SCORE_FIELDS,
+        ]
+    )
+
+
+def entity_index(frame: pd.DataFrame, contract: Contract) -> pd.MultiIndex:
+    """The entity key of each row, one or more columns alike: what duplicates and set differences compare."""
+    return pd.MultiIndex.from_frame(frame[list(contract.entity)])
 
 
 class NoFeatureSnapshotError(LookupError):
@@ -65,14 +69,15 @@ class NoFeatureSnapshotError(LookupError):
 
 @dataclass(frozen=True)
 class RiskBands:
-    """Cut points on the churn probability: ``low`` below ``medium``, ``high`` from ``high`` up.
+    """Cut points on the probability: ``low`` below ``medium``, ``high`` from ``high`` up (the contract declares
+    them, ``risk_bands`` of the feature model's meta).
 
-    Fixed probabilities, not daily quantiles: a quantile band would put 10% of customers in ``high`` every day,
+    Fixed probabilities, not daily quantiles: a quantile band would put 10% of entities in ``high`` every day,
     hiding exactly the rise in risk that a retention team needs to see.
     """
 
-    medium: float = 0.1
-    high: float = 0.3
+    medium: float
+    high: float
 
     def __post_init__(self) -> None:
         if not 0.0 < self.medium < self.high <= 1.0:
@@ -85,15 +90,19 @@ class RiskBands:
         ]
 
 
-def _partition_filter(date: dt.date) -> list[tuple[str, str, dt.date]]:
+def _partition_filter(date: dt.date, day_column: str) -> list[tuple[str, str, dt.date]]:
     """The day's partition, as a filter delta-rs prunes files with (typed: the column is a date)."""
-    return [("snapshot_date", "=", date)]
+    return [(day_column, "=", date)]
 
 
 def read_feature_snapshot(
-    lake_root: str | Path, date: dt.date, columns: list[str] | None = None, optional: tuple[str, ...] = ()
+    lake_root: str | Path,
+    date: dt.date,
+    contract: Contract,
+    columns: list[str] | None = None,
+    optional: tuple[str, ...] = (),
 ) -> pd.DataFrame:
-    """The features of every customer on ``date``, from the Delta offline store (latest table version).
+    """The features of every entity on ``date``, from the Delta offline store (latest table version).
 
     Only ``columns`` (plus the keys, plus those of ``optional`` the table has) are read when given: the scoring
     step needs the model's features only.
@@ -111,14 +120,15 @@ def read_feature_snapshot(
     wanted = None
     if columns is not None:
         available = set(pa.schema(table.schema().to_arrow()).names)
-        missing = [c for c in [*KEY_COLUMNS, *columns] if c not in available]
+        keys = contract.snapshot_keys
+        missing = [c for c in [*keys, *columns] if c not in available]
         if missing:
             raise KeyError(
                 f"the offline store {path} lacks the columns {missing}: the features changed since the champion "
                 "was trained; retrain it (the `retrain` job)"
             )
-        wanted = list(dict.fromkeys([*KEY_COLUMNS, *columns, *(c for c in optional if c in available)]))
-    arrow = pa.table(table.to_pyarrow_table(filters=_partition_filter(date), columns=wanted))
+        wanted = list(dict.fromkeys([*keys, *columns, *(c for c in optional if c in available)]))
+    arrow = pa.table(table.to_pyarrow_table(filters=_partition_filter(date, contract.as_of), columns=wanted))
     # Each Arrow column is released as soon as it is converted: the day is never held twice in full.
     frame = arrow.to_pandas(self_destruct=True, split_blocks=True)
     del arrow
@@ -128,7 +138,7 @@ def read_feature_snapshot(
             f"for partition {date} first"
         )
     # The partition filter leaves one day; a constant column is far cheaper than converting a million dates.
-    frame["snapshot_date"] = date
+    frame[contract.as_of] = date
     return frame
 
 
@@ -143,6 +153,7 @@ def model_feature_names(model: Any) -> list[str]:
 def score_snapshot(
     model: Any,
     features: pd.DataFrame,
+    contract: Contract,
     *,
     model_name: str,
     model_version: str,
@@ -150,45 +161,37 @@ def score_snapshot(
     scored_at: dt.datetime | None = None,
     batch_rows: int = BATCH_ROWS,
 ) -> pd.DataFrame:
-    """Score one day's feature snapshot: one row per customer with its churn probability and risk band.
+    """Score one day's feature snapshot: one row per entity with its probability and risk band.
 
-    ``features`` holds ``customer_id``, ``snapshot_date`` (a single day) and at least the model's feature columns.
-    Returns the columns of ``SCORES_SCHEMA``, row for row with ``features``.
+    ``features`` holds the entity key, the day column (a single day) and at least the model's feature columns.
+    Returns the columns of ``scores_schema``, row for row with ``features``.
     """
-    missing = [c for c in KEY_COLUMNS if c not in features.columns]
+    missing = [c for c in contract.snapshot_keys if c not in features.columns]
     if missing:
         raise KeyError(f"the feature snapshot lacks the key columns {missing}")
-    days = pd.unique(features["snapshot_date"])
+    days = pd.unique(features[contract.as_of])
     if len(days) != 1:
         raise ValueError(f"score one snapshot day at a time; got {len(days)} days: {sorted(map(str, days))[:5]}")
-    duplicated = features["customer_id"].duplicated()
+    duplicated = entity_index(features, contract).duplicated()
     if duplicated.any():
         raise ValueError(
-            f"the snapshot of {days[0]} has {int(duplicated.sum())} duplicated customer_id values, e.g. "
-            f"{features.loc[duplicated, 'customer_id'].head(3).tolist()}: the offline store must hold one row per "
-            "customer and day"
+            f"the snapshot of {days[0]} has {int(duplicated.sum())} duplicated {'/'.join(contract.entity)} values, "
+            f"e.g. {features.loc[duplicated, list(contract.entity)].head(3).values.tolist()}: the offline store must "
+            "hold one row per entity and day"
         )
     # Predicted in batches: the model's input and its encoded copy exist for one batch at a time, so memory
-    # stays bounded for any number of customers while each batch is large enough to keep every core busy.
-    columns = model_feature_names(model)
-    missing = [c for c in columns if c not in features.columns]
-    if missing:
-        raise KeyError(
-            f"the feature snapshot lacks columns the model was trained on: {missing}; the features changed since "
-            "the champion was trained: retrain it (materialize the retrain job)"
-        )
+    # stays bounded for any number of entities while each batch is large enough to keep every core busy.
     probability = np.empty(len(features), dtype="float64")
     for start in range(0, len(features), batch_rows):
         batch = features.iloc[start : start + batch_rows]
-        probability[start : start + len(batch)] = churn_probability(model, model_input(batch, columns))
+        probability[start : start + len(batch)] = churn_probability(model, model_input(batch, model))
     stamp = pd.Timestamp(scored_at or dt.datetime.now(dt.UTC))
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return pd.DataFrame(
         {
-            "customer_id": features["customer_id"].to_numpy(),
-            "snapshot_date": features["snapshot_date"].to_numpy(),
-            "churn_probability": probability.astype("float64"),
-            "risk_band": (bands or RiskBands()).assign(probability),
+            **{c: features[c].to_numpy() for c in contract.snapshot_keys},
+            PROBABILITY: probability.astype("float64"),
+            "risk_band": (bands or RiskBands(*contract.risk_bands)).assign(probability),
             "model_name": model_name,
             "model_version": str(model_version),
             "scored_at": stamp.floor("us"),
@@ -196,11 +199,13 @@ def score_snapshot(
     )
 
 
-def scores_to_arrow(scores: pd.DataFrame) -> pa.Table:
+def scores_to_arrow(scores: pd.DataFrame, contract: Contract) -> pa.Table:
     """The scores in the table's schema (raises if a column is missing or null where it must not be)."""
-    frame = scores.loc[:, list(SCORE_COLUMNS)].copy()
+    entity_types = {c: pa.Array.from_pandas(scores[c]).type for c in contract.entity}
+    schema = scores_schema(contract, {c: t for c, t in entity_types.items() if t != pa.null()})
+    frame = scores.loc[:, schema.names].copy()
     frame["scored_at"] = pd.to_datetime(frame["scored_at"], utc=True).astype("datetime64[us, UTC]")
-    return pa.Table.from_pandas(frame, schema=SCORES_SCHEMA, preserve_index=False)
+    return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
 
 
 @dataclass(frozen=True)
@@ -211,7 +216,7 @@ class WrittenScores:
     replaced_rows: int  # rows of the same day that the write replaced (0 on the first scoring of a day)
 
 
-def _stored_rows(path: Path, date: dt.date) -> int:
+def _stored_rows(path: Path, date: dt.date, day_column: str) -> int:
     """Rows of ``date`` in the table, from the Delta log's file statistics (no data file is read)."""
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
@@ -222,29 +227,35 @@ def _stored_rows(path: Path, date: dt.date) -> int:
         return 0
     if actions.num_rows == 0:
         return 0
-    frame = actions.select(["partition.snapshot_date", "num_records"]).to_pandas()
-    return int(frame.loc[pd.to_datetime(frame["partition.snapshot_date"]).dt.date == date, "num_records"].sum())
+    partition = f"partition.{day_column}"
+    frame = actions.select([partition, "num_records"]).to_pandas()
+    return int(frame.loc[pd.to_datetime(frame[partition]).dt.date == date, "num_records"].sum())
 
 
 def write_scores(
-    lake_root: str | Path, date: dt.date, scores: pd.DataFrame, commit_metadata: dict[str, str] | None = None
+    lake_root: str | Path,
+    date: dt.date,
+    scores: pd.DataFrame,
+    contract: Contract,
+    commit_metadata: dict[str, str] | None = None,
 ) -> WrittenScores:
     """Replace the scores of ``date`` in the Delta table with ``scores``, atomically; other days are untouched."""
     from deltalake import CommitProperties, DeltaTable, write_deltalake
 
-    days = set(pd.unique(scores["snapshot_date"]))
+    day = contract.as_of
+    days = set(pd.unique(scores[day]))
     if days != {date}:
-        raise ValueError(f"scores for {date} must all carry snapshot_date {date}; got {sorted(map(str, days))[:5]}")
+        raise ValueError(f"scores for {date} must all carry {day} {date}; got {sorted(map(str, days))[:5]}")
     path = lake.batch_scores_path(lake_root)
     path.parent.mkdir(parents=True, exist_ok=True)
-    replaced = _stored_rows(path, date)
+    replaced = _stored_rows(path, date, day)
     metadata = {"snapshot_date": date.isoformat(), **(commit_metadata or {})}
     write_deltalake(
         str(path),
-        scores_to_arrow(scores),
+        scores_to_arrow(scores, contract),
         mode="overwrite",
-        predicate=f"snapshot_date = '{date.isoformat()}'",
-        partition_by=["snapshot_date"],
+        predicate=f"\"{day}\" = '{date.isoformat()}'",
+        partition_by=[day],
         commit_properties=CommitProperties(custom_metadata={"userMetadata": json.dumps(metadata, sort_keys=True)}),
     )
     table = DeltaTable(str(path))
@@ -254,7 +265,7 @@ def write_scores(
     return WrittenScores(path=path, table_version=version, rows=len(scores), replaced_rows=replaced)
 
 
-def read_scores_table(lake_root: str | Path, date: dt.date) -> pa.Table:
+def read_scores_table(lake_root: str | Path, date: dt.date, contract: Contract) -> pa.Table:
     """The stored scores of ``date`` as Arrow (empty, in the table's schema, if the day was never scored)."""
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
@@ -262,37 +273,39 @@ def read_scores_table(lake_root: str | Path, date: dt.date) -> pa.Table:
     try:
         table = DeltaTable(str(lake.batch_scores_path(lake_root)))
     except TableNotFoundError:
-        return SCORES_SCHEMA.empty_table()
-    return pa.table(table.to_pyarrow_table(filters=_partition_filter(date)))
+        return scores_schema(contract).empty_table()
+    return pa.table(table.to_pyarrow_table(filters=_partition_filter(date, contract.as_of)))
 
 
-def read_scores(lake_root: str | Path, date: dt.date) -> pd.DataFrame:
+def read_scores(lake_root: str | Path, date: dt.date, contract: Contract) -> pd.DataFrame:
     """The stored scores of ``date`` (empty, with the table's columns, if the day was never scored)."""
-    frame = read_scores_table(lake_root, date).to_pandas()
+    frame = read_scores_table(lake_root, date, contract).to_pandas()
     if not frame.empty:
-        frame["snapshot_date"] = date
+        frame[contract.as_of] = date
     return frame
 
 
-def top_risk(scores: pd.DataFrame, features: pd.DataFrame, size: int) -> pd.DataFrame:
-    """The ``size`` customers most likely to churn, ranked, with the descriptive columns a retention team reads.
+def top_risk(scores: pd.DataFrame, features: pd.DataFrame, size: int, contract: Contract) -> pd.DataFrame:
+    """The ``size`` entities most at risk, ranked, with the descriptive columns the contract names (its
+    ``top_risk_columns``), what a retention team reads.
 
-    ``scores`` is ``score_snapshot``'s output for ``features`` (row for row). Ties are broken by customer id, so
-    the list is the same every time the day is scored with the same model. Only the candidates are sorted: a
+    ``scores`` is ``score_snapshot``'s output for ``features`` (row for row). Ties are broken by the entity key,
+    so the list is the same every time the day is scored with the same model. Only the candidates are sorted: a
     partial selection finds them in a million rows in milliseconds.
     """
-    probability = scores["churn_probability"].to_numpy()
+    entity = list(contract.entity)
+    probability = scores[PROBABILITY].to_numpy()
     if len(probability) > size:
         cut = np.partition(probability, len(probability) - size)[len(probability) - size]
         candidates = np.flatnonzero(probability >= cut)  # every tie at the cut, so the tie-break stays exact
     else:
         candidates = np.arange(len(probability))
     top = scores.iloc[candidates].assign(_row=candidates)
-    top = top.sort_values(["churn_probability", "customer_id"], ascending=[False, True], kind="mergesort").head(size)
-    context = [c for c in TOP_RISK_CONTEXT if c in features.columns]
+    top = top.sort_values([PROBABILITY, *entity], ascending=[False, *[True] * len(entity)], kind="mergesort").head(size)
+    context = [c for c in contract.top_risk_columns if c in features.columns]
     rows = top.pop("_row").to_numpy()
     described = features.iloc[rows]
-    if not np.array_equal(described["customer_id"].to_numpy(), top["customer_id"].to_numpy()):
+    if not described[entity].reset_index(drop=True).equals(top[entity].reset_index(drop=True)):
         raise ValueError("scores and features are not row for row: pass score_snapshot's input with its output")
     top = top.reset_index(drop=True)
     for column in context:
@@ -301,9 +314,8 @@ def top_risk(scores: pd.DataFrame, features: pd.DataFrame, size: int) -> pd.Data
     return top[
         [
             "rank",
-            "customer_id",
-            "snapshot_date",
-            "churn_probability",
+            *contract.snapshot_keys,
+            PROBABILITY,
             "risk_band",
             *context,
             "model_name",
@@ -323,21 +335,21 @@ def write_top_risk(lake_root: str | Path, date: dt.date, top: pd.DataFrame) -> P
 class ScoreSanity:
     """What the scores-are-sane check found in the stored scores of one day."""
 
-    snapshot_customers: int
+    snapshot_entities: int
     scored_rows: int
-    duplicated_customers: int
-    missing_customers: int  # in the snapshot, not scored
-    unexpected_customers: int  # scored, not in the snapshot
+    duplicated_entities: int
+    missing_entities: int  # in the snapshot, not scored
+    unexpected_entities: int  # scored, not in the snapshot
     null_values: int
     out_of_range: int  # probabilities outside [0, 1] (NaN counts as null, not here)
 
     @property
     def passed(self) -> bool:
         return (
-            self.scored_rows == self.snapshot_customers
-            and self.duplicated_customers == 0
-            and self.missing_customers == 0
-            and self.unexpected_customers == 0
+            self.scored_rows == self.snapshot_entities
+            and self.duplicated_entities == 0
+            and self.missing_entities == 0
+            and self.unexpected_entities == 0
             and self.null_values == 0
             and self.out_of_range == 0
         )
@@ -346,22 +358,28 @@ class ScoreSanity:
         return {k: int(v) for k, v in self.__dict__.items()}
 
 
-def check_scores(stored: pa.Table | pd.DataFrame, snapshot_customers: pd.Series) -> ScoreSanity:
-    """One score per customer of the snapshot, no nulls, probabilities in [0, 1].
+def check_scores(stored: pa.Table | pd.DataFrame, snapshot: pd.DataFrame, contract: Contract) -> ScoreSanity:
+    """One score per entity of the snapshot (``snapshot``: its entity key columns), no nulls, probabilities in
+    [0, 1].
 
     ``stored`` is the day read back from the table (Arrow: null counts come free with its columns).
     """
     table = stored if isinstance(stored, pa.Table) else pa.Table.from_pandas(stored, preserve_index=False)
-    scored = table.column("customer_id").to_pandas()
-    expected = pd.Series(snapshot_customers.to_numpy()).drop_duplicates()
-    probability = table.column("churn_probability").to_numpy(zero_copy_only=False)
+    columns = scores_schema(contract).names
+    scored_frame = table.select([c for c in contract.entity if c in table.column_names]).to_pandas()
+    scored = entity_index(scored_frame, contract) if len(scored_frame.columns) == len(contract.entity) else None
+    expected = entity_index(snapshot, contract).drop_duplicates()
+    probability = table.column(PROBABILITY).to_numpy(zero_copy_only=False)
+    if scored is None:
+        raise KeyError(f"the stored scores lack the entity columns {list(contract.entity)}")
+    complete = scored[~scored_frame.isna().any(axis=1).to_numpy()]
     return ScoreSanity(
-        snapshot_customers=len(expected),
+        snapshot_entities=len(expected),
         scored_rows=table.num_rows,
-        duplicated_customers=int(scored.duplicated().sum()),
-        missing_customers=int((~expected.isin(scored)).sum()),
-        unexpected_customers=int((~scored.dropna().drop_duplicates().isin(expected)).sum()),
-        null_values=int(sum(table.column(c).null_count for c in SCORE_COLUMNS if c in table.column_names))
-        + sum(1 for c in SCORE_COLUMNS if c not in table.column_names) * table.num_rows,
+        duplicated_entities=int(scored.duplicated().sum()),
+        missing_entities=int((~expected.isin(scored)).sum()),
+        unexpected_entities=int((~complete.drop_duplicates().isin(expected)).sum()),
+        null_values=int(sum(table.column(c).null_count for c in columns if c in table.column_names))
+        + sum(1 for c in columns if c not in table.column_names) * table.num_rows,
         out_of_range=int(((probability < 0) | (probability > 1)).sum()),
     )
