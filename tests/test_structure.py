@@ -76,3 +76,62 @@ sys.exit(1 if failed else 0)
     assert done.returncode == 0, (
         f"modules that read settings (or failed) at import:\n{done.stdout}{done.stderr[-2000:]}"
     )
+
+
+def _declared_names(example: Path) -> set[str]:
+    """What a problem folder declares: its raw tables' columns, and its entity and label columns."""
+    import yaml
+
+    names: set[str] = set()
+    for path in (example / "models").rglob("*.yml"):
+        document = yaml.safe_load(path.read_text()) or {}
+        for source in document.get("sources") or []:
+            if source.get("name") == "raw":
+                names |= {c["name"] for table in source.get("tables") or [] for c in table.get("columns") or []}
+        for model in document.get("models") or []:
+            meta = (model.get("config") or {}).get("meta") or {}
+            if meta.get("role") in ("features", "labels"):
+                entity = meta.get("entity")
+                names |= set(entity if isinstance(entity, list) else [entity] if entity else [])
+                names |= {meta["label"]} if meta.get("label") else set()
+    return names
+
+
+# Words the platform uses in its own sense that an example also happens to name a column by: the platform's
+# `contract` (spark_jobs/contract.py, the declared problem) is not the subscription example's billing contract.
+PLATFORM_WORDS = {"contract"}
+
+
+def _code_words(path: Path) -> set[tuple[int, str]]:
+    """The identifiers and the words of the string literals of a module (comments and docstrings are prose)."""
+    import io
+    import re
+    import tokenize
+
+    found: set[tuple[int, str]] = set()
+    previous = tokenize.INDENT
+    for token in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
+        if token.type == tokenize.NAME:
+            found.add((token.start[0], token.string))
+        elif token.type == tokenize.STRING and previous not in (tokenize.INDENT, tokenize.NEWLINE, tokenize.NL):
+            found |= {(token.start[0], word) for word in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", token.string)}
+        if token.type not in (tokenize.COMMENT, tokenize.NL):
+            previous = token.type
+    return found
+
+
+def test_no_platform_module_names_a_column_of_an_example() -> None:
+    """The platform takes every name from the problem's declaration: no module of dagster_project or spark_jobs
+    spells a raw column, an entity or a label of any bundled example."""
+    examples = sorted(p for p in (REPO_ROOT / "examples").iterdir() if (p / "models").is_dir())
+    assert examples, "no example problem found under examples/"
+    declared = set().union(*(_declared_names(e) for e in examples)) - PLATFORM_WORDS
+    assert {"customer_id", "churned"} <= declared, "the subscription example's entity and label are declared"
+    spelled = [
+        f"{path.relative_to(REPO_ROOT)}:{line}: {word}"
+        for package in ("dagster_project", "spark_jobs")
+        for path in sorted((REPO_ROOT / package).rglob("*.py"))
+        for line, word in sorted(_code_words(path))
+        if word in declared
+    ]
+    assert not spelled, "platform modules that name an example's column:\n" + "\n".join(spelled)

@@ -15,6 +15,7 @@ import pytest
 from churn_world import FAST_TRAINING, START, ChurnWorld, days
 
 from dagster_project import asset_keys, replay, story
+from dagster_project.problem import load_problem
 from dagster_project.defs import automation, ml, monitoring, offline_store, scoring
 from dagster_project.defs.automation.jobs import RETRAIN_JOB
 from dagster_project.defs.automation.schedules import NIGHTLY_SCHEDULE
@@ -149,7 +150,7 @@ def test_a_failed_performance_check_requests_a_retrain_for_its_day(
     """Scores judged on matured labels that contradict them: the sensor asks for a retrain, reason performance."""
     world = ChurnWorld()
     scored = START + dt.timedelta(days=95)
-    matured = scored + dt.timedelta(days=settings.thresholds.churn_horizon_days)
+    matured = scored + dt.timedelta(days=load_problem(settings).contract.horizon_days)
     world.write_feature_snapshots(settings.lake_root, [scored])
     defs = dg.Definitions.merge(
         *(domain.build_defs(settings) for domain in (ml, scoring, monitoring, automation)),

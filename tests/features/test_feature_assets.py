@@ -13,10 +13,12 @@ from feature_support import SimulatedBase, copy_data_root, query, query_dicts, s
 from feature_support import write_simulated_raw as write_simulated
 
 from dagster_project.defs import features
-from dagster_project.defs.features.assets import MANIFEST
-from dagster_project.defs.features.project import dbt_project, manifest_is_stale, prepare_manifest
+from dagster_project.problem import load_problem, manifest_is_stale, prepare_manifest
 from dagster_project.resources import build_resources
 from dagster_project.settings import DBT_PROJECT_DIR, Settings
+
+# The default problem's manifest (the subscription example), as the definitions read it.
+MANIFEST = load_problem(Settings()).manifest
 
 DAY = dt.date(2025, 1, 6)  # the partition the tests run: the base holds the days before it
 
@@ -203,15 +205,19 @@ def test_a_planted_bad_row_fails_the_matching_check(simulated_base: SimulatedBas
     ]
 
 
-def test_the_manifest_is_built_when_missing_or_stale(tmp_path: Path) -> None:
-    copy = tmp_path / "dbt_project"
+def test_the_manifest_is_built_when_missing_or_stale(tmp_path: Path, settings: Settings) -> None:
+    copy, problem = tmp_path / "dbt_project", tmp_path / "examples" / settings.problem_dir.name
     shutil.copytree(DBT_PROJECT_DIR, copy, ignore=shutil.ignore_patterns("target", "logs"))
-    project = DbtProject(project_dir=copy, profiles_dir=copy, target=dbt_project.target)
-    assert manifest_is_stale(project)  # a fresh clone has none
-    prepare_manifest(project)
-    assert not manifest_is_stale(project)
+    shutil.copytree(settings.problem_dir, problem, ignore=shutil.ignore_patterns("__pycache__"))
+    project = DbtProject(project_dir=copy, profiles_dir=copy, target_path=Path("target") / problem.name)
+    assert manifest_is_stale(project, problem)  # a fresh clone has none
+    prepare_manifest(project, problem)
+    assert not manifest_is_stale(project, problem)
     assert "model.churn_platform.customer_features" in json.loads(project.manifest_path.read_text())["nodes"]
-    # Editing a model makes the manifest stale: the next load parses again (prepare_manifest, as above).
-    model = copy / "models" / "features" / "customer_features.sql"
+    # Editing a model of the problem makes the manifest stale: the next load parses again (prepare_manifest).
+    model = problem / "models" / "features" / "customer_features.sql"
     model.write_text(model.read_text() + "\n")
-    assert manifest_is_stale(project)
+    assert manifest_is_stale(project, problem)
+    prepare_manifest(project, problem)
+    # So does pointing the same project at another problem folder.
+    assert manifest_is_stale(project, tmp_path / "examples" / "another")

@@ -8,6 +8,11 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings
 from dagster_dbt.dbt_project import DbtProject
 
 from dagster_project import asset_keys
+from dagster_project.problem import RAW_SOURCE
+
+# A platform model that reads every declared raw table without naming them in SQL (its tables come from the graph
+# at run time, so dbt records no dependency) says so in its meta; the translator adds the lineage dbt cannot see.
+READS_EVERY_RAW_TABLE = "reads_every_raw_table"
 
 
 def _describe_test(test: Mapping[str, Any]) -> str:
@@ -44,6 +49,19 @@ class FeatureTranslator(DagsterDbtTranslator):
         fqn = dbt_resource_props["fqn"]
         layer = fqn[1:2] if len(fqn) > 2 else []
         return dg.AssetKey([*layer, dbt_resource_props["name"]])
+
+    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        meta = (manifest["nodes"].get(unique_id, {}).get("config") or {}).get("meta") or {}
+        if not meta.get(READS_EVERY_RAW_TABLE):
+            return spec
+        known = {dep.asset_key for dep in spec.deps}
+        raw = [
+            dg.AssetKey([source["source_name"], source["name"]])
+            for source in manifest["sources"].values()
+            if source["source_name"] == RAW_SOURCE
+        ]
+        return spec.replace_attributes(deps=[*spec.deps, *(dg.AssetDep(key) for key in raw if key not in known)])
 
     def get_partition_mapping(
         self, dbt_resource_props: Mapping[str, Any], dbt_parent_resource_props: Mapping[str, Any]
