@@ -15,7 +15,6 @@ import pytest
 from churn_world import FAST_TRAINING, START, ChurnWorld, days
 
 from dagster_project import asset_keys, replay, story
-from dagster_project.problem import load_problem
 from dagster_project.defs import automation, ml, monitoring, offline_store, scoring
 from dagster_project.defs.automation.jobs import RETRAIN_JOB
 from dagster_project.defs.automation.schedules import NIGHTLY_SCHEDULE
@@ -34,6 +33,7 @@ from dagster_project.defs.monitoring.assets import (
     PERFORMANCE_CHECK,
 )
 from dagster_project.defs.scoring import scores as scoring_fns
+from dagster_project.problem import load_problem
 from dagster_project.resources import MlflowResource, build_resources
 from dagster_project.settings import Settings
 

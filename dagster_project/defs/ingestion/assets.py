@@ -8,12 +8,12 @@ import pandas as pd
 from dagster_project import asset_keys
 from dagster_project import lake as lake_layout
 from dagster_project.defs.ingestion import volume
-from examples.subscription import simulator
 from dagster_project.defs.ingestion.landing import read_landing_file
 from dagster_project.defs.ingestion.schemas import RAW_TABLES, TableSpec
 from dagster_project.defs.ingestion.validation import QUARANTINE_SCHEMA, ValidationResult, validate
 from dagster_project.resources import LakeResource, RawSourceResource, ThresholdsResource
 from dagster_project.settings import Source
+from examples.subscription import simulator
 
 VALID_ROWS_CHECK = "no_quarantined_rows"
 QUARANTINE_SHARE_CHECK = "quarantine_share_below_threshold"
