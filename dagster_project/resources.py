@@ -56,10 +56,12 @@ class LakeResource(dg.ConfigurableResource):
 
 
 class RawSourceResource(dg.ConfigurableResource):
-    """Where raw tables come from: the built-in simulator or files in the landing folder."""
+    """Where raw tables come from: the problem's simulator (its folder's simulator.py) or files in the landing
+    folder."""
 
     kind: Source
     landing_root: str
+    problem_dir: str  # the problem's folder, where its simulator is
     seed: int
     customers: int
     start_date: str
@@ -311,6 +313,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
         "raw_source": RawSourceResource(
             kind=s.source,
             landing_root=str(s.landing_root),
+            problem_dir=str(s.problem_dir),
             seed=sim.seed,
             customers=sim.customers,
             start_date=s.history_start.isoformat(),

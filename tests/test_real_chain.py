@@ -15,11 +15,12 @@ from dagster_project import asset_keys
 from dagster_project import lake as lake_layout
 from dagster_project.defs import features, ingestion, offline_store
 from dagster_project.defs.features.assets import MANIFEST
-from dagster_project.defs.ingestion.assets import load_raw
-from dagster_project.defs.ingestion.schemas import RAW_TABLES
+from dagster_project.defs.ingestion.schemas import table_specs
+from dagster_project.defs.ingestion.sources import load_raw
 from dagster_project.defs.ingestion.validation import validate
 from dagster_project.defs.ml.training import train_from_training_set
 from dagster_project.defs.monitoring.performance import hanley_mcneil_se
+from dagster_project.problem import load_problem
 from dagster_project.resources import build_resources
 from dagster_project.settings import get_settings
 from spark_jobs.contract import DBT_MODEL_CHECKSUM
@@ -49,10 +50,11 @@ def test_simulated_history_trains_a_model_in_the_realistic_auc_band(chain_settin
     # The raw layer through the same load, validation and write the raw assets run (their Dagster runs are tested
     # in tests/ingestion; one run per day here would only add start-up time).
     source, lake = resources["raw_source"], resources["lake"]
+    tables = table_specs(load_problem(settings).raw_tables)
     for day in days:
-        for spec in RAW_TABLES.values():
-            frame, origin = load_raw(source, spec.name, day)
-            checked = validate(frame, spec, day, origin)
+        for spec in tables.values():
+            frame, origin = load_raw(source, spec, day)
+            checked = validate(frame, spec, day, origin, tables.values())
             assert checked.rows_quarantined == 0
             lake.write_partition(lake_layout.RAW, spec.name, day, checked.valid, spec.arrow_schema())
 

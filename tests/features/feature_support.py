@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,11 @@ import duckdb
 import pyarrow as pa
 
 from dagster_project import lake
-from dagster_project.defs.ingestion import simulator
-from dagster_project.defs.ingestion.schemas import RAW_TABLES
+from dagster_project.defs.ingestion.schemas import TableSpec, table_specs
+from dagster_project.problem import load_problem
 from dagster_project.resources import DBT_EXECUTABLE
 from dagster_project.settings import DBT_PROJECT_DIR, REPO_ROOT, Settings, Simulation, SimulatorSettings, Thresholds
+from examples.subscription import simulator
 
 RAW_TABLE_NAMES = ("customers", "activity_events", "cancellations")
 
@@ -32,9 +34,15 @@ def days(first: str, last: str) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
 
 
+@cache
+def raw_tables() -> dict[str, TableSpec]:
+    """The subscription example's raw tables, as its declaration makes them."""
+    return table_specs(load_problem(Settings()).raw_tables)
+
+
 def write_raw(lake_root: Path, table: str, date: dt.date, rows: Iterable[Mapping[str, Any]]) -> Path:
     """One raw partition as the ingestion assets store it (same Arrow schema), bypassing pandera on purpose."""
-    arrow = pa.Table.from_pylist(list(rows), schema=RAW_TABLES[table].arrow_schema())
+    arrow = pa.Table.from_pylist(list(rows), schema=raw_tables()[table].arrow_schema())
     path = lake.partition_path(lake_root, "raw", table, date)
     lake.write_partition_atomically(arrow, path)
     return path

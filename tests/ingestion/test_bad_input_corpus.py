@@ -23,8 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dagster_project import asset_keys
-from dagster_project.defs.ingestion.assets import build_raw_assets
-from dagster_project.partitions import daily_partitions
+from dagster_project.defs import ingestion
 from dagster_project.resources import build_resources
 from dagster_project.settings import Settings, Source
 
@@ -513,7 +512,7 @@ def test_the_corpus_covers_every_ending() -> None:
 def test_bad_input_ends_kept_quarantined_or_in_a_named_error(case: Case, settings: Settings) -> None:
     settings = settings.model_copy(update={"source": Source.landing})
     path = _write(settings, case)
-    asset = next(a for a in build_raw_assets(daily_partitions(settings)) if a.key == asset_keys.raw_table(case.table))
+    asset = next(a for a in ingestion.build_defs(settings).assets if a.key == asset_keys.raw_table(case.table))
     result = dg.materialize(
         [asset], partition_key=case.day.isoformat(), resources=build_resources(settings), raise_on_error=False
     )

@@ -9,12 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from dagster_project import asset_keys
-from dagster_project.defs.ingestion.assets import (
-    QUARANTINE_SHARE_CHECK,
-    VALID_ROWS_CHECK,
-    VOLUME_CHECK,
-    build_raw_assets,
-)
+from dagster_project.defs import ingestion
+from dagster_project.defs.ingestion.assets import QUARANTINE_SHARE_CHECK, VALID_ROWS_CHECK, VOLUME_CHECK
 from dagster_project.defs.ingestion.volume import ACCEPT_LOW_VOLUME_TAG
 from dagster_project.partitions import daily_partitions
 from dagster_project.resources import build_resources
@@ -23,9 +19,14 @@ from dagster_project.settings import Settings, Source
 DAY = "2025-01-03"
 
 
+def _raw_assets(settings: Settings) -> list[dg.AssetsDefinition]:
+    """The raw assets of the problem of ``settings``, one per declared table, as the definitions build them."""
+    return list(ingestion.build_defs(settings).assets)
+
+
 def _materialize(settings: Settings, partition: str = DAY, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        build_raw_assets(daily_partitions(settings)),
+        _raw_assets(settings),
         partition_key=partition,
         resources=build_resources(settings),
         raise_on_error=raise_on_error,
@@ -127,8 +128,21 @@ def test_a_missing_landing_file_fails_saying_where_it_was_expected(landing_setti
     assert any("activity_events/2025-01-04.csv" in e.step_failure_data.error.cause.message for e in failures)
 
 
+def test_an_absent_file_of_a_table_declared_absent_day_empty_is_a_day_of_no_rows(landing_settings: Settings) -> None:
+    (Path(landing_settings.landing_root) / "cancellations" / f"{DAY}.csv").unlink()  # nobody cancelled that day
+    result = _materialize(landing_settings)
+    assert result.success
+    cancellations = _metadata(result)["cancellations"]
+    assert (cancellations["rows_in"], cancellations["rows_kept"], cancellations["rows_quarantined"]) == (0, 0, 0)
+    assert "no landing file for table cancellations" in cancellations["source"]
+    assert "absent_day: empty" in cancellations["source"]
+    stored = pq.read_table(landing_settings.lake_root / "raw" / "cancellations" / f"date={DAY}" / "part-0.parquet")
+    assert stored.num_rows == 0
+    assert stored.column_names == ["customer_id", "cancel_date", "cancel_reason", "cancelled_at"]
+
+
 def test_history_start_on_the_simulation_start(settings: Settings) -> None:
-    partitions = build_raw_assets(daily_partitions(settings))[0].partitions_def
+    partitions = _raw_assets(settings)[0].partitions_def
     assert partitions.get_first_partition_key() == settings.history_start.isoformat()
     assert dt.date.fromisoformat(partitions.get_last_partition_key()) < dt.date.today()
 
@@ -148,9 +162,7 @@ def _activity_consumer(settings: Settings) -> dg.AssetsDefinition:
 
 
 def _run_activity(settings: Settings, day: str, tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
-    events = next(
-        a for a in build_raw_assets(daily_partitions(settings)) if a.key == asset_keys.raw_table("activity_events")
-    )
+    events = next(a for a in _raw_assets(settings) if a.key == asset_keys.raw_table("activity_events"))
     return dg.materialize(
         [events, _activity_consumer(settings)],
         partition_key=day,

@@ -8,8 +8,8 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
-from dagster_project.defs.ingestion import simulator
 from dagster_project.settings import Scenario, Simulation
+from examples.subscription import simulator
 
 START = dt.date(2025, 1, 1)
 DRIFT = dt.date(2025, 3, 1)

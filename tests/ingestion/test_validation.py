@@ -13,9 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from dagster_project.defs.ingestion.landing import RawInputError, read_landing_file
-from dagster_project.defs.ingestion.schemas import RAW_TABLES
+from dagster_project.defs.ingestion.schemas import table_specs
 from dagster_project.defs.ingestion.validation import ValidationResult, validate
+from dagster_project.problem import load_problem
+from dagster_project.settings import Settings
 
+RAW_TABLES = table_specs(load_problem(Settings()).raw_tables)  # the subscription example's, as declared
 DAY = dt.date(2025, 3, 1)
 EVENTS_HEADER = (
     "customer_id,event_date,logins,sessions,minutes_active,purchases,purchase_amount,support_tickets,payment_failures"
@@ -79,6 +82,12 @@ def test_missing_column_fails_naming_file_and_column(tmp_path: Path) -> None:
 
 def test_extra_column_fails_naming_file_and_column(tmp_path: Path) -> None:
     with pytest.raises(RawInputError, match=r"2025-03-01\.csv: unexpected column\(s\) coupon_code"):
+        _load(tmp_path, "activity_events", f"{EVENTS_HEADER},coupon_code\n{GOOD_EVENT},SPRING\n")
+
+
+def test_an_extra_column_is_sent_to_the_problem_s_declaration(tmp_path: Path) -> None:
+    declared_in = r"examples/subscription/models/staging/_raw__sources\.yml"
+    with pytest.raises(RawInputError, match=rf"a new column is a schema change: declare it in {declared_in}"):
         _load(tmp_path, "activity_events", f"{EVENTS_HEADER},coupon_code\n{GOOD_EVENT},SPRING\n")
 
 

@@ -1,33 +1,21 @@
 """The raw layer: one daily-partitioned asset per raw table, validated on the way into the lake."""
 
 import datetime as dt
+from collections.abc import Mapping
 
 import dagster as dg
-import pandas as pd
 
 from dagster_project import asset_keys
 from dagster_project import lake as lake_layout
 from dagster_project.defs.ingestion import volume
-from dagster_project.defs.ingestion.landing import read_landing_file
-from dagster_project.defs.ingestion.schemas import RAW_TABLES, TableSpec
+from dagster_project.defs.ingestion.schemas import TableSpec
+from dagster_project.defs.ingestion.sources import load_raw
 from dagster_project.defs.ingestion.validation import QUARANTINE_SCHEMA, ValidationResult, validate
 from dagster_project.resources import LakeResource, RawSourceResource, ThresholdsResource
-from dagster_project.settings import Source
-from examples.subscription import simulator
 
 VALID_ROWS_CHECK = "no_quarantined_rows"
 QUARANTINE_SHARE_CHECK = "quarantine_share_below_threshold"
 VOLUME_CHECK = "row_count_within_trailing_volume"
-
-
-def load_raw(source: RawSourceResource, table: str, date: dt.date) -> tuple[pd.DataFrame, str]:
-    """The day's rows of ``table`` as they arrive, and a description of where they came from."""
-    if source.kind is Source.simulator:
-        cfg = source.simulator
-        frame = simulator.TABLES[table](cfg, date)
-        return frame, f"simulator(seed={cfg.seed}, customers={cfg.customers}, scenario={cfg.scenario.value})"
-    path = source.landing_file(table, date)
-    return read_landing_file(path), str(path)
 
 
 def _check_results(
@@ -99,8 +87,11 @@ def _volume_verdict(
     )
 
 
-def build_raw_asset(spec: TableSpec, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
-    """The raw asset of one declared table, over ``partitions``."""
+def build_raw_asset(
+    spec: TableSpec, partitions: dg.PartitionsDefinition, tables: Mapping[str, TableSpec]
+) -> dg.AssetsDefinition:
+    """The raw asset of one declared table, over ``partitions``; ``tables``, every table of the problem, lets a
+    file in the wrong folder be named as such."""
     key = asset_keys.raw_table(spec.name)
 
     @dg.asset(
@@ -109,7 +100,8 @@ def build_raw_asset(spec: TableSpec, partitions: dg.PartitionsDefinition) -> dg.
         group_name=asset_keys.INGESTION_GROUP,
         kinds={"pandas", "parquet"},
         description=(
-            f"Raw `{spec.name}` of one day, validated against the pandera model `{spec.model.__name__}`. "
+            f"Raw `{spec.name}` of one day, validated against the pandera schema of its declaration "
+            f"(`{spec.declared_in}`). "
             f"Valid rows land in `lake/{lake_layout.RAW}/{spec.name}/date=<day>`; rows that fail a check go to "
             f"`lake/{lake_layout.QUARANTINE}/{spec.name}/date=<day>` with the failed checks and columns named."
         ),
@@ -132,8 +124,8 @@ def build_raw_asset(spec: TableSpec, partitions: dg.PartitionsDefinition) -> dg.
         thresholds: ThresholdsResource,
     ) -> dg.MaterializeResult:
         date = dt.date.fromisoformat(context.partition_key)
-        frame, source = load_raw(raw_source, spec.name, date)
-        result = validate(frame, spec, date, source)
+        frame, source = load_raw(raw_source, spec, date)
+        result = validate(frame, spec, date, source, tables.values())
         data_path = lake.write_partition(lake_layout.RAW, spec.name, date, result.valid, spec.arrow_schema())
         quarantine_path = lake.write_partition(
             lake_layout.QUARANTINE, spec.name, date, result.quarantine, QUARANTINE_SCHEMA
@@ -162,5 +154,6 @@ def build_raw_asset(spec: TableSpec, partitions: dg.PartitionsDefinition) -> dg.
     return _raw_table
 
 
-def build_raw_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
-    return [build_raw_asset(spec, partitions) for spec in RAW_TABLES.values()]
+def build_raw_assets(tables: Mapping[str, TableSpec], partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    """One raw asset per declared table (``schemas.table_specs``), over ``partitions``."""
+    return [build_raw_asset(spec, partitions, tables) for spec in tables.values()]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
@@ -24,7 +25,7 @@ import pandera.errors
 import pyarrow as pa
 
 from dagster_project.defs.ingestion.landing import RAGGED_FIELDS, RawInputError
-from dagster_project.defs.ingestion.schemas import RAW_TABLES, TableSpec
+from dagster_project.defs.ingestion.schemas import TableSpec
 
 WHOLE_ROW = "*"  # the failed "column" of a failure that concerns the whole row (its field count)
 
@@ -63,11 +64,11 @@ class ValidationResult:
         return self.rows_quarantined / self.rows_in if self.rows_in else 0.0
 
 
-def _check_columns(frame: pd.DataFrame, spec: TableSpec, source: str) -> None:
+def _check_columns(frame: pd.DataFrame, spec: TableSpec, source: str, tables: Iterable[TableSpec]) -> None:
     declared = list(spec.columns)
     missing = [c for c in declared if c not in frame.columns]
     if missing:
-        others = [t.name for t in RAW_TABLES.values() if t.name != spec.name and set(t.columns) == set(frame.columns)]
+        others = [t.name for t in tables if t.name != spec.name and set(t.columns) == set(frame.columns)]
         hint = f"; the columns are those of table {others[0]}: a file in the wrong folder?" if others else ""
         raise RawInputError(
             f"{source}: missing required column(s) {', '.join(missing)} of table {spec.name}; "
@@ -77,7 +78,7 @@ def _check_columns(frame: pd.DataFrame, spec: TableSpec, source: str) -> None:
     if unexpected:
         raise RawInputError(
             f"{source}: unexpected column(s) {', '.join(unexpected)} in table {spec.name}; "
-            "a new column is a schema change: declare it in dagster_project/defs/ingestion/schemas.py"
+            f"a new column is a schema change: declare it in {spec.declared_in}"
         )
 
 
@@ -228,8 +229,13 @@ def _normalize_text(text: pd.Series) -> tuple[pd.Series, int]:
     return normalized, int((clean != present).sum())
 
 
-def validate(frame: pd.DataFrame, spec: TableSpec, partition_date: dt.date, source: str) -> ValidationResult:
+def validate(
+    frame: pd.DataFrame, spec: TableSpec, partition_date: dt.date, source: str, tables: Iterable[TableSpec] = ()
+) -> ValidationResult:
     """Split ``frame`` into the rows that satisfy ``spec`` and the rows to quarantine, with the reasons.
+
+    ``tables``, the problem's other raw tables, let a file whose columns are another table's be named as a file in
+    the wrong folder.
 
     Text columns are normalized first (see ``_normalize_text``; counted in ``values_normalized``), so a key
     that differs only in spaces or Unicode form is the duplicate it is. Timestamps follow ``_to_timestamps``.
@@ -237,7 +243,7 @@ def validate(frame: pd.DataFrame, spec: TableSpec, partition_date: dt.date, sour
     rows_in = len(frame)
     frame = frame.reset_index(drop=True)
     ragged = frame.pop(RAGGED_FIELDS).dropna() if RAGGED_FIELDS in frame.columns else pd.Series(dtype=object)
-    _check_columns(frame, spec, source)
+    _check_columns(frame, spec, source, tables)
     # Rows of the wrong field count go straight to quarantine; the others are read and checked.
     raw = frame[list(spec.columns)].drop(index=ragged.index)
     cleaned = raw.copy()
@@ -302,7 +308,7 @@ def validate(frame: pd.DataFrame, spec: TableSpec, partition_date: dt.date, sour
 
 def _null_failures(typed: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
     """Rows missing a value that the table requires (keys above all)."""
-    columns = spec.model.to_schema().columns
+    columns = spec.schema.columns
     failures = []
     for name in spec.columns:
         if columns[name].nullable:
