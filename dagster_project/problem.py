@@ -87,7 +87,7 @@ def _parse(project: DbtProject, problem_dir: Path) -> None:
     from dagster_project.resources import DBT_EXECUTABLE, environment
 
     dbt = DbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE)
-    with environment({PROBLEM_DIR_VARIABLE: str(problem_dir)}):
+    with environment(problem_environment(problem_dir)):
         dbt.cli(["parse", "--quiet"], target_path=project.target_path).wait()
     project.manifest_path.with_name("problem_dir.txt").write_text(str(problem_dir))
 
@@ -255,5 +255,10 @@ def load_problem(settings: Settings) -> Problem:
 
 
 def problem_environment(problem_dir: Path) -> dict[str, str]:
-    """What a dbt process needs in its environment to read the problem's models."""
-    return {PROBLEM_DIR_VARIABLE: os.fspath(problem_dir)}
+    """What a dbt process needs in its environment to read the problem's models: the folder relative to the
+    repository root, as dbt_project.yml reads it.
+
+    Never an absolute path: dbt writes each model's compiled SQL to ``<target>/compiled/<project>/<the model's
+    path>``, and an absolute model path replaces that whole prefix, so dbt would write the compiled SQL over the
+    model's own file. A relative path keeps the compiled SQL below the run's target folder."""
+    return {PROBLEM_DIR_VARIABLE: os.path.relpath(problem_dir, DBT_PROJECT_DIR.parent)}

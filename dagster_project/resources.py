@@ -21,6 +21,7 @@ import pyarrow as pa
 from dagster_dbt import DbtCliInvocation, DbtCliResource
 
 from dagster_project import lake
+from dagster_project.problem import problem_environment
 from dagster_project.settings import (
     Scenario,
     Settings,
@@ -242,7 +243,7 @@ class DbtResource(DbtCliResource):
         paths = {
             "PLATFORM_WAREHOUSE_PATH": self.warehouse_path,
             "PLATFORM_LAKE_ROOT": self.lake_root,
-            "PLATFORM_PROBLEM_DIR": self.problem_dir,
+            **problem_environment(Path(self.problem_dir)),
         }
         with environment(paths):
             return super().cli(args, target_path=target_path, **kwargs)

@@ -11,10 +11,8 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from dagster_project import asset_keys
 from dagster_project import lake as lake_layout
 from dagster_project.defs import features, ingestion, offline_store
-from dagster_project.defs.features.assets import MANIFEST
 from dagster_project.defs.ingestion.schemas import table_specs
 from dagster_project.defs.ingestion.sources import load_raw
 from dagster_project.defs.ingestion.validation import validate
@@ -78,7 +76,8 @@ def test_simulated_history_trains_a_model_in_the_realistic_auc_band(chain_settin
     materialization = built.asset_materializations_for_node("offline_store__training_set")[0]
     assert materialization.metadata["feature_store_version"].value >= 0
 
-    model = train_from_training_set(str(settings.lake_root / "offline_store" / "training_set"))
+    problem = load_problem(settings)
+    model = train_from_training_set(str(settings.lake_root / "offline_store" / "training_set"), problem.contract)
     auc = model.metrics["roc_auc"]
     positives = int(model.y_validation.sum())
     se = hanley_mcneil_se(auc, positives, len(model.y_validation) - positives)
@@ -91,7 +90,8 @@ def test_simulated_history_trains_a_model_in_the_realistic_auc_band(chain_settin
 
     # The lineage is exact end to end: the manifest's checksum of the model is in the exported file, and the
     # same value reaches the training set that trained the model.
-    checksum = MANIFEST["nodes"][f"model.churn_platform.{asset_keys.FEATURES_MODEL}"]["checksum"]["checksum"]
-    exported = pq.read_schema(lake.partition_path(lake_layout.FEATURES, asset_keys.FEATURES_MODEL, days[-1]))
+    features_model = problem.contract.features_model
+    checksum = problem.manifest["nodes"][f"model.churn_platform.{features_model}"]["checksum"]["checksum"]
+    exported = pq.read_schema(lake.partition_path(lake_layout.FEATURES, features_model, days[-1]))
     assert exported.metadata[DBT_MODEL_CHECKSUM.encode()].decode() == checksum
     assert model.training_set.dbt_model_checksum == checksum

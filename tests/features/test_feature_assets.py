@@ -213,7 +213,10 @@ def test_the_manifest_is_built_when_missing_or_stale(tmp_path: Path, settings: S
     assert manifest_is_stale(project, problem)  # a fresh clone has none
     prepare_manifest(project, problem)
     assert not manifest_is_stale(project, problem)
-    assert "model.churn_platform.customer_features" in json.loads(project.manifest_path.read_text())["nodes"]
+    nodes = json.loads(project.manifest_path.read_text())["nodes"]
+    assert "model.churn_platform.customer_features" in nodes
+    # dbt writes a model's compiled SQL below the target folder by its path: an absolute one would overwrite the model.
+    assert not [n["original_file_path"] for n in nodes.values() if Path(n["original_file_path"]).is_absolute()]
     # Editing a model of the problem makes the manifest stale: the next load parses again (prepare_manifest).
     model = problem / "models" / "features" / "customer_features.sql"
     model.write_text(model.read_text() + "\n")
