@@ -11,7 +11,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DAYS ?= 120
-PYTEST_ARGS ?=
+# Two workers, one per core: a test waits on dbt, Spark's JVM or a server as often as it computes. The tests of
+# the deployed platform stay together on one worker (tests/conftest.py), so its server starts once.
+PYTEST_ARGS ?= -n 2 --dist loadgroup
 
 .PHONY: setup manifest jars run test lint ui clean-data java
 

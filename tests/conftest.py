@@ -13,6 +13,16 @@ from dagster_project.resources import MlflowResource
 from dagster_project.settings import Settings, get_settings
 
 WORLD_CHAMPION_DAYS = 60  # snapshot days the shared churn-world champion is trained on
+# The suite runs on two pytest-xdist workers (`make test`). The tests of the deployed platform share one PostgreSQL
+# server and one deployed night (session fixtures): they run on the same worker, so that work is done once.
+DEPLOYED_GROUP = "deployed_platform"
+DEPLOYED_FOLDERS = ("deploy", "ui")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(item.path).parent.name in DEPLOYED_FOLDERS:
+            item.add_marker(pytest.mark.xdist_group(DEPLOYED_GROUP))
 
 
 @pytest.fixture
