@@ -28,7 +28,7 @@ from dagster_dbt import DbtCliResource, DbtProject
 from dagster_dbt.dbt_project import using_dagster_dev
 from filelock import FileLock
 
-from dagster_project.settings import DBT_PROJECT_DIR, Settings
+from dagster_project.settings import DBT_PROJECT_DIR, REPO_ROOT, Settings
 from spark_jobs.contract import CATEGORICAL, NUMERIC, Contract, Feature
 
 # The dbt source that holds the raw tables, whatever the problem.
@@ -87,7 +87,7 @@ def _parse(project: DbtProject, problem_dir: Path) -> None:
     from dagster_project.resources import DBT_EXECUTABLE, environment
 
     dbt = DbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE)
-    with environment({PROBLEM_DIR_VARIABLE: str(problem_dir)}):
+    with environment(problem_environment(problem_dir)):
         dbt.cli(["parse", "--quiet"], target_path=project.target_path).wait()
     project.manifest_path.with_name("problem_dir.txt").write_text(str(problem_dir))
 
@@ -255,5 +255,10 @@ def load_problem(settings: Settings) -> Problem:
 
 
 def problem_environment(problem_dir: Path) -> dict[str, str]:
-    """What a dbt process needs in its environment to read the problem's models."""
-    return {PROBLEM_DIR_VARIABLE: os.fspath(problem_dir)}
+    """What a dbt process needs in its environment to read the problem's models: the folder relative to the
+    repository root, as dbt_project.yml reads it, wherever it lies.
+
+    Never absolute: dbt writes each node's compiled and run SQL to ``<target>/<compiled|run>/<project>/<the node's
+    file path>``, and an absolute file path makes that join the model's own file, so every run would overwrite the
+    problem's SQL with its compiled form."""
+    return {PROBLEM_DIR_VARIABLE: os.path.relpath(problem_dir, REPO_ROOT)}

@@ -236,11 +236,13 @@ class DbtResource(DbtCliResource):
     def cli(self, args: Sequence[str], *, target_path: Path | None = None, **kwargs: Any) -> DbtCliInvocation:
         if target_path is None:
             target_path = Path(self.artifacts_root) / f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{os.urandom(3).hex()}"
+        from dagster_project.problem import problem_environment
+
         # dbt runs in a subprocess that inherits the environment at spawn time (inside super().cli).
         paths = {
             "PLATFORM_WAREHOUSE_PATH": self.warehouse_path,
             "PLATFORM_LAKE_ROOT": self.lake_root,
-            "PLATFORM_PROBLEM_DIR": self.problem_dir,
+            **problem_environment(Path(self.problem_dir)),
         }
         with environment(paths):
             return super().cli(args, target_path=target_path, **kwargs)
