@@ -39,9 +39,10 @@ def _env(root: Path, customers: int) -> dict[str, str]:
     }
 
 
-def sample_training_set(lake_root: Path, every: int) -> int:
-    """Keep one customer in ``every`` in the latest training set, written as its next Delta version with the same
-    lineage (the bench's champion only needs the production model's shape, not all of its rows)."""
+def sample_training_set(lake_root: Path, every: int, entity: str) -> int:
+    """Keep one ``entity`` value (a customer) in ``every`` in the latest training set, written as its next Delta
+    version with the same lineage (the bench's champion only needs the production model's shape, not all of its
+    rows)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
@@ -51,10 +52,10 @@ def sample_training_set(lake_root: Path, every: int) -> int:
     table = DeltaTable(str(path))
     commit = next(c for c in table.history() if c.get("version") == table.version())
     dataset = table.to_pyarrow_dataset()
-    customers = pc.unique(dataset.to_table(columns=["customer_id"])["customer_id"])
+    customers = pc.unique(dataset.to_table(columns=[entity])[entity])
     customers = customers.take(pc.array_sort_indices(customers))
     kept = customers.take(pa.array(range(0, len(customers), every)))
-    sample = dataset.to_table(filter=ds.field("customer_id").isin(kept))
+    sample = dataset.to_table(filter=ds.field(entity).isin(kept))
     metadata = {"userMetadata": commit["userMetadata"]} if commit.get("userMetadata") else {}
     write_deltalake(str(path), sample, mode="overwrite", commit_properties=CommitProperties(custom_metadata=metadata))
     return sample.num_rows
@@ -71,6 +72,7 @@ def setup(root: Path, customers: int, night: dt.date, chunk: int, train_every: i
     from dagster_project.defs.automation.sensors import TAG_REASON
     from dagster_project.defs.ml import registry
     from dagster_project.instance import local_instance
+    from dagster_project.problem import load_problem
     from dagster_project.resources import MlflowResource
     from dagster_project.settings import get_settings
 
@@ -131,7 +133,7 @@ def setup(root: Path, customers: int, night: dt.date, chunk: int, train_every: i
         if not result.success:
             raise RuntimeError("the training set could not be built")
         figures["training_set_seconds"] = time.perf_counter() - started
-        rows = sample_training_set(lake, train_every)
+        rows = sample_training_set(lake, train_every, load_problem(settings).contract.entity[0])
         print(f"  training set built; the champion trains on 1 customer in {train_every} ({rows:,} rows)", flush=True)
         started = time.perf_counter()
         result = replay.execute_request(

@@ -37,9 +37,28 @@ import pyarrow.parquet as pq
 from dagster_project.lake import offline_store, partition_path, table_dir
 from dagster_project.settings import get_settings
 from spark_jobs import training_set
+from spark_jobs.contract import NUMERIC, Contract, Feature
 
 START = dt.date(2025, 1, 1)
 LABELS = ("features", "churn_labels")  # the lake's label export: (layer, table)
+
+
+def bench_contract(features: int) -> Contract:
+    """The benchmark's problem, as a team would declare it: its customers, snapshot days and labels (the columns
+    ``generate`` writes), and ``features`` numeric features f0, f1, ..."""
+    return Contract(
+        entity=("customer_id",),
+        features_model="bench_features",
+        as_of="snapshot_date",
+        features=tuple(Feature(f"f{f}", NUMERIC) for f in range(features)),
+        feature_set_version="1",
+        labels_model=LABELS[1],
+        label_as_of="snapshot_date",
+        prediction_time="prediction_time",
+        label="churned",
+        horizon_days=30,
+        source="bench/pit_join.py",
+    )
 
 
 def generate(
@@ -143,6 +162,7 @@ def main() -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="pit_bench_"))
     paths = offline_store(workdir / "lake")
     labels_dir = table_dir(workdir / "lake", *LABELS)
+    contract = bench_contract(args.features)
     try:
         started = time.perf_counter()
         sizes = generate(
@@ -163,10 +183,10 @@ def main() -> int:
         spark.sql(f"CONVERT TO DELTA parquet.`{paths.feature_snapshots}` PARTITIONED BY (snapshot_date DATE)")
         print(f"spark start-up: {startup:.1f}s; CONVERT TO DELTA in place: {time.perf_counter() - started:.1f}s")
 
-        job_time, written = best_of(args.repeat, lambda: training_set.run(spark, paths, labels_dir))
+        job_time, written = best_of(args.repeat, lambda: training_set.run(spark, paths, labels_dir, contract))
 
         def join_only() -> None:
-            join, _, _ = training_set.build_training_set(spark, paths, labels_dir)
+            join, _, _ = training_set.build_training_set(spark, paths, labels_dir, contract)
             join.frame.write.format("noop").mode("overwrite").save()
             join.release()
 
@@ -207,7 +227,7 @@ def main() -> int:
             from pyspark.sql import functions as F
 
             def naive() -> None:
-                lab = training_set.prepare_labels(training_set.read_labels(spark, labels_dir))
+                lab = training_set.prepare_labels(training_set.read_labels(spark, labels_dir), contract)
                 lab = lab.withColumn("_id", F.monotonically_increasing_id()).withColumn(
                     "_cutoff", training_set.snapshot_cutoff(F.col("prediction_time"))
                 )

@@ -36,6 +36,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from spark_jobs.contract import CATEGORICAL, NUMERIC, Contract, Feature
+
 DAY = dt.date(2025, 4, 1)
 CATEGORIES = {
     "plan": ["basic", "standard", "premium"],
@@ -75,6 +77,32 @@ def wide_snapshot(customers: int, numeric: int, day: dt.date, seed: int = 0) -> 
     return frame, churned
 
 
+def bench_contract(frame: pd.DataFrame) -> Contract:
+    """The benchmark's problem, as a team would declare it: its customers and snapshot day, ``wide_snapshot``'s
+    features (the categories categorical, every other column numeric), its label, and what the top-risk list shows."""
+    keys = ("customer_id", "snapshot_date")
+    numeric = [c for c in frame.columns if c not in keys and c not in CATEGORIES]
+    return Contract(
+        entity=keys[:1],
+        features_model="bench_features",
+        as_of=keys[1],
+        features=tuple([Feature(c, NUMERIC) for c in numeric] + [Feature(c, CATEGORICAL) for c in CATEGORIES]),
+        feature_set_version="1",
+        labels_model="bench_labels",
+        label_as_of=keys[1],
+        prediction_time="prediction_time",
+        label="churned",
+        horizon_days=30,
+        top_risk_columns=("monthly_price", "tenure_days", *CATEGORIES),
+        source="bench/scoring.py",
+    )
+
+
+def contract_path(root: Path) -> Path:
+    """Where the benchmark leaves its contract for the process that runs the asset."""
+    return root / "bench_contract.json"
+
+
 def write_snapshot(lake: Path, frame: pd.DataFrame) -> None:
     from deltalake import write_deltalake
 
@@ -86,7 +114,9 @@ def write_snapshot(lake: Path, frame: pd.DataFrame) -> None:
     )
 
 
-def register_champion(lake: Path, store: object, frame: pd.DataFrame, labels: np.ndarray, rows: int) -> str:
+def register_champion(
+    lake: Path, store: object, contract: Contract, frame: pd.DataFrame, labels: np.ndarray, rows: int
+) -> str:
     """A production-shaped model (default TrainingParams) trained on ``rows`` sampled customers over 8 snapshot
     days, logged, registered and promoted by the ML domain's code."""
     from deltalake import CommitProperties, write_deltalake
@@ -122,10 +152,10 @@ def register_champion(lake: Path, store: object, frame: pd.DataFrame, labels: np
         commit_properties=CommitProperties(custom_metadata={"userMetadata": metadata}),
     )
     result = train_from_training_set(
-        str(path), None, TrainingParams(validation_days=4, importance_sample_rows=500, importance_repeats=1)
+        str(path), contract, None, TrainingParams(validation_days=4, importance_sample_rows=500, importance_repeats=1)
     )
     registered = tracking.log_and_register(result, store, dagster_run_id="bench")
-    decision = registry.run_promotion_gate(store, auc_floor=0.5, tolerance=1.0)
+    decision = registry.run_promotion_gate(store, contract, auc_floor=0.5, tolerance=1.0)
     if not decision.promoted:
         raise RuntimeError(f"the benchmark's champion was not promoted: {decision.reason}")
     return registered.version
@@ -141,16 +171,25 @@ RESULT_MARKER = "ASSET_RESULT "
 def asset_runs(root: Path, repeats: int) -> None:
     """In a fresh process: materialize ``scoring/batch_scores`` ``repeats`` times; print timings and peak memory."""
     os.environ["PLATFORM_DATA_ROOT"] = str(root)
+    from dataclasses import replace
+
     import dagster as dg
 
     from dagster_project.defs.scoring.assets import build_batch_scores
     from dagster_project.partitions import daily_partitions
-    from dagster_project.resources import LakeResource, MlflowResource
+    from dagster_project.problem import load_problem
+    from dagster_project.resources import ContractResource, LakeResource, MlflowResource
     from dagster_project.settings import get_settings
 
     settings = get_settings()
-    resources = {"lake": LakeResource(root=str(settings.lake_root)), "mlflow": MlflowResource.from_settings(settings)}
-    batch_scores = build_batch_scores(daily_partitions(settings))
+    contract = Contract.from_file(contract_path(root))
+    resources = {
+        "lake": LakeResource(root=str(settings.lake_root)),
+        "mlflow": MlflowResource.from_settings(settings),
+        "contract": ContractResource.of(contract),
+    }
+    # The definitions' problem, declaring the benchmark's columns instead of the example's.
+    batch_scores = build_batch_scores(daily_partitions(settings), replace(load_problem(settings), contract=contract))
     instance = dg.DagsterInstance.ephemeral()
     runs = []
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -196,8 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         started = time.perf_counter()
         frame, labels = wide_snapshot(args.customers, numeric, DAY)
+        contract = bench_contract(frame)
+        contract_path(root).parent.mkdir(parents=True, exist_ok=True)
+        contract_path(root).write_text(contract.to_json())
         write_snapshot(lake, frame)
-        version = register_champion(lake, store, frame, labels, args.train_rows)
+        version = register_champion(lake, store, contract, frame, labels, args.train_rows)
         del frame, labels
         print(
             f"setup: {args.customers:,} customers x {args.features} features, champion v{version} "
@@ -221,9 +263,9 @@ def main(argv: list[str] | None = None) -> int:
         champion = load_champion(store)
         model = champion.model
         snapshot = scoring.read_feature_snapshot(
-            lake, DAY, columns=champion.feature_columns(), optional=scoring.TOP_RISK_CONTEXT
+            lake, DAY, contract, columns=champion.feature_columns(), optional=contract.top_risk_columns
         )
-        X = model_input(snapshot, scoring.model_feature_names(model))
+        X = model_input(snapshot, model)
 
         def best(fn: object, repeats: int) -> float:
             times = []
@@ -235,7 +277,9 @@ def main(argv: list[str] | None = None) -> int:
 
         raw = best(lambda: model.predict_proba(X), args.repeats)
         predict = best(
-            lambda: scoring.score_snapshot(model, snapshot, model_name=champion.name, model_version=champion.version),
+            lambda: scoring.score_snapshot(
+                model, snapshot, contract, model_name=champion.name, model_version=champion.version
+            ),
             args.repeats,
         )
     finally:

@@ -8,6 +8,9 @@ It writes what the layers upstream of scoring produce, in their exact formats:
   snapshot M - N (the export files a label under the day it matured);
 * a training set in the offline store's Delta contract (for tests that do not build it with Spark).
 
+``CONTRACT`` declares the world's problem as a team's dbt project would: the example's names for the entity, the
+day, the label and the two models, and the world's own eleven features.
+
 Churn follows a logistic model of the features, so a model learns it (validation ROC AUC around 0.8). From
 ``drift_start`` on, a covariate shift moves prices, engagement, support tickets and the acquisition channel
 while the relation between features and churn stays the same.
@@ -15,7 +18,7 @@ while the relation between features and churn stays the same.
 
 import datetime as dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,9 @@ import pyarrow as pa
 from deltalake import CommitProperties, write_deltalake
 
 from dagster_project.lake import partition_path, write_partition_atomically
+from spark_jobs.contract import CATEGORICAL as CATEGORICAL_KIND
+from spark_jobs.contract import NUMERIC as NUMERIC_KIND
+from spark_jobs.contract import Contract, Feature
 
 START = dt.date(2025, 1, 1)
 PLANS = np.array(["basic", "standard", "premium"])
@@ -42,6 +48,25 @@ NUMERIC = [
 ]
 CATEGORICAL = ["plan", "contract", "region", "acquisition_channel", "payment_method"]
 FEATURES = NUMERIC + CATEGORICAL
+# The world's problem, declared as a team would: the example's entity, day, label and model names (its files sit
+# where the example's exports do), and the world's own features.
+CONTRACT = Contract(
+    entity=("customer_id",),
+    features_model="customer_features",
+    as_of="snapshot_date",
+    features=tuple(
+        [Feature(name, NUMERIC_KIND) for name in NUMERIC] + [Feature(name, CATEGORICAL_KIND) for name in CATEGORICAL]
+    ),
+    feature_set_version="1",
+    labels_model="churn_labels",
+    label_as_of="snapshot_date",
+    prediction_time="prediction_time",
+    label="churned",
+    horizon_days=30,
+    top_risk_columns=("monthly_price", "tenure_days", *CATEGORICAL),
+    risk_bands=(0.1, 0.3),
+    source="tests/churn_world.py",
+)
 # Training parameters for tests: small and quick, the same code paths as production.
 FAST_TRAINING = {"max_iter": 50, "importance_sample_rows": 300, "importance_repeats": 2, "reference_sample_rows": 1000}
 
@@ -71,6 +96,11 @@ class ChurnWorld:
             "engagement": rng.gamma(3.0, 1.0 / 3.0, n),
             "tenure": rng.integers(30, 1500, n),
         }
+
+    @property
+    def contract(self) -> Contract:
+        """``CONTRACT`` with this world's label horizon."""
+        return replace(CONTRACT, horizon_days=self.horizon)
 
     def drifted(self, day: dt.date) -> bool:
         return self.drift_start is not None and day >= self.drift_start
@@ -164,7 +194,7 @@ class ChurnWorld:
             table = pa.Table.from_pandas(self.features(day), preserve_index=False)
             index = table.schema.get_field_index("snapshot_date")
             table = table.set_column(index, "snapshot_date", table["snapshot_date"].cast(pa.date32()))
-            write_partition_atomically(table, partition_path(Path(lake_root), "features", "customer_features", day))
+            write_partition_atomically(table, partition_path(Path(lake_root), "features", CONTRACT.features_model, day))
 
     def write_labels(self, lake_root: Path, matured_days: list[dt.date]) -> None:
         """The labels export of each day M: the labels of snapshot M - horizon, which matured on M."""
@@ -179,7 +209,9 @@ class ChurnWorld:
                     "churned": pa.array(frame["churned"], pa.int64()),
                 }
             )
-            write_partition_atomically(table, partition_path(Path(lake_root), "features", "churn_labels", matured))
+            write_partition_atomically(
+                table, partition_path(Path(lake_root), "features", CONTRACT.labels_model, matured)
+            )
 
     def training_frame(self, snapshot_days: list[dt.date]) -> pd.DataFrame:
         frames = []
@@ -239,9 +271,9 @@ def register_champion(root: Path, template_db: Path, world: ChurnWorld, snapshot
     lake_root = root / "lake"
     version = world.write_training_set(lake_root, snapshot_days)
     result = train_from_training_set(
-        str(lake_root / "offline_store" / "training_set"), version, TrainingParams(**FAST_TRAINING)
+        str(lake_root / "offline_store" / "training_set"), world.contract, version, TrainingParams(**FAST_TRAINING)
     )
     tracking.log_and_register(result, store, dagster_run_id="churn-world")
-    decision = registry.run_promotion_gate(store, auc_floor=0.6, tolerance=0.01)
+    decision = registry.run_promotion_gate(store, world.contract, auc_floor=0.6, tolerance=0.01)
     assert decision.promoted, decision.reason
     return store

@@ -9,6 +9,8 @@ import pandas as pd
 import pyarrow as pa
 from deltalake import CommitProperties, write_deltalake
 
+from spark_jobs.contract import CATEGORICAL, NUMERIC, Contract, Feature
+
 # Training parameters for tests: small and quick, yet the same code paths as production.
 FAST = {"max_iter": 50, "importance_sample_rows": 300, "importance_repeats": 2, "reference_sample_rows": 500}
 
@@ -17,6 +19,37 @@ CONTRACTS = ["monthly", "annual"]
 REGIONS = ["north", "south", "east", "west"]
 CHANNELS = ["organic", "paid_search", "referral", "partner"]
 PAYMENTS = ["card", "direct_debit", "invoice"]
+# The features of ``synthetic_training_set``, by the kind the pipeline encodes them as.
+NUMERIC_FEATURES = [
+    "tenure_days",
+    "logins_30d",
+    "minutes_active_30d",
+    "support_tickets_30d",
+    "payment_failures_30d",
+    "monthly_price",
+]
+CATEGORICAL_FEATURES = ["plan", "contract", "region", "acquisition_channel", "payment_method"]
+
+
+def synthetic_contract(numeric: tuple[str, ...] = (), categorical: tuple[str, ...] = ()) -> Contract:
+    """The contract of ``synthetic_training_set``'s columns, declaring the ``numeric`` and ``categorical`` columns a
+    test adds as features too."""
+    return Contract(
+        entity=("customer_id",),
+        features_model="synthetic_features",
+        as_of="snapshot_date",
+        features=tuple(
+            [Feature(name, NUMERIC) for name in [*NUMERIC_FEATURES, *numeric]]
+            + [Feature(name, CATEGORICAL) for name in [*CATEGORICAL_FEATURES, *categorical]]
+        ),
+        feature_set_version="1",
+        labels_model="synthetic_labels",
+        label_as_of="snapshot_date",
+        prediction_time="prediction_time",
+        label="churned",
+        horizon_days=30,
+        source="tests/ml/synthetic_churn.py",
+    )
 
 
 def synthetic_training_set(

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import dagster as dg
-from synthetic_churn import FAST
+from synthetic_churn import FAST, synthetic_contract
 
 from dagster_project import asset_keys
 from dagster_project.defs.ml.assets import (
@@ -13,10 +13,15 @@ from dagster_project.defs.ml.assets import (
     rollback_champion,
 )
 from dagster_project.defs.ml.registry import version_by_alias
-from dagster_project.resources import MlflowResource, build_resources
+from dagster_project.resources import ContractResource, MlflowResource, build_resources
 from dagster_project.settings import Settings
 
 METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "recall_top_decile")
+
+
+def _resources(settings: Settings) -> dict[str, object]:
+    """The definitions' resources, with the contract of the synthetic training set the model trains on."""
+    return {**build_resources(settings), "contract": ContractResource.of(synthetic_contract())}
 
 
 def _run(
@@ -26,7 +31,7 @@ def _run(
         [churn_model, champion_serves],
         selection=selection,
         instance=instance,
-        resources=build_resources(settings),
+        resources=_resources(settings),
         run_config={"ops": {"churn_model": {"config": {**FAST, **config}}}},
     )
 
@@ -75,7 +80,7 @@ def test_assets_train_gate_reproduce_refuse_and_roll_back(
         # Roll back through the Dagster job: the champion asset's history records it.
         rolled = rollback_champion.execute_in_process(
             instance=instance,
-            resources=build_resources(settings),
+            resources=_resources(settings),
             run_config={"ops": {"set_champion_alias": {"config": {"version": 1, "reason": "test"}}}},
         )
         assert rolled.success

@@ -13,27 +13,29 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from synthetic_churn import synthetic_contract
 
 from dagster_project import asset_keys
 from dagster_project.defs.ml import registry, rollback, tracking
 from dagster_project.defs.ml.serialization import trusted_types_for
-from dagster_project.defs.ml.training import LABEL, ModelKind, TrainingParams, TrainingResult, train_from_training_set
+from dagster_project.defs.ml.training import ModelKind, TrainingParams, TrainingResult, train_from_training_set
 from dagster_project.resources import MlflowResource
 from dagster_project.settings import REPO_ROOT, Settings
 
 METRICS = {"roc_auc", "pr_auc", "log_loss", "brier", "recall_top_decile"}
+CONTRACT = synthetic_contract()
 
 
 def _train_and_register(
     training_set: tuple[Path, int], store: MlflowResource, params: TrainingParams
 ) -> tuple[TrainingResult, tracking.RegisteredModel]:
-    result = train_from_training_set(str(training_set[0]), training_set[1], params)
+    result = train_from_training_set(str(training_set[0]), CONTRACT, training_set[1], params)
     return result, tracking.log_and_register(result, store, dagster_run_id="test-run")
 
 
 def _gate(store: MlflowResource, settings: Settings, **overrides: float) -> registry.PromotionDecision:
     thresholds = {"auc_floor": settings.thresholds.auc_floor, "tolerance": settings.thresholds.promotion_tolerance}
-    return registry.run_promotion_gate(store, **{**thresholds, **overrides}, lake_root=settings.lake_root)
+    return registry.run_promotion_gate(store, CONTRACT, **{**thresholds, **overrides}, lake_root=settings.lake_root)
 
 
 def _champion(store: MlflowResource) -> str | None:
@@ -84,7 +86,7 @@ def test_a_run_logs_everything_and_the_first_model_becomes_champion(
         mlflow.artifacts.download_artifacts(run_id=registered.run_id, artifact_path=tracking.REFERENCE_ARTIFACT)
     )
     assert len(reference) == fast_params.reference_sample_rows
-    assert {*result.features.all, "prediction", LABEL} <= set(reference.columns)
+    assert {*result.features.all, "prediction", CONTRACT.label} <= set(reference.columns)
     assert reference["prediction"].between(0, 1).all()
     # Drawn from the validation window, the most recent data the model was judged on before deployment.
     reference_days = pd.to_datetime(reference["feature_snapshot_date"]).dt.date

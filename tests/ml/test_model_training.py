@@ -11,7 +11,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
-from synthetic_churn import FAST, synthetic_training_set, write_training_set
+from synthetic_churn import FAST, synthetic_contract, synthetic_training_set, write_training_set
 from threadpoolctl import threadpool_limits
 
 from dagster_project.defs.ml.registry import decide_promotion
@@ -21,12 +21,11 @@ from dagster_project.defs.ml.serialization import (
     trusted_types_for,
 )
 from dagster_project.defs.ml.training import (
-    LABEL,
     ModelKind,
     TrainingParams,
     TrainingResult,
+    declared_features,
     evaluate,
-    feature_columns,
     load_training_set,
     model_input,
     recall_at_top_fraction,
@@ -36,18 +35,24 @@ from dagster_project.defs.ml.training import (
 from dagster_project.settings import Settings
 from spark_jobs.contract import DBT_MODEL_CHECKSUM
 
+CONTRACT = synthetic_contract()
+LABEL = CONTRACT.label
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[ModelKind, TrainingResult]:
     """One model of each kind on the synthetic training set, shared by the tests that only inspect them."""
     path = tmp_path_factory.mktemp("lake") / "offline_store" / "training_set"
     write_training_set(path, synthetic_training_set())
-    return {kind: train_from_training_set(str(path), 0, TrainingParams(**FAST, model_kind=kind)) for kind in ModelKind}
+    return {
+        kind: train_from_training_set(str(path), CONTRACT, 0, TrainingParams(**FAST, model_kind=kind))
+        for kind in ModelKind
+    }
 
 
 def test_split_is_by_time_with_a_label_horizon_gap(training_set: tuple[Path, int]) -> None:
-    frame = load_training_set(str(training_set[0])).frame
-    split = time_split(frame, validation_days=14, churn_horizon_days=30)
+    frame = load_training_set(str(training_set[0]), CONTRACT).frame
+    split = time_split(frame, validation_days=14, churn_horizon_days=30, contract=CONTRACT)
 
     last = max(frame["feature_snapshot_date"])
     assert split.validation_end == last
@@ -65,7 +70,7 @@ def test_split_is_by_time_with_a_label_horizon_gap(training_set: tuple[Path, int
 def test_split_refuses_a_training_set_too_short_for_the_horizon(settings: Settings) -> None:
     frame = synthetic_training_set(customers=30, snapshots=12, every_days=3)  # 33 days
     with pytest.raises(ValueError, match="no training rows"):
-        time_split(frame, validation_days=14, churn_horizon_days=30)
+        time_split(frame, validation_days=14, churn_horizon_days=30, contract=CONTRACT)
 
 
 def test_model_learns_and_retraining_the_same_lineage_reproduces_metrics_exactly(
@@ -73,7 +78,7 @@ def test_model_learns_and_retraining_the_same_lineage_reproduces_metrics_exactly
 ) -> None:
     first = trained[ModelKind.hist_gradient_boosting]
     # The same table version and parameters, read and trained afresh.
-    again = train_from_training_set(first.training_set.path, first.training_set.version, first.params)
+    again = train_from_training_set(first.training_set.path, CONTRACT, first.training_set.version, first.params)
 
     assert first.metrics["roc_auc"] > 0.75, first.metrics
     assert set(first.metrics) == {"roc_auc", "pr_auc", "log_loss", "brier", "recall_top_decile"}
@@ -88,7 +93,9 @@ def test_model_learns_and_retraining_the_same_lineage_reproduces_metrics_exactly
 def test_the_model_does_not_depend_on_the_thread_count(trained: dict[ModelKind, TrainingResult]) -> None:
     first = trained[ModelKind.hist_gradient_boosting]
     with threadpool_limits(limits=2, user_api="openmp"):  # the suite runs on one thread (see conftest)
-        two_threads = train_from_training_set(first.training_set.path, first.training_set.version, first.params)
+        two_threads = train_from_training_set(
+            first.training_set.path, CONTRACT, first.training_set.version, first.params
+        )
     assert two_threads.metrics == first.metrics
 
 
@@ -100,20 +107,21 @@ def test_logistic_baseline_is_selectable(trained: dict[ModelKind, TrainingResult
 
 def test_shuffled_training_labels_learn_nothing(training_set: tuple[Path, int], fast_params: TrainingParams) -> None:
     params = fast_params.model_copy(update={"shuffle_train_labels": True})
-    result = train_from_training_set(str(training_set[0]), None, params)
+    result = train_from_training_set(str(training_set[0]), CONTRACT, None, params)
     assert result.metrics["roc_auc"] < 0.6
     # Only the training labels were permuted: validation keeps the true ones.
     assert result.split.validation[LABEL].sum() > 0
 
 
-def test_features_come_from_the_table_not_a_list(settings: Settings, fast_params: TrainingParams) -> None:
+def test_features_and_their_kinds_come_from_the_contract(settings: Settings, fast_params: TrainingParams) -> None:
     frame = synthetic_training_set().assign(
         days_since_last_login=lambda f: f["logins_30d"] % 7,
         loyalty_tier=lambda f: np.where(f["logins_30d"] > 8, "a", "b"),
     )
     path = Path(settings.lake_root) / "offline_store" / "training_set"
     write_training_set(path, frame)
-    result = train_from_training_set(str(path), None, fast_params)
+    contract = synthetic_contract(numeric=("days_since_last_login",), categorical=("loyalty_tier",))
+    result = train_from_training_set(str(path), contract, None, fast_params)
     assert "days_since_last_login" in result.features.numeric
     assert "loyalty_tier" in result.features.categorical
     assert {"customer_id", "prediction_time", LABEL, "feature_snapshot_date"}.isdisjoint(result.features.all)
@@ -129,7 +137,7 @@ def test_pipeline_copes_with_unseen_categories_missing_values_and_integer_inputs
         rows.loc[rows.index[1], "region"] = None
         rows.loc[rows.index[2], "minutes_active_30d"] = np.nan
         rows["logins_30d"] = rows["logins_30d"].astype("int64")  # as a snapshot would carry a count
-        probabilities = result.pipeline.predict_proba(model_input(rows, result.features.all))[:, 1]
+        probabilities = result.pipeline.predict_proba(model_input(rows, result.pipeline))[:, 1]
         assert np.all((probabilities > 0) & (probabilities < 1))
 
 
@@ -139,7 +147,7 @@ def test_training_set_version_and_lineage_come_from_the_delta_commit(settings: S
     write_training_set(path, frame, feature_store_version=3, dagster_run_id="r1", **{DBT_MODEL_CHECKSUM: "abc123"})
     # A commit naming its lineage under any other key (as the offline store once did) is not read as a guess.
     write_training_set(path, frame.head(50), feature_store_version=4, dagster_run_id="r2", dbt_manifest_hash="m1")
-    old, new = load_training_set(str(path), 0), load_training_set(str(path))
+    old, new = load_training_set(str(path), CONTRACT, 0), load_training_set(str(path), CONTRACT)
     assert (old.version, old.feature_store_version, old.dagster_run_id, old.dbt_model_checksum) == (
         0,
         "3",
@@ -155,13 +163,13 @@ def test_a_training_set_with_unlabelled_rows_is_refused(settings: Settings) -> N
     frame.loc[3, LABEL] = pd.NA
     write_training_set(path, frame)
     with pytest.raises(ValueError, match="1 rows without a label"):
-        load_training_set(str(path))
+        load_training_set(str(path), CONTRACT)
 
 
-def test_feature_columns_reject_a_type_the_pipeline_cannot_encode() -> None:
+def test_declared_features_reject_a_type_the_pipeline_cannot_encode() -> None:
     frame = synthetic_training_set(customers=5, snapshots=2).assign(last_seen=pd.Timestamp("2025-01-01"))
     with pytest.raises(TypeError, match="last_seen"):
-        feature_columns(frame)
+        declared_features(synthetic_contract(numeric=("last_seen",)), frame)
 
 
 def test_metrics_on_a_known_example() -> None:

@@ -7,10 +7,11 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
-from churn_world import FEATURES, START, ChurnWorld
+from churn_world import CATEGORICAL, CONTRACT, FEATURES, NUMERIC, START, ChurnWorld
 from sklearn.metrics import roc_auc_score
 
 from dagster_project import lake as lake_layout
+from dagster_project.defs.ml.training import FeatureColumns
 from dagster_project.defs.monitoring import drift as drifts
 from dagster_project.defs.monitoring import performance as perf
 from dagster_project.defs.monitoring.assets import (
@@ -22,12 +23,15 @@ from dagster_project.defs.monitoring.assets import (
 from dagster_project.defs.scoring import scores as scoring
 from dagster_project.defs.scoring.assets import build_batch_scores
 from dagster_project.partitions import daily_partitions, label_horizon_mapping
+from dagster_project.problem import load_problem
 from dagster_project.resources import MlflowResource, build_resources
 from dagster_project.settings import Settings
 
 CALM = START + dt.timedelta(days=70)
 DRIFT_START = START + dt.timedelta(days=80)
 DRIFTED = DRIFT_START + dt.timedelta(days=2)
+# The world's features with the kinds the model encodes them as: what drift compares, and how.
+TYPES = FeatureColumns(numeric=NUMERIC, categorical=CATEGORICAL)
 SHIFTED = {"monthly_price", "logins_30d", "minutes_active_30d", "support_tickets_30d", "acquisition_channel"}
 
 
@@ -40,12 +44,12 @@ def _with_prediction(frame: pd.DataFrame, rng_seed: int = 0) -> pd.DataFrame:
 def test_drift_finds_the_shifted_features_and_not_the_others() -> None:
     world = ChurnWorld(drift_start=DRIFT_START)
     reference = _with_prediction(world.features(START + dt.timedelta(days=10)))
-    calm = drifts.compute_drift(reference, _with_prediction(world.features(CALM)), FEATURES, drift_share=0.3)
+    calm = drifts.compute_drift(reference, _with_prediction(world.features(CALM)), TYPES, drift_share=0.3)
     assert calm.drifted_features == [] and calm.share_of_drifted_features == 0.0
     assert not calm.dataset_drift and not calm.prediction.drifted
     assert set(calm.drift_scores) == set(FEATURES) and all(0 <= s < 0.1 for s in calm.drift_scores.values())
 
-    shifted = drifts.compute_drift(reference, _with_prediction(world.features(DRIFTED)), FEATURES, drift_share=0.3)
+    shifted = drifts.compute_drift(reference, _with_prediction(world.features(DRIFTED)), TYPES, drift_share=0.3)
     assert set(shifted.drifted_features) == SHIFTED
     assert shifted.share_of_drifted_features == pytest.approx(len(SHIFTED) / len(FEATURES))
     assert shifted.dataset_drift and shifted.prediction.drifted
@@ -54,7 +58,7 @@ def test_drift_finds_the_shifted_features_and_not_the_others() -> None:
     assert scores == sorted(scores, reverse=True)
     assert {c.method for c in shifted.features.values()} == {"wasserstein", "jensenshannon"}
     assert not drifts.compute_drift(
-        reference, _with_prediction(world.features(DRIFTED)), FEATURES, drift_share=0.5
+        reference, _with_prediction(world.features(DRIFTED)), TYPES, drift_share=0.5
     ).dataset_drift
 
 
@@ -67,34 +71,34 @@ def test_a_drifted_key_feature_fails_the_check_below_the_share_threshold() -> No
 
     # Five of the features shifted: under a share threshold of 50% only a key feature among them fails the check.
     leaning = drifts.compute_drift(
-        reference, drifted, FEATURES, drift_share=0.5, key_features=["monthly_price", *unshifted, "not_a_feature"]
+        reference, drifted, TYPES, drift_share=0.5, key_features=["monthly_price", *unshifted, "not_a_feature"]
     )
     assert not leaning.dataset_drift and leaning.failed
     assert leaning.key_features == ["monthly_price", *unshifted]  # a name the model lacks is ignored
     assert leaning.drifted_key_features == ["monthly_price"]
-    elsewhere = drifts.compute_drift(reference, drifted, FEATURES, drift_share=0.5, key_features=unshifted)
+    elsewhere = drifts.compute_drift(reference, drifted, TYPES, drift_share=0.5, key_features=unshifted)
     # A key feature fails the check at a higher bar than a column drifts at: noise in one feature is not enough.
     strict = drifts.compute_drift(
         reference,
         drifted,
-        FEATURES,
+        TYPES,
         drift_share=0.5,
         key_features=["monthly_price"],
         key_feature_threshold=leaning.features["monthly_price"].score + 0.01,
     )
     assert "monthly_price" in strict.drifted_features and not strict.failed
     assert not elsewhere.failed and elsewhere.drifted_key_features == []
-    assert not drifts.compute_drift(reference, calm, FEATURES, drift_share=0.5, key_features=["monthly_price"]).failed
+    assert not drifts.compute_drift(reference, calm, TYPES, drift_share=0.5, key_features=["monthly_price"]).failed
     # The share rule still fails on its own.
-    assert drifts.compute_drift(reference, drifted, FEATURES, drift_share=0.3, key_features=unshifted).failed
+    assert drifts.compute_drift(reference, drifted, TYPES, drift_share=0.3, key_features=unshifted).failed
 
 
 def test_sampling_the_day_keeps_the_verdicts_and_the_report_says_so(tmp_path: Path) -> None:
     world = ChurnWorld(customers=3000, drift_start=DRIFT_START)
     reference = _with_prediction(world.features(START))
     current = _with_prediction(world.features(DRIFTED))
-    full = drifts.compute_drift(reference, current, FEATURES, drift_share=0.3, max_current_rows=None)
-    sampled = drifts.compute_drift(reference, current, FEATURES, drift_share=0.3, max_current_rows=1500, seed=1)
+    full = drifts.compute_drift(reference, current, TYPES, drift_share=0.3, max_current_rows=None)
+    sampled = drifts.compute_drift(reference, current, TYPES, drift_share=0.3, max_current_rows=1500, seed=1)
     assert not full.sampled and full.current_rows_compared == 3000
     assert sampled.sampled and sampled.current_rows_compared == 1500 and sampled.current_rows == 3000
     assert sampled.drifted_features == full.drifted_features
@@ -114,7 +118,7 @@ def test_sampling_the_day_keeps_the_verdicts_and_the_report_says_so(tmp_path: Pa
 def test_drift_refuses_inputs_without_the_columns() -> None:
     frame = _with_prediction(ChurnWorld(customers=30).features(CALM))
     with pytest.raises(KeyError, match="prediction"):
-        drifts.compute_drift(frame, frame.drop(columns=["prediction"]), FEATURES, drift_share=0.3)
+        drifts.compute_drift(frame, frame.drop(columns=["prediction"]), TYPES, drift_share=0.3)
 
 
 def test_realized_performance_joins_matured_labels_and_refuses_noise() -> None:
@@ -129,21 +133,26 @@ def test_realized_performance_joins_matured_labels_and_refuses_noise() -> None:
         }
     )
     result = perf.realized_performance(
-        scores, labels[["customer_id", "churned"]], evaluated_on=CALM + dt.timedelta(days=30), scored_date=CALM
+        scores,
+        labels[["customer_id", "churned"]],
+        CONTRACT,
+        evaluated_on=CALM + dt.timedelta(days=30),
+        scored_date=CALM,
     )
     assert result.evaluated and result.realized_roc_auc == 1.0 and result.label_coverage == 1.0
     assert result.positives == int(labels["churned"].sum()) and result.model_version == "3"
     assert result.roc_auc_standard_error is not None and 0 <= result.roc_auc_standard_error < 0.05
 
     few = labels.head(30)[["customer_id", "churned"]]
-    assert not perf.realized_performance(scores, few, evaluated_on=CALM, scored_date=CALM).evaluated
-    nothing = perf.realized_performance(scores.head(0), few, evaluated_on=CALM, scored_date=CALM)
+    assert not perf.realized_performance(scores, few, CONTRACT, evaluated_on=CALM, scored_date=CALM).evaluated
+    nothing = perf.realized_performance(scores.head(0), few, CONTRACT, evaluated_on=CALM, scored_date=CALM)
     assert not nothing.evaluated and "no scores" in nothing.reason
     assert perf.within_tolerance(0.76, 0.80, 0.05) and not perf.within_tolerance(0.74, 0.80, 0.05)
 
 
 def _performance(settings: Settings) -> dg.AssetsDefinition:
-    return build_model_performance(daily_partitions(settings), label_horizon_mapping(settings))
+    problem = load_problem(settings)
+    return build_model_performance(daily_partitions(settings), label_horizon_mapping(problem.contract), problem)
 
 
 def _resources(settings: Settings, store: MlflowResource) -> dict[str, object]:
@@ -180,7 +189,10 @@ def test_drift_report_asset_passes_a_calm_day_and_fails_a_shifted_one(
     verdicts = {}
     for day in (CALM, DRIFTED):
         result = _run(
-            [build_batch_scores(daily_partitions(settings)), build_drift_report(daily_partitions(settings))],
+            [
+                build_batch_scores(daily_partitions(settings), load_problem(settings)),
+                build_drift_report(daily_partitions(settings)),
+            ],
             day,
             settings,
             world_champion,
@@ -220,11 +232,12 @@ def test_model_performance_judges_matured_scores_and_skips_the_rest(
     settings: Settings, world_champion: MlflowResource
 ) -> None:
     world = ChurnWorld()
-    horizon = settings.thresholds.churn_horizon_days
+    horizon = load_problem(settings).contract.horizon_days
     matured_on = CALM + dt.timedelta(days=horizon)
     world.write_feature_snapshots(settings.lake_root, [CALM])
     instance = dg.DagsterInstance.ephemeral()
-    assert _run([build_batch_scores(daily_partitions(settings))], CALM, settings, world_champion, instance).success
+    scores_asset = build_batch_scores(daily_partitions(settings), load_problem(settings))
+    assert _run([scores_asset], CALM, settings, world_champion, instance).success
 
     # Before the labels mature: materialized, not evaluated, and the check is skipped rather than faked.
     early = _run([_performance(settings)], matured_on, settings, world_champion, instance)
@@ -236,7 +249,7 @@ def test_model_performance_judges_matured_scores_and_skips_the_rest(
     result = _run([_performance(settings)], matured_on, settings, world_champion, instance)
     [check] = result.get_asset_check_evaluations()
     assert check.check_name == PERFORMANCE_CHECK and check.passed and check.severity == dg.AssetCheckSeverity.ERROR
-    stored = scoring.read_scores(settings.lake_root, CALM)
+    stored = scoring.read_scores(settings.lake_root, CALM, CONTRACT)
     labels = world.labels(CALM)
     expected = roc_auc_score(labels["churned"], labels[["customer_id"]].merge(stored)["churn_probability"])
     assert check.metadata["realized_roc_auc"].value == pytest.approx(expected, abs=1e-6)

@@ -14,12 +14,34 @@ from pathlib import Path
 import pyarrow as pa
 
 from dagster_project.lake import offline_store, partition_path, table_dir, write_partition_atomically
-from spark_jobs.contract import DBT_MODEL_CHECKSUM
+from spark_jobs.contract import CATEGORICAL, DBT_MODEL_CHECKSUM, NUMERIC, Contract, Feature
 from spark_jobs.paths import OfflineStorePaths
 
 PLANS = ["basic", "standard", "premium"]
 # The dbt exports' contract, spelled out: a test that fails when the layout moves is the point.
 FEATURES_LAYER, CUSTOMER_FEATURES, CHURN_LABELS = "features", "customer_features", "churn_labels"
+# The problem these exports belong to, declared as its dbt project would: the example's names, and the features
+# ``feature_table`` writes.
+CONTRACT = Contract(
+    entity=("customer_id",),
+    features_model=CUSTOMER_FEATURES,
+    as_of="snapshot_date",
+    features=(
+        Feature("day_marker", NUMERIC),
+        Feature("tenure_days", NUMERIC),
+        Feature("monthly_price", NUMERIC),
+        Feature("logins_30d", NUMERIC),
+        Feature("plan", CATEGORICAL),
+        Feature("region", CATEGORICAL),
+    ),
+    feature_set_version="1",
+    labels_model=CHURN_LABELS,
+    label_as_of="snapshot_date",
+    prediction_time="prediction_time",
+    label="churned",
+    horizon_days=30,
+    source="tests/offline_store/offline_lake.py",
+)
 
 
 def model_checksum(definition: str) -> str:

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from offline_lake import OfflineLake, end_of, feature_table, write_features, write_labels
+from offline_lake import CONTRACT, OfflineLake, end_of, feature_table, write_features, write_labels
 from pyspark.sql import SparkSession
 
 from dagster_project.settings import Settings
@@ -27,28 +27,31 @@ def test_snapshot_build_rebuild_and_maintain_from_the_command_line(
 ):
     lake = OfflineLake(tmp_path / "somewhere_else")  # no settings point here: only the flags do
     store = ["--store-root", str(lake.store.store_root)]
+    contract_file = tmp_path / "contract.json"  # as `python -m dagster_project.cli contract` prints it
+    contract_file.write_text(CONTRACT.to_json())
+    contract = ["--contract", str(contract_file)]
     for d in DAYS:
         write_features(lake.root, d, feature_table(CUSTOMERS, d))
     matured = DAYS[1] + dt.timedelta(days=1)
     write_labels(lake.root, matured, [(c, DAYS[1], end_of(DAYS[1]), i % 2) for i, c in enumerate(CUSTOMERS)])
 
     with pytest.raises(SystemExit):  # each --date needs its own --source
-        feature_snapshots.main([*store, "--date", "2025-03-01", "--date", "2025-03-02",
+        feature_snapshots.main([*contract, *store, "--date", "2025-03-01", "--date", "2025-03-02",
                                 "--source", str(lake.features(DAYS[0])), *session_flags()])  # fmt: skip
     assert "each --date once, with its own --source" in capsys.readouterr().err
     days = [flag for d in DAYS for flag in ("--date", d.isoformat(), "--source", str(lake.features(d)))]
-    assert feature_snapshots.main([*store, *days, "--run-id", "cli", *session_flags()]) == 0
+    assert feature_snapshots.main([*contract, *store, *days, "--run-id", "cli", *session_flags()]) == 0
     assert tables.latest_version(spark, lake.store.feature_snapshots) == 1
     assert tables.commit(spark, lake.store.feature_snapshots, 0).user_metadata["source"] == str(lake.features(DAYS[0]))
     capsys.readouterr()
 
     labels = ["--labels", str(lake.labels)]
-    assert training_set.main([*store, *labels, "--churn-horizon-days", "1", *session_flags()]) == 0
+    assert training_set.main([*contract, *store, *labels, "--churn-horizon-days", "1", *session_flags()]) == 0
     built = json.loads(capsys.readouterr().out)
     assert (built["version"], built["feature_store_version"], built["rows"]) == (0, 1, len(CUSTOMERS))
     assert tables.commit(spark, lake.store.training_set, 0).user_metadata["churn_horizon_days"] == 1
 
-    assert training_set.main([*store, *labels, "--rebuild", "0", *session_flags()]) == 0
+    assert training_set.main([*contract, *store, *labels, "--rebuild", "0", *session_flags()]) == 0
     assert "identical" in capsys.readouterr().out
 
     assert maintenance.main([*store, "--dry-run", *session_flags()]) == 0

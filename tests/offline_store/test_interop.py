@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
-from offline_lake import MODEL_CHECKSUM, OfflineLake, end_of, feature_table, write_features, write_labels
+from offline_lake import CONTRACT, MODEL_CHECKSUM, OfflineLake, end_of, feature_table, write_features, write_labels
 from pyspark.sql import SparkSession
 
 from spark_jobs.contract import DBT_MODEL_CHECKSUM
@@ -42,9 +42,9 @@ def test_delta_rs_and_duckdb_read_what_spark_wrote(spark: SparkSession, data_roo
     paths = lake.store
     for d in DAYS:
         write_features(lake.root, d, feature_table(CUSTOMERS, d))
-        snapshot_day(spark, d, lake.features(d), paths, dagster_run_id="interop")
+        snapshot_day(spark, d, lake.features(d), paths, CONTRACT, dagster_run_id="interop")
     write_labels(lake.root, DAYS[1], [(c, DAYS[1], end_of(DAYS[1]), i % 2) for i, c in enumerate(CUSTOMERS)])
-    built = run(spark, paths, lake.labels, dagster_run_id="interop-train")
+    built = run(spark, paths, lake.labels, CONTRACT, dagster_run_id="interop-train")
 
     snapshots = DeltaTable(str(paths.feature_snapshots))
     training = DeltaTable(str(paths.training_set))

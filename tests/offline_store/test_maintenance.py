@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from offline_lake import OfflineLake, end_of, feature_table, write_features, write_labels
+from offline_lake import CONTRACT, OfflineLake, end_of, feature_table, write_features, write_labels
 from pyspark.sql import SparkSession
 
 from spark_jobs import maintenance, tables
@@ -55,7 +55,7 @@ def test_vacuum_deletes_unprotected_files_and_keeps_protected_versions_readable(
 
     def rewrite_day(customers: list[str]) -> int:
         write_features(lake.root, D, feature_table(customers, D))
-        version = snapshot_day(spark, D, lake.features(D), paths).version
+        version = snapshot_day(spark, D, lake.features(D), paths, CONTRACT).version
         fingerprints[version] = content_fingerprint(version_of(spark, paths.feature_snapshots, version))
         return version
 
@@ -64,11 +64,11 @@ def test_vacuum_deletes_unprotected_files_and_keeps_protected_versions_readable(
     time.sleep(GAP_SECONDS)
     rewrite_day(CUSTOMERS[:6])  # v2: a model's training set is built from it
     write_labels(lake.root, D + dt.timedelta(days=1), [(c, D, end_of(D), 1) for c in CUSTOMERS])
-    training = run(spark, paths, lake.labels)
+    training = run(spark, paths, lake.labels, CONTRACT)
     assert (training.version, training.feature_store_version) == (0, 2)
     rewrite_day(CUSTOMERS[:7])  # v3: named in the ML side's file
     rewrite_day(CUSTOMERS)  # v4, the latest
-    run(spark, paths, lake.labels)  # training_set v1 replaces every file of v0
+    run(spark, paths, lake.labels, CONTRACT)  # training_set v1 replaces every file of v0
 
     # The registered model trained on training_set v0: protected by a table property; v3 by the ML side's file.
     tables.set_properties(spark, paths.training_set, {maintenance.PROTECTED_PROPERTY: "0"}, {"job": "test"})
@@ -97,7 +97,7 @@ def test_vacuum_deletes_unprotected_files_and_keeps_protected_versions_readable(
     with tables.session_conf(spark, {maintenance.ENFORCE_TIME_TRAVEL_RETENTION: "false"}):
         for version in (2, 3, 4):
             assert content_fingerprint(version_of(spark, paths.feature_snapshots, version)) == fingerprints[version]
-        join, _ = rebuild_training_set(spark, 0, paths)
+        join, _ = rebuild_training_set(spark, 0, paths, CONTRACT)
         assert content_fingerprint(join.frame) == training.fingerprint
         join.release()
         assert content_fingerprint(version_of(spark, paths.training_set, 0)) == training.fingerprint

@@ -13,7 +13,8 @@ from dagster_project import asset_keys
 from dagster_project.definitions import build_definitions
 from dagster_project.defs.offline_store import assets as offline
 from dagster_project.partitions import daily_partitions
-from dagster_project.resources import LakeResource, SparkResource, ThresholdsResource
+from dagster_project.problem import load_problem
+from dagster_project.resources import ContractResource, LakeResource, SparkResource, ThresholdsResource
 from dagster_project.settings import Settings
 from spark_jobs import tables
 from spark_jobs.contract import DBT_MODEL_CHECKSUM, DBT_MODEL_CHECKSUMS
@@ -34,7 +35,9 @@ def test_materialize_snapshots_training_set_and_maintenance(spark: SparkSession,
         write_features(lake_root, d, feature_table(CUSTOMERS, d), checksum=checksums[d])
     write_labels(lake_root, DAYS[1], [(c, DAYS[1], end_of(DAYS[1]), i % 2) for i, c in enumerate(CUSTOMERS)])
     write_labels(lake_root, DAYS[1] + dt.timedelta(days=1), [("c-9", DAYS[1], end_of(DAYS[1]), 1)])
+    problem = load_problem(settings)
     resources = {
+        "contract": ContractResource.of(problem.contract),
         "spark": SparkResource.from_settings(settings),
         "lake": LakeResource(root=str(lake_root)),
         "thresholds": ThresholdsResource(**settings.thresholds.model_dump()),
@@ -44,7 +47,7 @@ def test_materialize_snapshots_training_set_and_maintenance(spark: SparkSession,
     instance = dg.DagsterInstance.ephemeral()
     for d in DAYS:
         result = dg.materialize(
-            [offline.build_feature_snapshots(daily_partitions(settings))],
+            [offline.build_feature_snapshots(daily_partitions(settings), problem)],
             partition_key=d.isoformat(),
             resources=resources,
             instance=instance,
@@ -61,7 +64,7 @@ def test_materialize_snapshots_training_set_and_maintenance(spark: SparkSession,
     assert snapshot_event.metadata[DBT_MODEL_CHECKSUM].value == checksums[DAYS[1]]
 
     result = dg.materialize(
-        [offline.training_set, offline.table_maintenance], resources=resources, instance=instance,
+        [offline.build_training_set(problem), offline.table_maintenance], resources=resources, instance=instance,
         selection=[asset_keys.TRAINING_SET, asset_keys.TABLE_MAINTENANCE],
     )  # fmt: skip
     assert result.success
@@ -75,9 +78,9 @@ def test_materialize_snapshots_training_set_and_maintenance(spark: SparkSession,
     assert commit["feature_store_version"] == 1 and commit["dagster_run_id"] == result.run_id
     assert commit[DBT_MODEL_CHECKSUM] == meta[DBT_MODEL_CHECKSUM] == checksums[DAYS[1]]
     assert commit[DBT_MODEL_CHECKSUMS] == meta[DBT_MODEL_CHECKSUMS] == [checksums[d] for d in DAYS]
-    # The asset handed the job the export folder and the settings' horizon: the job itself reads no settings.
+    # The asset handed the job the export folder and the contract's horizon: the job itself reads no settings.
     assert commit["labels_path"] == str(lake.labels)
-    assert commit["churn_horizon_days"] == settings.thresholds.churn_horizon_days
+    assert commit["churn_horizon_days"] == problem.contract.horizon_days
 
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert checks[offline.NO_FUTURE_FEATURES].passed
@@ -96,8 +99,9 @@ def test_definitions_wire_the_weekly_maintenance_schedule(settings: Settings):
     job = defs.resolve_job_def("maintain_offline_store")
     assert job.asset_layer.executable_asset_keys == {asset_keys.TABLE_MAINTENANCE}  # it vacuums, nothing else
     graph = defs.resolve_asset_graph()
-    assert graph.get(asset_keys.FEATURE_SNAPSHOTS).parent_keys == {asset_keys.CUSTOMER_FEATURES_EXPORT}
+    contract = load_problem(settings).contract
+    assert graph.get(asset_keys.FEATURE_SNAPSHOTS).parent_keys == {asset_keys.lake_export(contract.features_model)}
     assert graph.get(asset_keys.TRAINING_SET).parent_keys == {
         asset_keys.FEATURE_SNAPSHOTS,
-        asset_keys.CHURN_LABELS_EXPORT,
+        asset_keys.lake_export(contract.labels_model),
     }

@@ -5,7 +5,7 @@ import random
 
 import pyarrow as pa
 import pytest
-from offline_lake import feature_table, label_table
+from offline_lake import CONTRACT, feature_table, label_table
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -28,11 +28,11 @@ def snapshots_frame(spark: SparkSession, by_customer: dict[str, list[dt.date]]) 
 
 def labels_frame(spark: SparkSession, rows: list[tuple[str, dt.datetime]]) -> DataFrame:
     table = label_table([(c, t.date(), t, i % 2) for i, (c, t) in enumerate(rows)])
-    return prepare_labels(spark.createDataFrame(table.to_pandas()))
+    return prepare_labels(spark.createDataFrame(table.to_pandas()), CONTRACT)
 
 
 def joined(spark: SparkSession, snapshots: dict[str, list[dt.date]], labels: list[tuple[str, dt.datetime]], **kw):
-    join = point_in_time_join(labels_frame(spark, labels), snapshots_frame(spark, snapshots), **kw)
+    join = point_in_time_join(labels_frame(spark, labels), snapshots_frame(spark, snapshots), CONTRACT, **kw)
     rows = {(r["customer_id"], r["prediction_time"]): r for r in join.frame.collect()}
     join.release()
     return rows, join.stats

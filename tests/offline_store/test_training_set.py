@@ -6,7 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from offline_lake import OfflineLake, end_of, feature_table, model_checksum, write_features, write_labels
+from offline_lake import CONTRACT, OfflineLake, end_of, feature_table, model_checksum, write_features, write_labels
 from pyspark.sql import SparkSession
 
 from spark_jobs import tables
@@ -39,7 +39,7 @@ def test_build_records_lineage_and_a_rebuild_from_that_version_is_identical(spar
     # c-3's snapshot of 2 March is late: the export of that day holds c-1 and c-2 only, for now.
     write_features(lake.root, D2, feature_table(CUSTOMERS[:2], D2), checksum=v2)
     for d in (D1, D2):
-        snapshot_day(spark, d, lake.features(d), paths, dagster_run_id="features-run")
+        snapshot_day(spark, d, lake.features(d), paths, CONTRACT, dagster_run_id="features-run")
     write_labels(
         lake.root,
         D3,
@@ -51,7 +51,7 @@ def test_build_records_lineage_and_a_rebuild_from_that_version_is_identical(spar
         ],
     )
 
-    first = run(spark, paths, lake.labels, dagster_run_id="training-run-1", churn_horizon_days=30)
+    first = run(spark, paths, lake.labels, CONTRACT, dagster_run_id="training-run-1", churn_horizon_days=30)
     assert first.version == 0 and first.feature_store_version == 1
     assert (first.stats.labels, first.stats.exact, first.stats.earlier, first.stats.without_snapshot) == (4, 2, 1, 1)
     assert first.future_feature_rows == 0
@@ -82,11 +82,11 @@ def test_build_records_lineage_and_a_rebuild_from_that_version_is_identical(spar
     # The snapshots move on: c-3's late snapshot of 2 March lands in a hand-made file (no dbt provenance), and
     # 1 March is re-exported by the current model with new values.
     write_features(lake.root, D2, feature_table(CUSTOMERS, D2), checksum=None)
-    snapshot_day(spark, D2, lake.features(D2), paths)
+    snapshot_day(spark, D2, lake.features(D2), paths, CONTRACT)
     write_features(lake.root, D1, feature_table(CUSTOMERS, D1).drop_columns(["region"]).append_column(
         "region", feature_table(["c-9"] * 3, D1)["plan"]), checksum=v2)  # fmt: skip
-    snapshot_day(spark, D1, lake.features(D1), paths)
-    second = run(spark, paths, lake.labels, dagster_run_id="training-run-2")
+    snapshot_day(spark, D1, lake.features(D1), paths, CONTRACT)
+    second = run(spark, paths, lake.labels, CONTRACT, dagster_run_id="training-run-2")
     assert second.version == 1 and second.feature_store_version == 3
     # The newest day's lineage is unknown, and said so: no other day's checksum stands in for it.
     assert second.commit_metadata[DBT_MODEL_CHECKSUM] is None
@@ -95,16 +95,16 @@ def test_build_records_lineage_and_a_rebuild_from_that_version_is_identical(spar
     assert rows_of(spark.read.format("delta").load(str(paths.training_set))) != original
 
     # Version 0 comes back exactly, through time travel to feature-store version 1.
-    join, rebuilt_meta = rebuild_training_set(spark, 0, paths)
+    join, rebuilt_meta = rebuild_training_set(spark, 0, paths, CONTRACT)
     assert rebuilt_meta["feature_store_version"] == 1
     assert rows_of(join.frame) == original
     assert content_fingerprint(join.frame) == first.fingerprint
     join.release()
-    join, version, _ = build_training_set(spark, paths, lake.labels, feature_store_version=1)
+    join, version, _ = build_training_set(spark, paths, lake.labels, CONTRACT, feature_store_version=1)
     assert version == 1 and content_fingerprint(join.frame) == first.fingerprint
     join.release()
 
     # Relabelled history cannot be rebuilt identically: say so instead of returning something else.
     write_labels(lake.root, D3, [("c-1", D2, end_of(D2), 0)])
     with pytest.raises(LabelsChangedError, match="changed since version 0"):
-        rebuild_training_set(spark, 0, paths)
+        rebuild_training_set(spark, 0, paths, CONTRACT)

@@ -7,7 +7,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
-from churn_world import CATEGORICAL, NUMERIC, START, ChurnWorld, days
+from churn_world import CATEGORICAL, CONTRACT, NUMERIC, START, ChurnWorld, days
 from deltalake import DeltaTable
 
 from dagster_project import asset_keys
@@ -16,7 +16,8 @@ from dagster_project.defs.ml.training import FeatureColumns, ModelKind, Training
 from dagster_project.defs.scoring import scores as scoring
 from dagster_project.defs.scoring.assets import SCORES_SANE_CHECK, build_batch_scores
 from dagster_project.partitions import daily_partitions
-from dagster_project.resources import LakeResource, MlflowResource
+from dagster_project.problem import load_problem
+from dagster_project.resources import ContractResource, LakeResource, MlflowResource
 from dagster_project.settings import Settings
 
 DAY = START + dt.timedelta(days=70)
@@ -43,12 +44,13 @@ def test_score_snapshot_gives_one_banded_probability_per_customer(small_model: o
     scores = scoring.score_snapshot(
         small_model,
         features,
+        CONTRACT,
         model_name="churn_model",
         model_version="7",
         bands=scoring.RiskBands(medium=0.1, high=0.3),
         scored_at=scored_at,
     )
-    assert list(scores.columns) == list(scoring.SCORE_COLUMNS)
+    assert list(scores.columns) == scoring.scores_schema(CONTRACT).names
     assert scores["customer_id"].tolist() == features["customer_id"].tolist()
     assert set(scores["snapshot_date"]) == {DAY}
     # The probabilities are the model's own, fed the columns it was fitted on (in its order, whatever the frame's).
@@ -63,11 +65,13 @@ def test_score_snapshot_gives_one_banded_probability_per_customer(small_model: o
     assert scores["scored_at"].iloc[0] == pd.Timestamp(scored_at)
     # Scored in batches (memory stays bounded), the result is the same to the last bit.
     batched = scoring.score_snapshot(
-        small_model, features, model_name="churn_model", model_version="7", scored_at=scored_at, batch_rows=7
+        small_model, features, CONTRACT, model_name="churn_model", model_version="7", scored_at=scored_at, batch_rows=7
     )
     pd.testing.assert_frame_equal(
         batched,
-        scoring.score_snapshot(small_model, features, model_name="churn_model", model_version="7", scored_at=scored_at),
+        scoring.score_snapshot(
+            small_model, features, CONTRACT, model_name="churn_model", model_version="7", scored_at=scored_at
+        ),
     )
 
 
@@ -84,14 +88,14 @@ def test_top_risk_ranks_by_probability_then_customer_and_keeps_ties_exact() -> N
             "model_version": "1",
         }
     )
-    top = scoring.top_risk(scores, features, 4)
+    top = scoring.top_risk(scores, features, 4, CONTRACT)
     ids = features["customer_id"].tolist()
     # Two at 0.9, then the first two (by customer id) of the three tied at 0.5.
     assert top["customer_id"].tolist() == [ids[1], ids[3], ids[2], ids[5]]
     assert top["rank"].tolist() == [1, 2, 3, 4]
     assert top["monthly_price"].tolist() == features["monthly_price"].iloc[[1, 3, 2, 5]].tolist()
     with pytest.raises(ValueError, match="row for row"):
-        scoring.top_risk(scores, features.iloc[::-1], 4)
+        scoring.top_risk(scores, features.iloc[::-1], 4, CONTRACT)
 
 
 def test_risk_band_edges_and_order() -> None:
@@ -112,12 +116,12 @@ def test_score_snapshot_refuses_what_it_cannot_score_faithfully(small_model: obj
     features = _snapshot()
     kwargs = {"model_name": "m", "model_version": "1"}
     with pytest.raises(ValueError, match="duplicated customer_id"):
-        scoring.score_snapshot(small_model, pd.concat([features, features.head(2)]), **kwargs)
+        scoring.score_snapshot(small_model, pd.concat([features, features.head(2)]), CONTRACT, **kwargs)
     with pytest.raises(KeyError, match="monthly_price"):
-        scoring.score_snapshot(small_model, features.drop(columns=["monthly_price"]), **kwargs)
+        scoring.score_snapshot(small_model, features.drop(columns=["monthly_price"]), CONTRACT, **kwargs)
     other_day = features.assign(snapshot_date=[DAY] * 49 + [DAY + dt.timedelta(days=1)])
     with pytest.raises(ValueError, match="one snapshot day at a time"):
-        scoring.score_snapshot(small_model, other_day, **kwargs)
+        scoring.score_snapshot(small_model, other_day, CONTRACT, **kwargs)
 
 
 def test_rescoring_a_day_replaces_exactly_that_day(small_model: object, tmp_path: Path) -> None:
@@ -125,12 +129,14 @@ def test_rescoring_a_day_replaces_exactly_that_day(small_model: object, tmp_path
     next_day = DAY + dt.timedelta(days=1)
     world = ChurnWorld(customers=40)
     for day in (DAY, next_day):
-        scores = scoring.score_snapshot(small_model, world.features(day), model_name="m", model_version="1")
-        written = scoring.write_scores(lake, day, scores)
+        scores = scoring.score_snapshot(small_model, world.features(day), CONTRACT, model_name="m", model_version="1")
+        written = scoring.write_scores(lake, day, scores, CONTRACT)
         assert written.replaced_rows == 0
     # The day is scored again, by another version and for fewer customers: its 40 rows give way to 25.
-    again = scoring.score_snapshot(small_model, world.features(DAY).head(25), model_name="m", model_version="2")
-    written = scoring.write_scores(lake, DAY, again, commit_metadata={"dagster_run_id": "r2"})
+    again = scoring.score_snapshot(
+        small_model, world.features(DAY).head(25), CONTRACT, model_name="m", model_version="2"
+    )
+    written = scoring.write_scores(lake, DAY, again, CONTRACT, commit_metadata={"dagster_run_id": "r2"})
     assert written.replaced_rows == 40 and written.table_version == 2
 
     stored = DeltaTable(str(lake_layout.batch_scores_path(lake))).to_pandas()
@@ -138,18 +144,18 @@ def test_rescoring_a_day_replaces_exactly_that_day(small_model: object, tmp_path
     assert by_day.size().to_dict() == {DAY: 25, next_day: 40}
     assert set(by_day.get_group(DAY)["model_version"]) == {"2"}
     assert set(by_day.get_group(next_day)["model_version"]) == {"1"}
-    assert len(scoring.read_scores(lake, DAY)) == 25
-    assert scoring.read_scores(lake, DAY + dt.timedelta(days=5)).empty
+    assert len(scoring.read_scores(lake, DAY, CONTRACT)) == 25
+    assert scoring.read_scores(lake, DAY + dt.timedelta(days=5), CONTRACT).empty
     # One atomic commit per write, restricted to its partition (Delta's replaceWhere), with our lineage.
     last = DeltaTable(str(lake_layout.batch_scores_path(lake))).history(1)[0]
     assert last["operationParameters"]["predicate"].startswith(f"snapshot_date = '{DAY}'")
     assert '"dagster_run_id": "r2"' in last["userMetadata"]
     with pytest.raises(ValueError, match="must all carry snapshot_date"):
-        scoring.write_scores(lake, next_day, again)
+        scoring.write_scores(lake, next_day, again, CONTRACT)
 
 
 def test_score_check_catches_duplicates_nulls_gaps_and_out_of_range() -> None:
-    customers = pd.Series(["a", "b", "c"])
+    customers = pd.DataFrame({"customer_id": ["a", "b", "c"]})
     good = pd.DataFrame(
         {
             "customer_id": ["a", "b", "c"],
@@ -161,13 +167,13 @@ def test_score_check_catches_duplicates_nulls_gaps_and_out_of_range() -> None:
             "scored_at": pd.Timestamp("2025-01-01", tz="UTC"),
         }
     )
-    assert scoring.check_scores(good, customers).passed
+    assert scoring.check_scores(good, customers, CONTRACT).passed
     broken = pd.concat([good, good.tail(1)], ignore_index=True)
     broken.loc[0, "churn_probability"] = 1.2
     broken.loc[1, "risk_band"] = None
-    result = scoring.check_scores(broken, pd.Series(["a", "b", "c", "d"]))
+    result = scoring.check_scores(broken, pd.DataFrame({"customer_id": ["a", "b", "c", "d"]}), CONTRACT)
     assert not result.passed
-    assert (result.duplicated_customers, result.missing_customers, result.null_values, result.out_of_range) == (
+    assert (result.duplicated_entities, result.missing_entities, result.null_values, result.out_of_range) == (
         1,
         1,
         1,
@@ -178,10 +184,15 @@ def test_score_check_catches_duplicates_nulls_gaps_and_out_of_range() -> None:
 def _materialize(
     settings: Settings, store: MlflowResource, day: dt.date, **config: object
 ) -> dg.ExecuteInProcessResult:
+    problem = load_problem(settings)
     return dg.materialize(
-        [build_batch_scores(daily_partitions(settings))],
+        [build_batch_scores(daily_partitions(settings), problem)],
         partition_key=day.isoformat(),
-        resources={"lake": LakeResource(root=str(settings.lake_root)), "mlflow": store},
+        resources={
+            "lake": LakeResource(root=str(settings.lake_root)),
+            "mlflow": store,
+            "contract": ContractResource.of(problem.contract),
+        },
         run_config={"ops": {"scoring__batch_scores": {"config": config}}} if config else None,
         instance=dg.DagsterInstance.ephemeral(),
         raise_on_error=False,
@@ -198,13 +209,13 @@ def test_asset_scores_the_day_with_the_champion_and_exports_the_top_risk(
     metadata = result.asset_materializations_for_node("scoring__batch_scores")[0].metadata
     assert metadata["dagster/row_count"].value == world.customers
     assert metadata["model_version"].value == "1"
-    bands = sum(metadata[f"{b}_risk_customers"].value for b in ("high", "medium", "low"))
-    assert bands == world.customers and metadata["high_risk_customers"].value > 0
+    bands = sum(metadata[f"{b}_risk_entities"].value for b in ("high", "medium", "low"))
+    assert bands == world.customers and metadata["high_risk_entities"].value > 0
     [check] = result.get_asset_check_evaluations()
     assert check.check_name == SCORES_SANE_CHECK and check.passed
     assert check.metadata["scored_rows"].value == world.customers
 
-    stored = scoring.read_scores(settings.lake_root, DAY)
+    stored = scoring.read_scores(settings.lake_root, DAY, CONTRACT)
     assert len(stored) == world.customers and stored["customer_id"].is_unique
     top = pd.read_csv(lake_layout.top_risk_path(settings.lake_root, DAY))
     assert len(top) == 20 and top["rank"].tolist() == list(range(1, 21))
@@ -217,7 +228,7 @@ def test_asset_scores_the_day_with_the_champion_and_exports_the_top_risk(
     assert again.success
     metadata = again.asset_materializations_for_node("scoring__batch_scores")[0].metadata
     assert metadata["replaced_rows"].value == world.customers
-    assert len(scoring.read_scores(settings.lake_root, DAY)) == world.customers
+    assert len(scoring.read_scores(settings.lake_root, DAY, CONTRACT)) == world.customers
 
 
 def test_asset_without_a_champion_fails_saying_how_to_train_one(
