@@ -228,9 +228,18 @@ class ChurnWorld:
             )
         return pd.concat(frames, ignore_index=True)
 
-    def write_training_set(self, lake_root: Path, snapshot_days: list[dt.date]) -> int:
-        """A new version of ``<lake>/offline_store/training_set`` in the Spark job's contract; returns it."""
+    def write_training_set(
+        self, lake_root: Path, snapshot_days: list[dt.date], declared: Contract | None = None
+    ) -> int:
+        """A new version of ``<lake>/offline_store/training_set`` in the Spark job's contract; returns it.
+
+        ``declared``: a problem's contract to train under (the definitions' own): the features it declares that the
+        world does not simulate are written as constants (0, or "none"), so a model trains on every declared
+        feature and learns nothing from those."""
         frame = self.training_frame(snapshot_days)
+        for feature in declared.features if declared else ():
+            if feature.name not in frame.columns:
+                frame[feature.name] = "none" if feature.kind == CATEGORICAL_KIND else 0.0
         table = pa.Table.from_pandas(frame, preserve_index=False)
         for name, dtype in (
             ("prediction_time", pa.timestamp("us")),

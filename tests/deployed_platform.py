@@ -224,8 +224,13 @@ def deployed_platform(postgres_server: PostgresServer, tmp_path_factory: pytest.
     logs: dict[str, str] = {}
     bin_dir = Path(sys.executable).parent
 
+    from dagster_project.problem import load_problem
+    from dagster_project.settings import Settings
+
     ChurnWorld(customers=1000, horizon=HORIZON_DAYS).write_training_set(
-        data_root / "lake", days(START - dt.timedelta(days=120), TRAINING_SNAPSHOT_DAYS)
+        data_root / "lake",
+        days(START - dt.timedelta(days=120), TRAINING_SNAPSHOT_DAYS),
+        declared=load_problem(Settings()).contract,  # the deployed definitions train on the default problem's
     )
     # Every step in the run's own process, as the main command runs them: the default executor would start a
     # process per step, each loading the definitions (and a Spark session) again, which triples the test's time.

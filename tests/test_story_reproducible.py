@@ -18,7 +18,7 @@ from churn_world import FAST_TRAINING, START, ChurnWorld, days
 
 from dagster_project import story
 from dagster_project.defs import automation, ml, monitoring, offline_store, scoring
-from dagster_project.resources import MlflowResource, build_resources
+from dagster_project.resources import ContractResource, MlflowResource, build_resources
 from dagster_project.settings import Settings, get_settings
 
 HORIZON_DAYS = 7  # a short label horizon: the first model can be trained after five weeks of history
@@ -44,7 +44,7 @@ def _story_from_empty_root(root: Path, template_db: Path, monkeypatch: pytest.Mo
     world.write_feature_exports(settings.lake_root, nights)
     defs = dg.Definitions.merge(
         *(domain.build_defs(settings) for domain in (offline_store, ml, scoring, monitoring, automation)),
-        dg.Definitions(resources=build_resources(settings)),
+        dg.Definitions(resources={**build_resources(settings), "contract": ContractResource.of(world.contract)}),
     )
     instance = dg.DagsterInstance.ephemeral()
     summary = story.run_story(defs, instance, settings, nights, store, training_config=FAST_TRAINING)

@@ -34,17 +34,18 @@ from dagster_project.defs.monitoring.assets import (
 )
 from dagster_project.defs.scoring import scores as scoring_fns
 from dagster_project.problem import load_problem
-from dagster_project.resources import MlflowResource, build_resources
+from dagster_project.resources import ContractResource, MlflowResource, build_resources
 from dagster_project.settings import Settings
 
 NO_CHECK_FAILED = "No drift or performance check failed since the last tick"
 
 
-def _defs(settings: Settings) -> dg.Definitions:
-    """The project's definitions from the offline store on, with the test's resources."""
+def _defs(settings: Settings, world: ChurnWorld) -> dg.Definitions:
+    """The project's definitions from the offline store on, with the test's resources and the world's contract
+    (the default problem's names, the world's own features)."""
     return dg.Definitions.merge(
         *(domain.build_defs(settings) for domain in (offline_store, ml, scoring, monitoring, automation)),
-        dg.Definitions(resources=build_resources(settings)),
+        dg.Definitions(resources={**build_resources(settings), "contract": ContractResource.of(world.contract)}),
     )
 
 
@@ -64,7 +65,7 @@ def _run_story(
     world.write_labels(settings.lake_root, days(matured, (first - matured).days))
     nights_ = days(first, nights)
     world.write_feature_exports(settings.lake_root, nights_)
-    defs, instance = _defs(settings), dg.DagsterInstance.ephemeral()
+    defs, instance = _defs(settings, world), dg.DagsterInstance.ephemeral()
     store = MlflowResource.from_settings(settings)
     summary = story.run_story(defs, instance, settings, nights_, store, training_config=FAST_TRAINING)
     return summary, defs, instance
@@ -154,7 +155,13 @@ def test_a_failed_performance_check_requests_a_retrain_for_its_day(
     world.write_feature_snapshots(settings.lake_root, [scored])
     defs = dg.Definitions.merge(
         *(domain.build_defs(settings) for domain in (ml, scoring, monitoring, automation)),
-        dg.Definitions(resources={**build_resources(settings), "mlflow": world_champion}),
+        dg.Definitions(
+            resources={
+                **build_resources(settings),
+                "mlflow": world_champion,
+                "contract": ContractResource.of(world.contract),
+            }
+        ),
     )
     instance = dg.DagsterInstance.ephemeral()
     job = defs.resolve_job_def("nightly_pipeline")
@@ -216,7 +223,7 @@ def test_cooldown_counts_partition_days(
 def test_the_nightly_schedule_targets_yesterdays_partition(
     settings: Settings, tick: dt.datetime, partition: str
 ) -> None:
-    defs = _defs(settings)
+    defs = _defs(settings, ChurnWorld())
     schedule = defs.resolve_schedule_def(NIGHTLY_SCHEDULE)
     assert schedule.cron_schedule == "0 2 * * *" and schedule.job_name == "nightly_pipeline"
     data = schedule.evaluate_tick(
