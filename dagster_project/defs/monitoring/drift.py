@@ -30,7 +30,7 @@ NUM_METHOD = "wasserstein"
 CAT_METHOD = "jensenshannon"
 COLUMN_THRESHOLD = 0.1
 # A key feature fails the check on its own at this score. Measured at 100,000 customers: calm nights stay under
-# 0.06 on every key feature; a 25% price rise scores 0.67 on monthly_price.
+# 0.06 on every key feature; a 25% price rise scores 0.67 on the price feature of the subscription example.
 KEY_FEATURE_THRESHOLD = 0.3
 
 
@@ -75,8 +75,8 @@ class DriftResult:
     def failed(self) -> bool:
         """The drift check's verdict: the dataset drifted, or one of the model's key features did.
 
-        The share rule alone misses a shift in the one feature the model leans on most (a price rise moves
-        ``monthly_price`` and little else on its first day), while a share of lesser features can move for
+        The share rule alone misses a shift in the one feature the model leans on most (a price rise moves the
+        price and little else on its first day), while a share of lesser features can move for
         reasons the model hardly feels.
         """
         return self.dataset_drift or bool(self.drifted_key_features)
