@@ -87,7 +87,7 @@ def _parse(project: DbtProject, problem_dir: Path) -> None:
     from dagster_project.resources import DBT_EXECUTABLE, environment
 
     dbt = DbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE)
-    with environment(problem_environment(problem_dir)):
+    with environment(problem_environment(problem_dir, project.project_dir)):
         dbt.cli(["parse", "--quiet"], target_path=project.target_path).wait()
     project.manifest_path.with_name("problem_dir.txt").write_text(str(problem_dir))
 
@@ -254,11 +254,11 @@ def load_problem(settings: Settings) -> Problem:
     return _load(problem_dir, settings.thresholds.churn_horizon_days)
 
 
-def problem_environment(problem_dir: Path) -> dict[str, str]:
+def problem_environment(problem_dir: Path, project_dir: Path = DBT_PROJECT_DIR) -> dict[str, str]:
     """What a dbt process needs in its environment to read the problem's models: the folder relative to the
     repository root, as dbt_project.yml reads it.
 
     Never an absolute path: dbt writes each model's compiled SQL to ``<target>/compiled/<project>/<the model's
     path>``, and an absolute model path replaces that whole prefix, so dbt would write the compiled SQL over the
     model's own file. A relative path keeps the compiled SQL below the run's target folder."""
-    return {PROBLEM_DIR_VARIABLE: os.path.relpath(problem_dir, DBT_PROJECT_DIR.parent)}
+    return {PROBLEM_DIR_VARIABLE: os.path.relpath(problem_dir, Path(project_dir).parent)}

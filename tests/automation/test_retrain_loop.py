@@ -121,7 +121,9 @@ def test_covariate_shift_fails_the_drift_check_and_the_sensor_retrains_once_with
     assert champion == ("2" if retrain.decision == "promoted" else "1")
     # The next night scores with whatever the gate decided.
     assert records[drift_start + dt.timedelta(days=1)].champion == champion
-    assert set(scoring_fns.read_scores(settings.lake_root, summary.last)["model_version"]) == {champion}
+    assert set(
+        scoring_fns.read_scores(settings.lake_root, summary.last, load_problem(settings).contract)["model_version"]
+    ) == {champion}
 
     # A sensor whose cursor was reset sees the old failures again, and still does not retrain twice.
     fresh = replay.tick_sensor(defs, instance, None, run_config={"ops": {"churn_model": {"config": FAST_TRAINING}}})
