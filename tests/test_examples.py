@@ -10,6 +10,7 @@ tables carry the example's own names. (The subscription example, the default, ru
 
 import datetime as dt
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -29,22 +30,47 @@ from dagster_project.resources import MlflowResource, build_resources
 from dagster_project.settings import EXAMPLES_DIR, Settings, get_settings
 
 START = dt.date(2025, 1, 1)
-HORIZON_DAYS = 7  # a short label horizon: the first model can be trained after five weeks of history
 NIGHTS = 2
-# Days of history before the first night. An event log's population is whoever was active in the last 90 days, so
-# its first weeks are a warm-up (few users, hardly any who went quiet yet): the first model needs weeks after it.
-WARM_UP_DAYS = 60
+
+
+@dataclass(frozen=True)
+class Loop:
+    """How an example's loop is told: short, yet with a first model to train and a drift for it to meet."""
+
+    warm_up_days: int  # days of history before the first night
+    customers: int
+    # Replaces the label horizon the example declares (None: the example's own). The shorter, the sooner a first
+    # model can be trained.
+    horizon_override: int | None = None
+    # The shift starts this many days before the first scored night: the champion's reference (its validation
+    # rows, a horizon before the night) must be calm, the nights not.
+    drift_lead_days: int = 0
+
+
+LOOPS = {
+    # A short horizon: the first model can be trained after five weeks of history. An event log's population is
+    # whoever was active in the last 90 days, so its first weeks are a warm-up (few users, hardly any who went
+    # quiet yet): the first model needs weeks after it.
+    "event_log": Loop(warm_up_days=60, customers=600, horizon_override=7, drift_lead_days=5),
+    # Its declared horizon of 0: a label matures with its own extract, and the extract holds closed accounts from
+    # the first day, so the shortest history the first model needs (a validation window and a week) is enough.
+    # The champion's reference ends the night before the first night, so the shift starts on that night.
+    "wide_extract": Loop(warm_up_days=21, customers=300, horizon_override=None, drift_lead_days=0),
+}
 
 
 def _settings(example: str, data_root: Path, monkeypatch: pytest.MonkeyPatch, first_night: dt.date) -> Settings:
+    loop = LOOPS[example]
     monkeypatch.setenv("PLATFORM_PROBLEM_DIR", f"examples/{example}")
     monkeypatch.setenv("PLATFORM_DATA_ROOT", str(data_root))
-    monkeypatch.setenv("PLATFORM_THRESHOLDS__CHURN_HORIZON_DAYS", str(HORIZON_DAYS))
-    monkeypatch.setenv("PLATFORM_SIMULATOR__CUSTOMERS", "600")
+    if loop.horizon_override is None:
+        monkeypatch.delenv("PLATFORM_THRESHOLDS__CHURN_HORIZON_DAYS", raising=False)
+    else:
+        monkeypatch.setenv("PLATFORM_THRESHOLDS__CHURN_HORIZON_DAYS", str(loop.horizon_override))
+    monkeypatch.setenv("PLATFORM_SIMULATOR__CUSTOMERS", str(loop.customers))
     monkeypatch.setenv("PLATFORM_SIMULATOR__SCENARIO", "price_rise")
-    # The shift starts shortly before the first scored night: the champion's reference (its validation rows, a
-    # horizon earlier) is calm, the nights are not.
-    monkeypatch.setenv("PLATFORM_SIMULATOR__DRIFT_START", (first_night - dt.timedelta(days=5)).isoformat())
+    drift_start = first_night - dt.timedelta(days=loop.drift_lead_days)
+    monkeypatch.setenv("PLATFORM_SIMULATOR__DRIFT_START", drift_start.isoformat())
     get_settings.cache_clear()
     return get_settings()
 
@@ -65,13 +91,13 @@ def _write_raw_history(settings: Settings, days: list[dt.date]) -> None:
 
 @pytest.mark.spark
 @pytest.mark.slow
-@pytest.mark.parametrize("example", ["event_log"])
+@pytest.mark.parametrize("example", list(LOOPS))
 def test_an_example_runs_the_whole_loop_with_its_own_names(
     example: str, tmp_path: Path, mlflow_template_db: Path, monkeypatch: pytest.MonkeyPatch, spark: object
 ) -> None:
     probe = Settings(problem_dir=EXAMPLES_DIR / example)
-    settings = _settings(example, tmp_path / "data", monkeypatch, START + dt.timedelta(days=WARM_UP_DAYS))
-    first = START + dt.timedelta(days=WARM_UP_DAYS)
+    first = START + dt.timedelta(days=LOOPS[example].warm_up_days)
+    settings = _settings(example, tmp_path / "data", monkeypatch, first)
     assert settings.problem_dir == probe.problem_dir and story.first_training_day(settings) <= first
     contract = load_problem(settings).contract
     store = MlflowResource.from_settings(settings)

@@ -16,7 +16,7 @@ from dagster_project.defs.ingestion.landing import RawInputError, read_landing_f
 from dagster_project.defs.ingestion.schemas import table_specs
 from dagster_project.defs.ingestion.validation import ValidationResult, validate
 from dagster_project.problem import load_problem
-from dagster_project.settings import Settings
+from dagster_project.settings import EXAMPLES_DIR, Settings, Simulation
 
 RAW_TABLES = table_specs(load_problem(Settings()).raw_tables)  # the subscription example's, as declared
 DAY = dt.date(2025, 3, 1)
@@ -56,6 +56,19 @@ def test_clean_file_loads_whole(tmp_path: Path) -> None:
     _assert_accounting(result, 2, 0)
     assert result.valid["logins"].dtype == "int64"
     assert str(result.valid["event_date"].dtype) == "datetime64[us]"
+
+
+def test_a_nullable_whole_number_keeps_its_blanks() -> None:
+    """The wide-extract example declares whole-number columns nullable (a survey never answered): their blanks are
+    kept as blanks, the other whole numbers stay int64."""
+    from examples.wide_extract.simulator import account_extract
+
+    spec = table_specs(load_problem(Settings(problem_dir=EXAMPLES_DIR / "wide_extract")).raw_tables)["account_extract"]
+    frame = account_extract(Simulation(customers=50), DAY)
+    result = validate(frame, spec, DAY, "simulator")
+    _assert_accounting(result, len(frame), 0)
+    assert result.valid["nps_response"].isna().sum() == frame["nps_response"].isna().sum() > 0
+    assert result.valid["logins_30d"].dtype == "int64"
 
 
 def test_wrong_type_is_quarantined_with_column_and_value(tmp_path: Path) -> None:

@@ -229,6 +229,15 @@ def _normalize_text(text: pd.Series) -> tuple[pd.Series, int]:
     return normalized, int((clean != present).sum())
 
 
+def _whole_number_types(spec: TableSpec) -> dict[str, str]:
+    """The dtype of each whole-number column once read: int64, but pandas' nullable Int64 for a column declared
+    nullable, so that its blanks stay blanks (int64 cannot hold one)."""
+    columns = spec.schema.columns
+    return {
+        name: "Int64" if columns[name].nullable else "int64" for name, dtype in spec.columns.items() if dtype == "int64"
+    }
+
+
 def validate(
     frame: pd.DataFrame, spec: TableSpec, partition_date: dt.date, source: str, tables: Iterable[TableSpec] = ()
 ) -> ValidationResult:
@@ -269,9 +278,7 @@ def validate(
             columns=["index", "column", "check", "failure_case"],
         )
     )
-    candidates = typed.drop(index=sorted(set_aside)).astype(
-        {name: "int64" for name, dtype in spec.columns.items() if dtype == "int64"}
-    )
+    candidates = typed.drop(index=sorted(set_aside)).astype(_whole_number_types(spec))
     try:
         spec.schema_for(partition_date).validate(candidates, lazy=True)
     except pandera.errors.SchemaErrors as errors:
@@ -290,7 +297,7 @@ def validate(
     failed = failed.drop_duplicates(subset=["index", "column"], keep="first")
     bad_rows = sorted(set(failed["index"]))
     valid = typed.drop(index=sorted(set(bad_rows) - set(ragged.index)))  # ragged rows were never typed
-    valid = valid.astype({name: "int64" for name, dtype in spec.columns.items() if dtype == "int64"})
+    valid = valid.astype(_whole_number_types(spec))
     quarantine = _quarantine_rows(frame, ragged, failed, bad_rows, source)
     if len(valid) + len(quarantine) != rows_in:  # cannot happen; if it ever does, no day is loaded short
         raise RuntimeError(f"{source}: {rows_in} rows in but {len(valid)} kept and {len(quarantine)} quarantined")
