@@ -25,6 +25,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group(DEPLOYED_GROUP))
 
 
+@pytest.fixture(autouse=True)
+def _settings_read_per_test() -> Iterator[None]:
+    """The settings are cached per process: a test that changes the environment must not leave its settings to the
+    next test on the same worker (a test of another example would load that example's definitions)."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
 @pytest.fixture
 def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh data root for one test, in force through the environment as the platform reads it."""
