@@ -68,6 +68,7 @@ def setup(root: Path, customers: int, night: dt.date, chunk: int, train_every: i
 
     from dagster_project import asset_keys, replay
     from dagster_project.definitions import defs as load_definitions
+    from dagster_project.defs.automation.abandoned_runs import fail_abandoned_runs
     from dagster_project.defs.automation.jobs import RETRAIN_JOB
     from dagster_project.defs.automation.sensors import TAG_REASON
     from dagster_project.defs.ml import registry
@@ -81,7 +82,7 @@ def setup(root: Path, customers: int, night: dt.date, chunk: int, train_every: i
     settings = get_settings()
     lake = Path(settings.lake_root)
     instance = local_instance(settings)
-    replay.fail_abandoned_runs(instance)  # an interrupted earlier setup must not hold a pool slot
+    fail_abandoned_runs(instance)  # an interrupted earlier setup must not hold a pool slot
     job = defs.resolve_job_def("nightly_pipeline")
     keys = job.asset_layer.executable_asset_keys
     raw = [k for k in keys if k.path[0] == "raw"]

@@ -9,13 +9,19 @@ from dagster_project.settings import Settings, get_settings
 
 # Telemetry off: the embedded default makes no outside connection; storage defaults to SQLite in this folder.
 # Every pool admits one step at a time: `duckdb_warehouse` because DuckDB allows one writer per file,
-# `model_registry` so that two runs never move the champion alias at once.
+# `model_registry` so that two runs never move the champion alias at once. Run monitoring (in `make ui`'s daemon) fails
+# a run whose worker never started and frees the slots a finished run still holds; a worker that died mid-run is
+# found by the `fail_abandoned_runs` sensor (defs/automation/abandoned_runs.py).
 INSTANCE_CONFIG = """\
 telemetry:
   enabled: false
 concurrency:
   pools:
     default_limit: 1
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  free_slots_after_run_end_seconds: 60
 """
 
 

@@ -10,14 +10,13 @@ runs with their schedule or sensor and skips a sensor run key that already has a
 """
 
 import datetime as dt
-import os
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
 
+from dagster_project.defs.automation.abandoned_runs import OWNER_TAG, this_process
 from dagster_project.defs.automation.jobs import RETRAIN_JOB
 from dagster_project.defs.automation.schedules import NIGHTLY_SCHEDULE
 from dagster_project.defs.automation.sensors import SENSOR_NAME
@@ -27,43 +26,6 @@ SCHEDULE_NAME_TAG = "dagster/schedule_name"
 SENSOR_NAME_TAG = "dagster/sensor_name"
 RUN_KEY_TAG = "dagster/run_key"
 TICK_HOUR = 2  # the schedule's hour (UTC)
-# host:pid of the process executing an in-process run. The daemon watches the runs it launches; nothing watches
-# an in-process run, so this tag is how a later process recognizes one whose process is gone.
-OWNER_TAG = "platform/owner"
-UNFINISHED = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
-
-
-def _this_process() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
-
-
-def fail_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
-    """Mark failed the in-process runs whose process died mid-run (killed, out of memory), and free their pool slots.
-
-    Such a run stays STARTED for ever and keeps the slots of its pooled steps (``model_registry``,
-    ``duckdb_warehouse``, each limited to 1): the next run that needs one would wait for ever. Only runs this module
-    started on this host are judged; returns their run ids.
-    """
-    host = socket.gethostname()
-    abandoned = []
-    for run in instance.get_runs(filters=dg.RunsFilter(statuses=UNFINISHED)):
-        owner_host, _, pid = run.tags.get(OWNER_TAG, "").rpartition(":")
-        if owner_host != host or not pid.isdigit() or _process_alive(int(pid)):
-            continue
-        instance.report_run_failed(run, message=f"its process ({run.tags[OWNER_TAG]}) ended before the run did")
-        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
-        abandoned.append(run.run_id)
-    return abandoned
 
 
 def tick_time(day: dt.date) -> dt.datetime:
@@ -97,7 +59,7 @@ def execute_request(
         run_config=config or None,
         instance=instance,
         partition_key=request.partition_key,
-        tags={**job.run_tags, **request.tags, **origin_tags, OWNER_TAG: _this_process()},
+        tags={**job.run_tags, **request.tags, **origin_tags, OWNER_TAG: this_process()},
         asset_selection=list(asset_selection) if asset_selection is not None else None,
         raise_on_error=False,
     )

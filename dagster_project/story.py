@@ -23,6 +23,7 @@ from typing import Any
 import dagster as dg
 
 from dagster_project import asset_keys, replay
+from dagster_project.defs.automation.abandoned_runs import fail_abandoned_runs
 from dagster_project.defs.automation.jobs import RETRAIN_JOB
 from dagster_project.defs.automation.sensors import TAG_REASON, TAG_TRIGGER_PARTITION
 from dagster_project.defs.ml.training import TrainingParams
@@ -179,7 +180,7 @@ def run_story(
         drift_start=sim.drift_start,
         customers=sim.customers,
         first_training_day=first_training_day(settings),
-        abandoned_runs=replay.fail_abandoned_runs(instance),
+        abandoned_runs=[run_id for run_id, _ in fail_abandoned_runs(instance)],
     )
     retrain_config = {**QUIET, **({"ops": {"churn_model": {"config": training_config}}} if training_config else {})}
     nightly_job = defs.resolve_job_def("nightly_pipeline")

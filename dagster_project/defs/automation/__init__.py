@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from dagster_project.defs.automation.abandoned_runs import fail_abandoned_runs_sensor
 from dagster_project.defs.automation.jobs import nightly_pipeline, retrain
 from dagster_project.defs.automation.maintenance_schedule import (
     maintain_offline_store,
@@ -17,5 +18,5 @@ def build_defs(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         jobs=[nightly_pipeline, retrain, maintain_offline_store],
         schedules=[nightly_schedule, weekly_offline_store_maintenance],
-        sensors=[retrain_on_drift],
+        sensors=[retrain_on_drift, fail_abandoned_runs_sensor],
     )

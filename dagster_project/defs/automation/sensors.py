@@ -22,7 +22,7 @@ well as from the cursor, so resetting the cursor does not reset the cooldown.
 import datetime as dt
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -73,10 +73,12 @@ class CheckFailure:
 
 @dataclass(frozen=True)
 class RetrainCursor:
-    """Per watched check, the evaluation id handled up to; and the day of the last requested retrain."""
+    """Per watched check, the evaluation id read up to and the ids still awaiting their run's verdict; and the day of
+    the last requested retrain."""
 
     handled: dict[str, int]
     last_trigger: dt.date | None
+    pending: dict[str, list[int]] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, raw: str | None) -> "RetrainCursor":
@@ -87,11 +89,16 @@ class RetrainCursor:
         return cls(
             handled={k: int(v) for k, v in data.get("handled", {}).items()},
             last_trigger=dt.date.fromisoformat(last) if last else None,
+            pending={k: [int(i) for i in v] for k, v in data.get("pending", {}).items()},
         )
 
     def serialize(self) -> str:
         return json.dumps(
-            {"handled": self.handled, "last_trigger": self.last_trigger.isoformat() if self.last_trigger else None},
+            {
+                "handled": self.handled,
+                "last_trigger": self.last_trigger.isoformat() if self.last_trigger else None,
+                "pending": {k: v for k, v in self.pending.items() if v},
+            },
             sort_keys=True,
         )
 
@@ -148,26 +155,32 @@ def _records_after(
     return sorted(records, key=lambda r: r.id)
 
 
-def new_failures(instance: dg.DagsterInstance, cursor: RetrainCursor) -> tuple[list[CheckFailure], dict[str, int]]:
-    """Failed ERROR evaluations of the watched checks since ``cursor``, and the cursor's next positions.
+def new_failures(
+    instance: dg.DagsterInstance, cursor: RetrainCursor
+) -> tuple[list[CheckFailure], dict[str, int], dict[str, list[int]]]:
+    """Failed ERROR evaluations of the watched checks since ``cursor``; the ids read up to; the ids still pending.
 
-    An evaluation row is created when a run plans the check and completed in place when it runs, so the cursor
-    never moves past a row whose run is still going: its verdict is read on a later tick.
+    An evaluation row is created when a run plans the check and completed in place when it runs. A row whose run is
+    still going is kept aside as pending and read again on later ticks, while the rows after it are read now: a run
+    that never finishes (its process was killed) must not hide the failures of the nights after it.
     """
     failures: list[CheckFailure] = []
-    handled = dict(cursor.handled)
+    handled: dict[str, int] = {}
+    pending: dict[str, list[int]] = {}
     for check_key, reason in WATCHED_CHECKS.items():
         key = check_key.to_user_string()
-        after = cursor.handled.get(key, 0)
-        position = after
-        for record in _records_after(instance, check_key, after):
+        position = cursor.handled.get(key, 0)
+        awaited = set(cursor.pending.get(key, []))
+        waiting: list[int] = []
+        for record in _records_after(instance, check_key, min([position, *(i - 1 for i in awaited)])):
+            if record.id <= position and record.id not in awaited:
+                continue  # read on an earlier tick
+            position = max(position, record.id)
             if record.status.value == PLANNED:
                 run = instance.get_run_by_id(record.run_id)
                 if run is not None and not run.is_finished:
-                    break  # in progress: stop here and come back to it
-                position = record.id  # the run ended without evaluating it: skipped
-                continue
-            position = record.id
+                    waiting.append(record.id)  # in progress: its verdict is read on a later tick
+                continue  # else the run ended without evaluating it: skipped
             if record.status.value != FAILED or record.event is None:
                 continue
             evaluation = record.event.dagster_event.event_specific_data  # an AssetCheckEvaluation
@@ -180,7 +193,8 @@ def new_failures(instance: dg.DagsterInstance, cursor: RetrainCursor) -> tuple[l
                 CheckFailure(check_key, reason, partition, record.id, record.run_id, _detail(reason, evaluation))
             )
         handled[key] = position
-    return failures, handled
+        pending[key] = waiting
+    return failures, handled, pending
 
 
 def last_trigger_in_history(instance: dg.DagsterInstance, limit: int = 50) -> dt.date | None:
@@ -255,7 +269,7 @@ def retrain_on_drift(context: dg.SensorEvaluationContext, thresholds: Thresholds
     """Request a retraining when a drift or performance check fails, at most once per cooldown."""
     cooldown = thresholds.retrain_cooldown_days
     cursor = RetrainCursor.parse(context.cursor)
-    failures, handled = new_failures(context.instance, cursor)
+    failures, handled, pending = new_failures(context.instance, cursor)
     known = [d for d in (cursor.last_trigger, last_trigger_in_history(context.instance)) if d is not None]
     last_trigger = max(known, default=None)
 
@@ -264,7 +278,7 @@ def retrain_on_drift(context: dg.SensorEvaluationContext, thresholds: Thresholds
             skip_reason=(
                 f"No drift or performance check failed since the last tick ({_latest_state(context.instance)})."
             ),
-            cursor=RetrainCursor(handled, cursor.last_trigger).serialize(),
+            cursor=RetrainCursor(handled, cursor.last_trigger, pending).serialize(),
         )
     trigger, held = decide(failures, last_trigger, cooldown)
     if trigger is None:
@@ -276,7 +290,7 @@ def retrain_on_drift(context: dg.SensorEvaluationContext, thresholds: Thresholds
                 f"triggered by the failure of {last_trigger}, and the cooldown is {cooldown} partition days; the "
                 f"next retrain can be triggered by a failure on or after {next_day}."
             ),
-            cursor=RetrainCursor(handled, cursor.last_trigger).serialize(),
+            cursor=RetrainCursor(handled, cursor.last_trigger, pending).serialize(),
         )
 
     riding = sorted((f for f in failures if f is not trigger and f not in held), key=lambda f: f.partition)
@@ -296,4 +310,6 @@ def retrain_on_drift(context: dg.SensorEvaluationContext, thresholds: Thresholds
             "retrain/trigger_run_id": trigger.run_id,
         },
     )
-    return dg.SensorResult(run_requests=[request], cursor=RetrainCursor(handled, trigger.partition).serialize())
+    return dg.SensorResult(
+        run_requests=[request], cursor=RetrainCursor(handled, trigger.partition, pending).serialize()
+    )
