@@ -3,7 +3,8 @@
 Layout, under the lake root (``settings.lake_root``)::
 
     raw/<table>/date=YYYY-MM-DD/part-0.parquet             the validated raw rows of a day
-    quarantine/<table>/date=YYYY-MM-DD/part-0.parquet      the rows set aside, with their reasons
+    quarantine/<table>/date=YYYY-MM-DD/part-<write>.parquet  the rows set aside, with their reasons: the file the
+                                                           raw partition names (``write_raw_day``)
     features/<model>/date=YYYY-MM-DD/part-0.parquet        the dbt feature and label exports
     offline_store/feature_snapshots                        Delta, by snapshot_date (spark_jobs)
     offline_store/training_set                             Delta, one version per build (spark_jobs)
@@ -14,7 +15,8 @@ Layout, under the lake root (``settings.lake_root``)::
     monitoring/model_performance/date=YYYY-MM-DD/part-0.parquet
 
 Parquet partitions are one file per day, replaced with an atomic rename, so a reader (or a crash) sees either the
-old partition or the new one, never half of either. dbt reads the same layout (``dbt_project/macros/lake.sql``).
+old partition or the new one, never half of either. A raw day and its quarantine are one commit: the raw file is
+written last and names the quarantine file written with it. dbt reads the same layout (``dbt_project/macros/lake.sql``).
 The names inside ``offline_store/`` belong to ``spark_jobs.paths``: the Spark jobs are handed that folder.
 """
 
@@ -29,6 +31,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dagster_project import faults
 from spark_jobs.paths import OfflineStorePaths
 
 # Layers: the first folder below the lake root.
@@ -40,6 +43,8 @@ SCORING = "scoring"
 MONITORING = "monitoring"
 
 PARTITION_FILE = "part-0.parquet"
+# In a raw partition's Parquet metadata: the file name of the quarantine written with it.
+QUARANTINE_FILE_KEY = b"platform.quarantine_file"
 
 # Tables that are not named by the data (raw tables and dbt models are) nor by the offline store's jobs.
 BATCH_SCORES_TABLE = "batch_scores"
@@ -110,3 +115,45 @@ def write_partition_atomically(table: pa.Table, path: Path) -> Path:
     return write_atomically(
         path, lambda tmp: pq.write_table(table, tmp, coerce_timestamps="us", allow_truncated_timestamps=False)
     )
+
+
+def write_raw_day(
+    root: str | Path, table: str, date: dt.date, kept: pa.Table, quarantined: pa.Table
+) -> tuple[Path, Path]:
+    """Write a raw day and its quarantine as one commit; returns (raw path, quarantine path).
+
+    Two files cannot be renamed into place at once, so the quarantine goes first, to a file of its own write, and
+    the raw partition goes last, naming that file in its metadata: the raw file's rename is the commit. A process
+    killed in between leaves the old raw file, which still names the old quarantine: readers of the pair
+    (``read_quarantine``) never count a row both kept and quarantined. Quarantine files that no raw file names
+    are removed once the commit is done, or by the next write.
+    """
+    folder = partition_dir(root, QUARANTINE, table, date)
+    quarantine_path = folder / f"part-{uuid.uuid4().hex}.parquet"
+    write_partition_atomically(quarantined, quarantine_path)
+    faults.write_point(faults.QUARANTINE)
+    metadata = {**(kept.schema.metadata or {}), QUARANTINE_FILE_KEY: quarantine_path.name.encode()}
+    raw_path = write_partition_atomically(
+        kept.replace_schema_metadata(metadata), partition_path(root, RAW, table, date)
+    )
+    faults.write_point(faults.RAW)
+    for stale in folder.glob("part-*.parquet"):
+        if stale != quarantine_path:
+            stale.unlink(missing_ok=True)
+    return raw_path, quarantine_path
+
+
+def committed_quarantine_path(root: str | Path, table: str, date: dt.date) -> Path | None:
+    """The quarantine file that goes with the day's raw partition; None if the day has no raw partition."""
+    raw = partition_path(root, RAW, table, date)
+    if not raw.exists():
+        return None
+    named = (pq.read_schema(raw).metadata or {}).get(QUARANTINE_FILE_KEY)
+    # A raw partition written before quarantines were named pairs with the one file of the old layout.
+    return partition_dir(root, QUARANTINE, table, date) / (named.decode() if named else PARTITION_FILE)
+
+
+def read_quarantine(root: str | Path, table: str, date: dt.date) -> pa.Table | None:
+    """The rows quarantined with the day's committed raw partition (None if the day has none)."""
+    path = committed_quarantine_path(root, table, date)
+    return pq.read_table(path) if path is not None and path.exists() else None

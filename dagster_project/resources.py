@@ -55,6 +55,24 @@ class LakeResource(dg.ConfigurableResource):
         lake.write_partition_atomically(arrow, path)
         return path
 
+    def write_raw_day(
+        self,
+        table: str,
+        date: dt.date,
+        kept: pd.DataFrame,
+        schema: pa.Schema,
+        quarantined: pd.DataFrame,
+        quarantine_schema: pa.Schema,
+    ) -> tuple[Path, Path]:
+        """A raw day and its quarantine, as one commit (``lake.write_raw_day``)."""
+        return lake.write_raw_day(
+            self.root_path,
+            table,
+            date,
+            pa.Table.from_pandas(kept, schema=schema, preserve_index=False),
+            pa.Table.from_pandas(quarantined, schema=quarantine_schema, preserve_index=False),
+        )
+
 
 class RawSourceResource(dg.ConfigurableResource):
     """Where raw tables come from: the problem's simulator (its folder's simulator.py) or files in the landing

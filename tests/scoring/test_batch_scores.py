@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from churn_world import CATEGORICAL, CONTRACT, NUMERIC, START, ChurnWorld, days
 from deltalake import DeltaTable
@@ -250,3 +251,30 @@ def test_asset_without_the_days_snapshot_fails_naming_it(settings: Settings, wor
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert "materialize offline_store/feature_snapshots" in failure.step_failure_data.error.to_string()
     assert asset_keys.BATCH_SCORES.to_user_string() == "scoring/batch_scores"
+
+
+def test_scores_that_fail_their_check_are_never_written(settings: Settings, world_champion: MlflowResource) -> None:
+    """A snapshot row without its entity key is scored into a score without one: the check fails before the write,
+    so the day keeps its earlier scores, no top-risk list is rewritten, and the asset is not materialized."""
+    from deltalake import write_deltalake
+
+    world = ChurnWorld(customers=40)
+    world.write_feature_snapshots(settings.lake_root, [DAY])
+    assert _materialize(settings, world_champion, DAY).success
+    table = lake_layout.batch_scores_path(settings.lake_root)
+    version = DeltaTable(str(table)).version()
+    top_risk = lake_layout.top_risk_path(settings.lake_root, DAY).read_bytes()
+
+    snapshots = DeltaTable(str(Path(settings.lake_root) / "offline_store" / "feature_snapshots"))
+    stored = pa.table(snapshots.to_pyarrow_table())
+    keyless = stored.slice(0, 1).set_column(0, "customer_id", pa.nulls(1, stored.schema.field("customer_id").type))
+    write_deltalake(snapshots.table_uri, keyless, mode="append")
+
+    result = _materialize(settings, world_champion, DAY)
+    [check] = result.get_asset_check_evaluations()
+    assert check.check_name == SCORES_SANE_CHECK and not check.passed
+    assert check.metadata["null_values"].value >= 1 and check.metadata["written"].value is False
+    assert not result.asset_materializations_for_node("scoring__batch_scores")
+    assert DeltaTable(str(table)).version() == version, "nothing was written"
+    assert len(scoring.read_scores(settings.lake_root, DAY, CONTRACT)) == world.customers
+    assert lake_layout.top_risk_path(settings.lake_root, DAY).read_bytes() == top_risk

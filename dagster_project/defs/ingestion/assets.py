@@ -103,7 +103,8 @@ def build_raw_asset(
             f"Raw `{spec.name}` of one day, validated against the pandera schema of its declaration "
             f"(`{spec.declared_in}`). "
             f"Valid rows land in `lake/{lake_layout.RAW}/{spec.name}/date=<day>`; rows that fail a check go to "
-            f"`lake/{lake_layout.QUARANTINE}/{spec.name}/date=<day>` with the failed checks and columns named."
+            f"`lake/{lake_layout.QUARANTINE}/{spec.name}/date=<day>` with the failed checks and columns named (the "
+            "two in one commit)."
         ),
         check_specs=[
             dg.AssetCheckSpec(VALID_ROWS_CHECK, asset=key, description="Every row of the day passed validation."),
@@ -126,9 +127,8 @@ def build_raw_asset(
         date = dt.date.fromisoformat(context.partition_key)
         frame, source = load_raw(raw_source, spec, date)
         result = validate(frame, spec, date, source, tables.values())
-        data_path = lake.write_partition(lake_layout.RAW, spec.name, date, result.valid, spec.arrow_schema())
-        quarantine_path = lake.write_partition(
-            lake_layout.QUARANTINE, spec.name, date, result.quarantine, QUARANTINE_SCHEMA
+        data_path, quarantine_path = lake.write_raw_day(
+            spec.name, date, result.valid, spec.arrow_schema(), result.quarantine, QUARANTINE_SCHEMA
         )
         verdict = _volume_verdict(context, lake, spec, date, result)
         if result.rows_quarantined:

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import time
+from collections.abc import Iterator
 
 import dagster as dg
 import numpy as np
@@ -35,6 +36,16 @@ class BatchScoresConfig(dg.Config):
         )
 
 
+def _sanity_result(sanity: scoring.ScoreSanity, partition: str, written: bool) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key=asset_keys.BATCH_SCORES,
+        check_name=SCORES_SANE_CHECK,
+        passed=sanity.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={**sanity.as_metadata(), "partition": partition, "written": written},
+    )
+
+
 def build_batch_scores(partitions: dg.PartitionsDefinition, problem: Problem) -> dg.AssetsDefinition:
     """``scoring/batch_scores`` over ``partitions`` (the daily partitions of the definitions being loaded)."""
     declared = problem.contract
@@ -55,6 +66,7 @@ def build_batch_scores(partitions: dg.PartitionsDefinition, problem: Problem) ->
                 "nulls, every probability in [0, 1]. Blocking: monitoring does not run on broken scores.",
             )
         ],
+        output_required=False,  # scores that fail their check are not written, and the asset not materialized
         metadata={
             "dagster/column_schema": dg.TableSchema(
                 columns=[
@@ -77,14 +89,15 @@ def build_batch_scores(partitions: dg.PartitionsDefinition, problem: Problem) ->
         lake: LakeResource,
         mlflow: MlflowResource,
         contract: ContractResource,
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         """Probabilities for every entity in the day's feature snapshot, from the registry's `champion`.
 
         Reads the day from the Delta offline store, loads `models:/<name>@champion` (resolved to a version once, and
         that version recorded with every row), scores, and replaces the day in the Delta table
         `lake/scoring/batch_scores` (partitioned by the contract's day column): re-scoring a day replaces its rows.
-        The day's top-risk entities are exported as CSV to `lake/scoring/top_risk/date=<day>/top_risk.csv`. Fails
-        with the way out if no champion exists yet.
+        Scores that fail the sanity check are not written (nor is the asset materialized): the check fails, and
+        what is downstream does not run. The day's top-risk entities are exported as CSV to
+        `lake/scoring/top_risk/date=<day>/top_risk.csv`. Fails with the way out if no champion exists yet.
         """
         date = dt.date.fromisoformat(context.partition_key)
         names = contract.contract
@@ -111,6 +124,13 @@ def build_batch_scores(partitions: dg.PartitionsDefinition, problem: Problem) ->
         )
         timings["predict_seconds"] = time.perf_counter() - started
 
+        # Checked before anything is written, so scores that fail never reach the table or the top-risk list.
+        sanity = scoring.check_scores(scores, features, names)
+        if not sanity.passed:
+            context.log.error(f"the scores of {date} are not sane, nothing written: {sanity.as_metadata()}")
+            yield _sanity_result(sanity, context.partition_key, written=False)
+            return
+
         started = time.perf_counter()
         written = scoring.write_scores(
             lake.root,
@@ -119,19 +139,26 @@ def build_batch_scores(partitions: dg.PartitionsDefinition, problem: Problem) ->
             names,
             commit_metadata={"model_version": champion.version, "dagster_run_id": context.run.run_id},
         )
-        top = scoring.top_risk(scores, features, config.top_risk_size, names)
-        top_path = scoring.write_top_risk(lake.root, date, top)
         timings["write_seconds"] = time.perf_counter() - started
         if written.replaced_rows:
             context.log.info(f"re-scored {date}: replaced {written.replaced_rows} earlier scores of the day")
 
-        # The check reads back what was stored, so it also catches a write that appended instead of replacing.
+        # Read back what was stored: this also catches a write that appended instead of replacing. If it fails,
+        # the day's earlier scores are put back before anything else can read the table's new version.
         started = time.perf_counter()
-        sanity = scoring.check_scores(scoring.read_scores_table(lake.root, date, names), features, names)
+        stored = scoring.check_scores(scoring.read_scores_table(lake.root, date, names), features, names)
         timings["check_seconds"] = time.perf_counter() - started
+        if not stored.passed:
+            restored = scoring.restore_day(lake.root, date, written, names)
+            context.log.error(f"the stored scores of {date} are not sane; the day was restored (version {restored})")
+            yield _sanity_result(stored, context.partition_key, written=False)
+            return
+
+        top = scoring.top_risk(scores, features, config.top_risk_size, names)
+        top_path = scoring.write_top_risk(lake.root, date, top)
         probability = scores[scoring.PROBABILITY].to_numpy()
         band_counts = scores["risk_band"].value_counts()
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
             metadata={
                 "dagster/row_count": len(scores),
                 "model_name": champion.name,
@@ -150,14 +177,7 @@ def build_batch_scores(partitions: dg.PartitionsDefinition, problem: Problem) ->
                 "top_risk_path": dg.MetadataValue.path(str(top_path)),
                 **{name: round(seconds, 3) for name, seconds in timings.items()},
             },
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name=SCORES_SANE_CHECK,
-                    passed=sanity.passed,
-                    severity=dg.AssetCheckSeverity.ERROR,
-                    metadata={**sanity.as_metadata(), "partition": context.partition_key},
-                )
-            ],
+            check_results=[_sanity_result(stored, context.partition_key, written=True)],
         )
 
     return batch_scores

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from dagster_project import lake
+from dagster_project import faults, lake
 from dagster_project.defs.ml.training import churn_probability, model_input
 from spark_jobs.contract import Contract
 
@@ -214,6 +214,7 @@ class WrittenScores:
     table_version: int
     rows: int
     replaced_rows: int  # rows of the same day that the write replaced (0 on the first scoring of a day)
+    version_before: int | None  # the table's version before the write (None: the write created the table)
 
 
 def _stored_rows(path: Path, date: dt.date, day_column: str) -> int:
@@ -249,6 +250,7 @@ def write_scores(
     path = lake.batch_scores_path(lake_root)
     path.parent.mkdir(parents=True, exist_ok=True)
     replaced = _stored_rows(path, date, day)
+    before = _version(path)
     metadata = {"snapshot_date": date.isoformat(), **(commit_metadata or {})}
     write_deltalake(
         str(path),
@@ -262,7 +264,46 @@ def write_scores(
     version = table.version()
     if version > 0 and version % CHECKPOINT_EVERY == 0:
         table.create_checkpoint()
-    return WrittenScores(path=path, table_version=version, rows=len(scores), replaced_rows=replaced)
+    faults.write_point(faults.SCORES)
+    return WrittenScores(
+        path=path, table_version=version, rows=len(scores), replaced_rows=replaced, version_before=before
+    )
+
+
+def _version(path: Path) -> int | None:
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        return DeltaTable(str(path)).version()
+    except TableNotFoundError:
+        return None
+
+
+def restore_day(lake_root: str | Path, date: dt.date, written: WrittenScores, contract: Contract) -> int:
+    """Put back the day's scores as they were before ``written`` (none, if the day had none); returns the version.
+
+    Only the day is rewritten, from the table as of ``written.version_before``: a whole-table restore would also
+    undo the scores of another day written meanwhile by another run."""
+    from deltalake import CommitProperties, DeltaTable, write_deltalake
+
+    day = contract.as_of
+    if written.version_before is None:
+        earlier = scores_schema(contract).empty_table()
+    else:
+        earlier = DeltaTable(str(written.path), version=written.version_before).to_pyarrow_table(
+            filters=_partition_filter(date, day)
+        )
+    metadata = {"snapshot_date": date.isoformat(), "restored_from_version": str(written.version_before)}
+    write_deltalake(
+        str(written.path),
+        earlier,
+        mode="overwrite",
+        predicate=f"\"{day}\" = '{date.isoformat()}'",
+        partition_by=[day],
+        commit_properties=CommitProperties(custom_metadata={"userMetadata": json.dumps(metadata, sort_keys=True)}),
+    )
+    return DeltaTable(str(written.path)).version()
 
 
 def read_scores_table(lake_root: str | Path, date: dt.date, contract: Contract) -> pa.Table:
