@@ -63,6 +63,15 @@ class Thresholds(BaseModel):
     auc_floor: float = Field(0.7, ge=0, le=1, description="a challenger must reach this validation ROC AUC")
     promotion_tolerance: float = Field(0.01, ge=0, le=1, description="challenger may trail the champion by this")
     performance_tolerance: float = Field(0.05, ge=0, le=1, description="realized AUC may trail validation AUC by this")
+    # A day's AUC on tens of positives moves by a few hundredths by chance: without a test a calm story retrains
+    # on noise (bench/performance_false_alarms.py counts how often).
+    performance_significance_level: float = Field(
+        0.01,
+        gt=0,
+        lt=0.5,
+        description="the performance check fails only when a shortfall beyond the tolerance is this unlikely by "
+        "chance (one-sided p-value of the realized AUC's shortfall, from the standard errors)",
+    )
     retrain_cooldown_days: int = Field(7, ge=0, description="no second drift-triggered retrain within this window")
 
 

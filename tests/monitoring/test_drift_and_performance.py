@@ -254,6 +254,19 @@ def test_model_performance_judges_matured_scores_and_skips_the_rest(
     expected = roc_auc_score(labels["churned"], labels[["customer_id"]].merge(stored)["churn_probability"])
     assert check.metadata["realized_roc_auc"].value == pytest.approx(expected, abs=1e-6)
     assert check.metadata["scored_date"].value == CALM.isoformat()
+    # Why it passed: both AUCs with their standard errors (the champion recorded its validation counts), z, p-value
+    # and the rule in force.
+    meta = {k: v.value for k, v in check.metadata.items()}
+    assert meta["validation_positives"] > 0 and meta["validation_negatives"] > 0
+    assert meta["validation_standard_error"] == pytest.approx(
+        perf.hanley_mcneil_se(meta["validation_roc_auc"], meta["validation_positives"], meta["validation_negatives"]),
+        abs=1e-6,
+    )
+    se = (meta["roc_auc_standard_error"] ** 2 + meta["validation_standard_error"] ** 2) ** 0.5
+    assert meta["z"] == pytest.approx((meta["validation_roc_auc"] - meta["realized_roc_auc"]) / se, abs=1e-3)
+    assert meta["significance_level"] == settings.thresholds.performance_significance_level
+    assert meta["tolerance"] == settings.thresholds.performance_tolerance and 0 < meta["p_value"] <= 1
+    assert "p <" in meta["rule"] and "validation AUC" in meta["rule"]
     table = pd.read_parquet(
         Path(settings.lake_root) / "monitoring" / "model_performance" / f"date={matured_on}" / "part-0.parquet"
     )
@@ -266,3 +279,5 @@ def test_model_performance_judges_matured_scores_and_skips_the_rest(
     failed = _run([_performance(settings)], matured_on, settings, world_champion, instance)
     [check] = failed.get_asset_check_evaluations()
     assert not check.passed and check.metadata["realized_roc_auc"].value < 0.5
+    assert check.metadata["p_value"].value < settings.thresholds.performance_significance_level
+    assert "significant" in check.description

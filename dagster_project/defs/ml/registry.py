@@ -380,6 +380,28 @@ def load_champion(store: MlflowResource) -> ChampionModel:
     )
 
 
+@dataclass(frozen=True)
+class ValidationAuc:
+    """The validation ROC AUC a registered version was trained to, and the counts it was measured on (None when
+    the version predates their tags): with them, the AUC's own standard error."""
+
+    roc_auc: float
+    positives: int | None = None
+    negatives: int | None = None
+
+
+def validation_auc(store: MlflowResource, version: str) -> ValidationAuc | None:
+    """The validation ROC AUC of ``version`` (its ``metric.roc_auc`` tag) with its counts, if recorded."""
+    tags = store.client().get_model_version(store.model_name, str(version)).tags
+    auc = tags.get("metric.roc_auc")
+    if auc is None:
+        return None
+    rows, positives = tags.get(tracking.TAG_VALIDATION_ROWS), tags.get(tracking.TAG_VALIDATION_POSITIVES)
+    if rows is None or positives is None:
+        return ValidationAuc(float(auc))
+    return ValidationAuc(float(auc), int(positives), int(rows) - int(positives))
+
+
 def protected_versions(store: MlflowResource) -> dict[str, list[int]]:
     """The offline-store versions that registered models still need readable (Delta VACUUM must keep them).
 

@@ -43,6 +43,9 @@ TAG_DAGSTER_RUN = "dagster.run_id"
 TAG_VALIDATION_DAYS = "split.validation_days"
 TAG_HORIZON = "split.churn_horizon_days"
 TAG_TRAIN_LAST_LABEL_END = "split.train_last_label_end"
+# The counts the validation ROC AUC was measured on: its standard error, which the performance check weighs.
+TAG_VALIDATION_ROWS = "split.validation_rows"
+TAG_VALIDATION_POSITIVES = "split.validation_positives"
 REGISTERED_MODEL_DESCRIPTION = (
     "Probability that a subscriber cancels within the churn horizon, from the offline store's features. "
     "Aliases: `challenger` = the latest trained version; `champion` = the version batch scoring uses, set by the "
@@ -109,6 +112,8 @@ def lineage_tags(result: TrainingResult, dagster_run_id: str | None) -> dict[str
         TAG_TRAIN_LAST_LABEL_END: result.split.train_last_label_end.isoformat(),
         "split.validation_start": result.split.validation_start.isoformat(),
         "split.validation_end": result.split.validation_end.isoformat(),
+        TAG_VALIDATION_ROWS: str(len(result.split.validation)),
+        TAG_VALIDATION_POSITIVES: str(int(result.split.validation[result.split.label].sum())),
     }
     if commit:
         tags["mlflow.source.git.commit"] = commit  # the MLflow UI shows this one on the run page

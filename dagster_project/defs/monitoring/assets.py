@@ -4,6 +4,7 @@ Both checks have severity ERROR and are what the ``retrain_on_drift`` sensor (``
 """
 
 import datetime as dt
+import math
 import time
 from collections.abc import Iterator
 
@@ -228,10 +229,16 @@ def build_model_performance(
                 PERFORMANCE_CHECK,
                 asset=asset_keys.MODEL_PERFORMANCE,
                 description=(
-                    "The realized ROC AUC is at least the model's validation ROC AUC minus "
-                    "`thresholds.performance_tolerance` (PLATFORM_THRESHOLDS__PERFORMANCE_TOLERANCE). Evaluated only "
-                    "once the labels have matured (skipped before). Severity ERROR: a failure makes the "
-                    "`retrain_on_drift` sensor request a retraining."
+                    "Fails when the realized ROC AUC is below the model's validation ROC AUC by more than "
+                    "`thresholds.performance_tolerance` (PLATFORM_THRESHOLDS__PERFORMANCE_TOLERANCE) AND the "
+                    "shortfall is significant: its one-sided p-value, from the Hanley-McNeil standard errors of the "
+                    "realized AUC and of the validation AUC (when the version recorded its counts), is below "
+                    "`thresholds.performance_significance_level` "
+                    "(PLATFORM_THRESHOLDS__PERFORMANCE_SIGNIFICANCE_LEVEL). "
+                    "So a day's noise on a few dozen positives does not retrain. Evaluated only once the labels have "
+                    "matured (skipped before, and on days with too few positives or negatives to judge). Severity "
+                    "ERROR: a failure makes the `retrain_on_drift` sensor request a retraining. The metadata gives "
+                    "the AUCs, their standard errors, z, p-value and the rule in force."
                 ),
             )
         ],
@@ -253,9 +260,11 @@ def build_model_performance(
         scores = scoring.read_scores(lake.root, scored_date, names)
         labels = perf.read_matured_labels(lake.root, scored_date, names, partitions=[date, scored_date])
         result = perf.realized_performance(scores, labels, names, evaluated_on=date, scored_date=scored_date)
+        validation = None
         if result.evaluated and result.model_version is not None:
+            validation = champions.validation_auc(mlflow, result.model_version)
             result = perf.RealizedPerformance(
-                **{**result.__dict__, "validation_roc_auc": champions.validation_roc_auc(mlflow, result.model_version)}
+                **{**result.__dict__, "validation_roc_auc": None if validation is None else validation.roc_auc}
             )
         path = lake_layout.write_partition_atomically(
             perf.performance_table(result), lake_layout.model_performance_path(lake.root, date)
@@ -288,31 +297,53 @@ def build_model_performance(
         if not result.evaluated:
             context.log.info(f"performance of {scored_date} not evaluated: {result.reason}")
             return
-        if result.validation_roc_auc is None:
+        if validation is None or result.realized_roc_auc is None:
             raise ValueError(
                 f"model version {result.model_version} records no validation ROC AUC (tag metric.roc_auc): "
                 "the performance check has nothing to compare with"
             )
-        floor = result.validation_roc_auc - thresholds.performance_tolerance
-        passed = perf.within_tolerance(
-            result.realized_roc_auc or float("nan"), result.validation_roc_auc, thresholds.performance_tolerance
+        verdict = perf.judge_realized_auc(
+            result.realized_roc_auc,
+            result.positives,
+            result.rows - result.positives,
+            validation.roc_auc,
+            tolerance=thresholds.performance_tolerance,
+            significance_level=thresholds.performance_significance_level,
+            validation_positives=validation.positives,
+            validation_negatives=validation.negatives,
         )
         yield dg.AssetCheckResult(
             asset_key=asset_keys.MODEL_PERFORMANCE,
             check_name=PERFORMANCE_CHECK,
-            passed=passed,
+            passed=verdict.passed,
             severity=dg.AssetCheckSeverity.ERROR,
             description=(
-                f"realized ROC AUC {result.realized_roc_auc:.4f} on the scores of {scored_date} vs validation "
-                f"{result.validation_roc_auc:.4f} - {thresholds.performance_tolerance} = {floor:.4f}"
+                f"realized ROC AUC {verdict.realized_roc_auc:.4f} on the scores of {scored_date} vs validation "
+                f"{verdict.validation_roc_auc:.4f}: {verdict.reason}"
             ),
             metadata={
                 "partition": context.partition_key,
                 "scored_date": scored_date.isoformat(),
-                "realized_roc_auc": round(float(result.realized_roc_auc or float("nan")), 6),
-                "roc_auc_standard_error": round(float(result.roc_auc_standard_error or 0.0), 6),
-                "validation_roc_auc": round(result.validation_roc_auc, 6),
-                "floor": round(floor, 6),
+                "realized_roc_auc": round(verdict.realized_roc_auc, 6),
+                "roc_auc_standard_error": round(verdict.realized_standard_error, 6),
+                "validation_roc_auc": round(verdict.validation_roc_auc, 6),
+                # Absent for versions registered before their validation counts were recorded.
+                **(
+                    {
+                        "validation_standard_error": round(verdict.validation_standard_error, 6),
+                        "validation_positives": validation.positives,
+                        "validation_negatives": validation.negatives,
+                    }
+                    if verdict.validation_standard_error is not None
+                    else {}
+                ),
+                "floor": round(verdict.validation_roc_auc - verdict.tolerance, 6),
+                "shortfall": round(verdict.shortfall, 6),
+                "z": round(verdict.z, 4) if math.isfinite(verdict.z) else str(verdict.z),
+                "p_value": float(f"{verdict.p_value:.6g}"),
+                "tolerance": verdict.tolerance,
+                "significance_level": verdict.significance_level,
+                "rule": verdict.rule,
                 "model_version": result.model_version or "unknown",
                 "labelled_rows": result.rows,
                 "positives": result.positives,

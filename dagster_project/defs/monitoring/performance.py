@@ -167,4 +167,84 @@ def performance_table(result: RealizedPerformance) -> pa.Table:
 
 
 def within_tolerance(realized: float, validation: float, tolerance: float) -> bool:
+    """The realized AUC is at least the validation AUC minus the tolerance (on its own, the old check: with tens
+    of positives a day it is crossed by chance on several percent of calm days)."""
     return bool(np.isfinite(realized) and realized >= validation - tolerance)
+
+
+@dataclass(frozen=True)
+class PerformanceVerdict:
+    """The performance check's verdict on one day and the figures behind it (what its metadata shows)."""
+
+    passed: bool
+    reason: str
+    rule: str
+    realized_roc_auc: float
+    realized_standard_error: float
+    validation_roc_auc: float
+    validation_standard_error: float | None  # None: the model version recorded no validation counts
+    tolerance: float
+    significance_level: float
+    shortfall: float  # validation AUC - realized AUC (negative: the day did better than validation)
+    z: float
+    p_value: float  # one-sided: the chance of a shortfall this large if the model performed as validated
+
+
+def judge_realized_auc(
+    realized: float,
+    positives: int,
+    negatives: int,
+    validation: float,
+    *,
+    tolerance: float,
+    significance_level: float,
+    validation_positives: int | None = None,
+    validation_negatives: int | None = None,
+) -> PerformanceVerdict:
+    """Fail only when the realized AUC trails the validation AUC by more than ``tolerance`` AND by more than
+    chance explains: a one-sided z test of the shortfall (validation - realized) against the Hanley-McNeil
+    standard errors of the realized AUC and, when its counts are known, of the validation AUC.
+
+    The tolerance is the smallest drop worth a retrain; the test stops a day's noise from retraining. With a few
+    thousand positives the standard error is small and the tolerance alone decides; with ~60 a day (SE ~0.035) a
+    day must fall about 2.3 SEs short at the default level of 0.01 before the check fails, so a calm story fails
+    on at most about 1 % of its days instead of several percent (``bench/performance_false_alarms.py``).
+    """
+    realized_se = hanley_mcneil_se(realized, positives, negatives) if np.isfinite(realized) else math.nan
+    known = validation_positives is not None and validation_negatives is not None
+    validation_se = hanley_mcneil_se(validation, validation_positives, validation_negatives) if known else None
+    se = math.sqrt(realized_se**2 + (validation_se or 0.0) ** 2)
+    shortfall = validation - realized
+    # A perfect (or perfectly wrong) ranking has no standard error: the shortfall alone decides.
+    z = shortfall / se if se > 0 else math.copysign(math.inf, shortfall) if shortfall else 0.0
+    p_value = 0.5 * math.erfc(z / math.sqrt(2)) if np.isfinite(realized) else 0.0
+    beyond_tolerance = not within_tolerance(realized, validation, tolerance)
+    significant = p_value < significance_level
+    floor = validation - tolerance
+    rule = (
+        f"fails when realized AUC < {validation:.4f} - {tolerance} = {floor:.4f} and the shortfall is significant: "
+        f"one-sided p < {significance_level} (z = shortfall / SE, SE of the realized AUC"
+        + (" and of the validation AUC" if known else "; the validation AUC's counts are not recorded")
+        + ")"
+    )
+    figures = f"shortfall {shortfall:+.4f}, SE {se:.4f}, z {z:.2f}, p {p_value:.4g}"
+    if not beyond_tolerance:
+        reason = f"within the tolerance: {figures}, floor {floor:.4f}"
+    elif not significant:
+        reason = f"below the floor {floor:.4f} but not significant (p >= {significance_level}): {figures}"
+    else:
+        reason = f"below the floor {floor:.4f} and significant (p < {significance_level}): {figures}"
+    return PerformanceVerdict(
+        passed=not (beyond_tolerance and significant),
+        reason=reason,
+        rule=rule,
+        realized_roc_auc=realized,
+        realized_standard_error=realized_se,
+        validation_roc_auc=validation,
+        validation_standard_error=validation_se,
+        tolerance=tolerance,
+        significance_level=significance_level,
+        shortfall=shortfall,
+        z=z,
+        p_value=p_value,
+    )

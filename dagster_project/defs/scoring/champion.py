@@ -7,10 +7,10 @@ is absorbed in one place.
 from __future__ import annotations
 
 from dagster_project.defs.ml import registry
-from dagster_project.defs.ml.registry import ChampionModel, NoChampionError
+from dagster_project.defs.ml.registry import ChampionModel, NoChampionError, ValidationAuc
 from dagster_project.resources import MlflowResource
 
-__all__ = ["ChampionModel", "NoChampionError", "load_champion", "validation_roc_auc"]
+__all__ = ["ChampionModel", "NoChampionError", "ValidationAuc", "load_champion", "validation_auc"]
 
 
 def load_champion(store: MlflowResource) -> ChampionModel:
@@ -27,8 +27,7 @@ def load_champion(store: MlflowResource) -> ChampionModel:
         ) from error
 
 
-def validation_roc_auc(store: MlflowResource, version: str) -> float | None:
-    """The validation ROC AUC a registered version was trained to (its ``metric.roc_auc`` tag), if recorded."""
-    tags = store.client().get_model_version(store.model_name, str(version)).tags
-    value = tags.get("metric.roc_auc")
-    return None if value is None else float(value)
+def validation_auc(store: MlflowResource, version: str) -> ValidationAuc | None:
+    """The validation ROC AUC a registered version was trained to (its ``metric.roc_auc`` tag), with the counts it
+    was measured on when the version recorded them; None if it records no AUC."""
+    return registry.validation_auc(store, version)
