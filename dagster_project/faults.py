@@ -13,11 +13,17 @@ import signal
 
 KILL_AT_VARIABLE = "PLATFORM_FAULT_KILL_AT"
 
-# The write points, in the order a night reaches them.
-RAW = "raw"  # a raw table's day (after its quarantine: the raw file commits the pair)
+# The write points, in the order a night (then a retrain) reaches them.
 QUARANTINE = "quarantine"  # a raw table's quarantined rows, before the raw file that commits them
+RAW = "raw"  # a raw table's day (after its quarantine: the raw file commits the pair)
+DBT = "dbt"  # dbt's build of the run's days in the warehouse
+EXPORT = "export"  # a dbt model's day exported to the lake
+SNAPSHOT = "snapshot"  # a day of the Delta offline store
 SCORES = "scores"  # the day's scores in the Delta table, before they are read back and checked
-WRITE_POINTS = (QUARANTINE, RAW, SCORES)
+DRIFT_REPORT = "drift_report"  # the day's Evidently report
+PERFORMANCE = "performance"  # the realized performance of the day's matured scores
+TRAINING_SET = "training_set"  # a new version of the Delta training set
+WRITE_POINTS = (QUARANTINE, RAW, DBT, EXPORT, SNAPSHOT, SCORES, DRIFT_REPORT, PERFORMANCE, TRAINING_SET)
 
 
 def write_point(name: str) -> None:

@@ -15,6 +15,7 @@ import dagster as dg
 import duckdb
 from dagster_dbt import dbt_assets
 
+from dagster_project import faults
 from dagster_project.defs.features.translator import FeatureTranslator
 from dagster_project.problem import Problem
 from dagster_project.resources import DbtResource, WarehouseResource
@@ -113,6 +114,7 @@ def build_feature_tables(partitions: dg.PartitionsDefinition, problem: Problem) 
         # dbt holds the warehouse file until it exits, so the events are collected first and the rows of the run's
         # days read afterwards, to go on the materializations.
         events = list(invocation.stream())
+        faults.write_point(faults.DBT)
         by_unique_id = {model["unique_id"]: name for name, model in partitioned_models(manifest).items()}
 
         def model_of(event: Any) -> str | None:

@@ -15,7 +15,7 @@ import dagster as dg
 import pyarrow as pa
 from dagster_dbt import get_asset_key_for_model
 
-from dagster_project import asset_keys
+from dagster_project import asset_keys, faults
 from dagster_project.defs.features.assets import BACKFILL_POLICY, WAREHOUSE_POOL, partitioned_models, run_days
 from dagster_project.lake import FEATURES, PARTITION_FILE, write_partition_atomically
 from dagster_project.problem import Problem
@@ -92,6 +92,7 @@ def _export_asset(
                 table = table.replace_schema_metadata({**(table.schema.metadata or {}), **provenance})
                 path = lake.partition_path(FEATURES, model, day)
                 write_partition_atomically(table, path)
+                faults.write_point(faults.EXPORT)
                 rows_by_day[day.isoformat()] = table.num_rows
                 columns = len(table.schema)
                 day += dt.timedelta(days=1)

@@ -12,7 +12,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from dagster_project import asset_keys
+from dagster_project import asset_keys, faults
 from dagster_project import lake as lake_layout
 from dagster_project.defs.ml import registry
 from dagster_project.defs.ml.training import PREDICTION
@@ -139,6 +139,7 @@ def build_drift_report(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         path = lake_layout.drift_report_path(lake.root, date)
         notes = drifts.report_notes(result, f"a seeded sample of the validation rows of {model_name} v{version}")
         drifts.save_report(result, path, f"Data drift on {date}: {model_name} v{version}", notes)
+        faults.write_point(faults.DRIFT_REPORT)
 
         failed = result.failed
         verdict = (
@@ -269,6 +270,7 @@ def build_model_performance(
         path = lake_layout.write_partition_atomically(
             perf.performance_table(result), lake_layout.model_performance_path(lake.root, date)
         )
+        faults.write_point(faults.PERFORMANCE)
         metadata: dict[str, object] = {
             "evaluated": result.evaluated,
             "reason": result.reason,

@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from dagster_project import asset_keys
+from dagster_project import asset_keys, faults
 from dagster_project.lake import FEATURES, offline_store, table_dir
 from dagster_project.problem import Problem
 from dagster_project.resources import ContractResource, LakeResource, SparkResource
@@ -74,6 +74,7 @@ def build_feature_snapshots(partitions: dg.PartitionsDefinition, problem: Proble
                 dagster_run_id=context.run.run_id,
                 evolve_schema=config.evolve_schema,
             )
+            faults.write_point(faults.SNAPSHOT)
             context.log.info(f"{day}: {done.rows} rows -> version {done.version} ({done.seconds}s)")
             written.append(done)
         last = written[-1]
@@ -163,6 +164,7 @@ def build_training_set(problem: Problem) -> dg.AssetsDefinition:
             dagster_run_id=context.run.run_id,
             churn_horizon_days=contract.contract.horizon_days,
         )
+        faults.write_point(faults.TRAINING_SET)
         stats = done.stats
         if stats.without_snapshot:
             context.log.warning(
