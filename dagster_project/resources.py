@@ -158,6 +158,14 @@ class MlflowResource(dg.ConfigurableResource):
         return client.create_experiment(self.experiment_name, artifact_location=location)
 
     @property
+    def registry_lock_file(self) -> Path:
+        """The file whose lock serializes alias moves unless the registry is in PostgreSQL (``ml/aliases.py``):
+        beside a SQLite store's database, else beside the artifact root (both under the data root by default)."""
+        if self.tracking_uri.startswith("sqlite:///"):
+            return Path(self.tracking_uri.removeprefix("sqlite:///")).with_name("registry.lock")
+        return Path(self.artifact_root).parent / "registry.lock"
+
+    @property
     def ui_url(self) -> str:
         return self.tracking_uri.rstrip("/") if self.is_server else f"http://127.0.0.1:{self.ui_port}"
 

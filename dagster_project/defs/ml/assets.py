@@ -20,8 +20,9 @@ from dagster_project.defs.ml.training import TrainingParams, fit_on_split, load_
 from dagster_project.resources import ContractResource, LakeResource, MlflowResource, ThresholdsResource
 
 CHAMPION_CHECK = "champion_serves"
-# Moving aliases is read-modify-write on the registry: runs that touch it share this pool. Limit it to one slot
-# (`dagster instance concurrency set model_registry 1`) to serialize concurrent gates and rollbacks.
+# Runs that move registry aliases share this pool. The moves themselves are safe without it (compare-and-set under
+# the registry lock, `aliases.py`, which the command line takes too); limiting the pool to one slot
+# (`dagster instance concurrency set model_registry 1`) also keeps two gates from scoring side by side for nothing.
 REGISTRY_POOL = "model_registry"
 
 
@@ -175,15 +176,26 @@ def churn_model(
 def champion_serves(mlflow: MlflowResource) -> dg.AssetCheckResult:
     """The champion loads through `models:/<name>@champion` as a pyfunc model (the way any consumer loads it) and
     returns one churn probability in [0, 1] per row of its logged input example. Blocking: nothing downstream
-    scores with a champion that does not load."""
+    scores with a champion that does not load, nor with one whose artifact asks to trust types the platform has
+    not reviewed."""
     import mlflow as mlflow_lib
     import numpy as np
+
+    from dagster_project.defs.ml.serialization import UntrustedArtifactError
 
     champion = registry.version_by_alias(mlflow, tracking.CHAMPION)
     uri = f"models:/{mlflow.model_name}@{tracking.CHAMPION}"
     if champion is None:
         return dg.AssetCheckResult(passed=False, metadata={"uri": uri, "error": "no version holds the alias"})
-    model = mlflow_lib.pyfunc.load_model(uri)
+    try:
+        with registry.verified_model(mlflow, str(champion.version)) as local:
+            # pyfunc trusts the MLmodel's list, which was just checked to be within the platform's: loading this very
+            # folder (not the URI again) leaves no room for the artifact to change in between.
+            model = mlflow_lib.pyfunc.load_model(str(local))
+    except UntrustedArtifactError as error:
+        return dg.AssetCheckResult(
+            passed=False, metadata={"uri": uri, "version": str(champion.version), "error": str(error)}
+        )
     example = model.input_example
     if example is None:
         return dg.AssetCheckResult(passed=False, metadata={"uri": uri, "error": "the model has no input example"})

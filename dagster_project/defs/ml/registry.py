@@ -12,13 +12,18 @@ its tags. The challenger becomes champion if
 * there is no champion yet, or its ROC AUC is at least the champion's minus ``promotion_tolerance``.
 
 The decision, both AUCs and the reason are written as tags of the challenger's model version (``promotion.*``).
+The alias moves only if the champion is still the one the gate judged against (``aliases.move_alias``): a
+rollback made while the gate scored stands, and the gate records ``champion_moved`` instead of promoting.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
-from dataclasses import asdict, dataclass
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,8 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from dagster_project.defs.ml import tracking
+from dagster_project.defs.ml.aliases import AliasMovedError, move_alias, named, version_by_alias
+from dagster_project.defs.ml.serialization import load_with_platform_trust, verify_model_dir
 from dagster_project.defs.ml.tracking import CHALLENGER, CHAMPION
 from dagster_project.defs.ml.training import (
     FeatureColumns,
@@ -55,7 +62,7 @@ class PromotionDecision:
     """What the gate decided, and on which evidence."""
 
     promoted: bool
-    decision: str  # promoted | rejected | unchanged
+    decision: str  # promoted | rejected | unchanged | champion_moved (a rollback or promotion while the gate ran)
     reason: str
     challenger_version: str
     challenger_roc_auc: float
@@ -128,18 +135,6 @@ def decide_promotion(
     )
 
 
-def version_by_alias(store: MlflowResource, alias: str) -> Any | None:
-    """The ``ModelVersion`` holding ``alias``, or None (also when the registered model does not exist yet)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return store.client().get_model_version_by_alias(store.model_name, alias)
-    except MlflowException as error:
-        if error.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}:
-            return None
-        raise
-
-
 def version_artifact(store: MlflowResource, version: str, artifact_path: str) -> Path | None:
     """A file the training run of registered ``version`` logged (downloaded), or None if it logged none there."""
     import mlflow
@@ -179,12 +174,30 @@ def model_features(store: MlflowResource, version: str) -> FeatureColumns:
     return FeatureColumns(numeric=names(params["numeric_features"]), categorical=names(params["categorical_features"]))
 
 
-def load_version(store: MlflowResource, version: str) -> Any:
-    """Load a registered version as the scikit-learn pipeline, through the registry like production does."""
+@contextlib.contextmanager
+def verified_model(store: MlflowResource, version: str) -> Iterator[Path]:
+    """The model folder of registered ``version``, downloaded and checked against the platform's trust list.
+
+    Raises ``serialization.UntrustedArtifactError`` (naming the version and what it asks for) before anything of
+    the model is loaded. The folder is deleted on exit.
+    """
     import mlflow
 
     store.client()
-    return mlflow.sklearn.load_model(f"models:/{store.model_name}/{version}")
+    with tempfile.TemporaryDirectory(prefix="model-") as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(f"models:/{store.model_name}/{version}", dst_path=tmp))
+        verify_model_dir(local, f"{store.model_name} version {version}")
+        yield local
+
+
+def load_version(store: MlflowResource, version: str) -> Any:
+    """Load a registered version as the scikit-learn pipeline, through the registry like production does.
+
+    With the platform's trust list, never the one in the version's MLmodel (``serialization``): the gate, scoring
+    and monitoring all load through here.
+    """
+    with verified_model(store, version) as local:
+        return load_with_platform_trust(local)
 
 
 def holdout_for(version: Any, contract: Contract) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any]]:
@@ -279,16 +292,20 @@ def run_promotion_gate(
         promotion_tolerance=tolerance,
         holdout=holdout,
     )
+    if promoted:
+        try:
+            move_alias(store, CHAMPION, result.challenger_version, expected=result.champion_version)
+        except AliasMovedError as moved:  # the champion changed while we scored: that change wins
+            result = _not_promoted_after_all(result, moved)
     now = _now()
-    if decision == "unchanged":
+    if result.decision == "unchanged":
         # The verdict that made it champion stays on record; only the re-check is noted.
         client.set_model_version_tag(store.model_name, challenger.version, "promotion.rechecked_at", now)
     else:
         stamp = {"promotion.decided_at": now, "promotion.dagster_run_id": dagster_run_id or "none"}
         for key, value in {**result.as_tags(), **stamp}.items():
             client.set_model_version_tag(store.model_name, challenger.version, key, value)
-    if promoted:
-        client.set_registered_model_alias(store.model_name, CHAMPION, challenger.version)
+    if result.promoted:
         # Durable: a later verdict on the same version (a re-run of the gate) does not erase that it once passed.
         client.set_model_version_tag(store.model_name, challenger.version, TAG_PASSED, "true")
         client.set_model_version_tag(store.model_name, challenger.version, "champion.since", now)
@@ -297,6 +314,20 @@ def run_promotion_gate(
     if lake_root is not None:
         write_protected_versions(store, lake_root)
     return result
+
+
+def _not_promoted_after_all(result: PromotionDecision, moved: AliasMovedError) -> PromotionDecision:
+    """The gate's decision once the champion turned out to have moved while it scored (a rollback, another gate)."""
+    challenger = result.challenger_version
+    if moved.found == challenger:  # another gate promoted this very version meanwhile
+        reason = f"version {challenger} became champion while the gate ran (another run of the gate)"
+        return replace(result, promoted=False, decision="unchanged", reason=reason)
+    reason = (
+        f"champion moved from {named(moved.expected)} to {named(moved.found)} while the gate ran; v{challenger} was "
+        f"not promoted and {named(moved.found)} stays champion (re-run ml/champion_model to judge v{challenger} "
+        f"against it). The verdict against {named(moved.expected)} was: {result.reason}"
+    )
+    return replace(result, promoted=False, decision="champion_moved", reason=reason)
 
 
 @dataclass(frozen=True)
@@ -337,9 +368,8 @@ def rollback_champion(
             f"version {version} never passed the promotion gate (promotion.decision={decision}); "
             "pass force=True (--force) to make it champion anyway"
         )
-    current = version_by_alias(store, CHAMPION)
-    previous = None if current is None else str(current.version)
-    client.set_registered_model_alias(store.model_name, CHAMPION, version)
+    # The operator names the target: it replaces whatever is champion, read under the same lock the gate takes.
+    previous = move_alias(store, CHAMPION, version)
     now = _now()
     for key, value in {
         "champion.since": now,

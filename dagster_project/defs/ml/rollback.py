@@ -25,11 +25,11 @@ def list_versions(store: MlflowResource) -> str:
     versions = sorted(client.search_model_versions(f"name='{store.model_name}'"), key=lambda v: int(v.version))
     if not versions:
         return f"no versions of {store.model_name!r} at {store.tracking_uri}"
-    lines = [f"{'version':>7}  {'aliases':<22} {'gate':<9} {'roc_auc':>8}  training_set  registered"]
+    lines = [f"{'version':>7}  {'aliases':<22} {'gate':<14} {'roc_auc':>8}  training_set  registered"]
     for v in versions:
         auc = v.tags.get("metric.roc_auc")
         lines.append(
-            f"{v.version:>7}  {','.join(v.aliases) or '-':<22} {v.tags.get('promotion.decision', '-'):<9} "
+            f"{v.version:>7}  {','.join(v.aliases) or '-':<22} {v.tags.get('promotion.decision', '-'):<14} "
             f"{float(auc) if auc else float('nan'):>8.4f}  v{v.tags.get(tracking.TAG_TRAINING_SET_VERSION, '?'):<11} "
             f"{v.tags.get('run_id', '')[:8]}"
         )

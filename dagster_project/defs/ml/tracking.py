@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from dagster_project.defs.ml import plots
+from dagster_project.defs.ml.aliases import move_alias
 from dagster_project.defs.ml.serialization import trusted_types_for
 from dagster_project.defs.ml.training import TrainingResult, feature_frame, reference_sample
 from dagster_project.resources import MlflowResource
@@ -250,7 +251,7 @@ def log_and_register(
             f"{result.split.validation_end}. Registered {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC."
         ),
     )
-    client.set_registered_model_alias(store.model_name, CHALLENGER, registered.version)
+    move_alias(store, CHALLENGER, str(registered.version))  # the newest trained version, whatever held it before
     client.set_tag(run_id, "registered_model", f"{store.model_name}/{registered.version}")
     if not client.get_registered_model(store.model_name).description:
         client.update_registered_model(store.model_name, description=REGISTERED_MODEL_DESCRIPTION)
