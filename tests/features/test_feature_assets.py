@@ -151,6 +151,10 @@ def test_a_partition_builds_its_day_passes_every_check_and_rerunning_it_changes_
     assert metadata["features/churn_labels"]["dagster/row_count"] == len(rows["labels"])
     assert metadata["features/customer_features"]["dbt_vars"]["snapshot_date"] == DAY.isoformat()
     assert metadata["lake/customer_features"]["dagster/row_count"] == customers
+    # The customers back after cancelling, counted per day (meta day_counts): the simulator makes none.
+    activity = metadata["intermediate/int_customer_activity_daily"]
+    assert activity["resubscribed"] == sum(r["resubscribed"] for r in rows["activity"]) == 0
+    assert activity["resubscribed_by_day"] == {DAY.isoformat(): 0}
 
     # The export: the day's rows, as the warehouse holds them, with their provenance in the file.
     path = settings.lake_root / "features" / "customer_features" / f"date={DAY}" / "part-0.parquet"

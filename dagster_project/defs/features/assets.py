@@ -32,10 +32,12 @@ BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_DAYS_PE
 
 
 def partitioned_models(manifest: Mapping[str, Any]) -> dict[str, dict[str, str]]:
-    """The models that hold rows per day (config meta ``run_days_column``): name -> relation and day column."""
+    """The models that hold rows per day (config meta ``run_days_column``): name -> relation, day column, and the
+    boolean columns the model asks to have counted per day (meta ``day_counts``)."""
     models = {}
     for node in manifest["nodes"].values():
-        column = (node.get("config", {}).get("meta") or {}).get("run_days_column")
+        meta = node.get("config", {}).get("meta") or {}
+        column = meta.get("run_days_column")
         if node["resource_type"] == "model" and column and node["config"].get("materialized") != "view":
             models[node["name"]] = {
                 "relation": f'"{node["schema"]}"."{node["alias"]}"',
@@ -43,6 +45,7 @@ def partitioned_models(manifest: Mapping[str, Any]) -> dict[str, dict[str, str]]
                 "unique_id": node["unique_id"],
                 "checksum": node["checksum"]["checksum"],
                 "columns": list(node.get("columns") or {}),
+                "day_counts": list(meta.get("day_counts") or []),
             }
     return models
 
@@ -62,7 +65,8 @@ def day_stats(
     last: dt.date,
 ) -> dict[str, dict[str, Any]]:
     """What the on-call person wants on a partitioned table's materialization: the rows of the run's days, the
-    entities among them (where the table has the entity key) and, for the labels, the positives."""
+    entities among them (where the table has the entity key), for the labels the positives, and the rows of each
+    column the model declares in meta ``day_counts`` (e.g. customers back after cancelling), in all and by day."""
     stats: dict[str, dict[str, Any]] = {}
     partitioned = partitioned_models(manifest)
     entity = ", ".join(f'"{c}"' for c in contract.entity)
@@ -85,6 +89,15 @@ def day_stats(
             if positive is not None:
                 stats[name]["positive_labels"] = positive
                 stats[name]["positive_rate"] = round(positive / rows, 4) if rows else 0.0
+            for flag in partitioned[name]["day_counts"]:
+                by_day = connection.execute(
+                    f'select {column}, count(*) filter (where "{flag}") from {relation} where {in_days} group by 1',
+                    {"first": first, "last": last},
+                ).fetchall()
+                stats[name][flag] = sum(count for _, count in by_day)
+                stats[name][f"{flag}_by_day"] = dg.MetadataValue.json(
+                    {str(day): count for day, count in sorted(by_day)}
+                )
     return stats
 
 

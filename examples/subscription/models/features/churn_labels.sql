@@ -49,10 +49,9 @@ population as (
 ),
 
 cancellations as (
-    select customer_id, min(cancel_date) as cancel_date
+    select customer_id, cancel_date
     from {{ ref('stg_cancellations') }}
     where {{ run_days_prune('loaded_date', upto=true) }}
-    group by customer_id
 ),
 
 labelled as (
@@ -69,7 +68,9 @@ labelled as (
         end as cancel_date,
         population.matured_on
     from population
-    left join cancellations
+    -- The first cancellation after the snapshot day: a customer who cancelled before, came back (it is in the
+    -- snapshot) and cancels again churns on that later cancellation.
+    asof left join cancellations
         on population.customer_id = cancellations.customer_id
         and cancellations.cancel_date > population.snapshot_date
 )

@@ -47,25 +47,30 @@ snapshot_customers as (
 ),
 
 windows as (
+    -- A customer's windows hold the days of its subscription in force (same signup_date): one who cancelled and
+    -- came back is observed from its return on, like a new customer, as its tenure is.
     select
-        snapshot_days.snapshot_date,
-        activity.customer_id,
+        snapshot_customers.activity_date as snapshot_date,
+        snapshot_customers.customer_id,
         {%- for w in windows %}
-        count(*) filter (where activity.activity_date > snapshot_days.snapshot_date - {{ w }}) as observed_days_{{ w }}d,
-        count(*) filter (where activity.activity_date > snapshot_days.snapshot_date - {{ w }} and activity.is_active) as active_days_{{ w }}d,
+        count(*) filter (where activity.activity_date > snapshot_customers.activity_date - {{ w }}) as observed_days_{{ w }}d,
+        count(*) filter (where activity.activity_date > snapshot_customers.activity_date - {{ w }} and activity.is_active) as active_days_{{ w }}d,
         {%- for measure in measures %}
         {#- Fractional measures are summed as decimals: a sum of doubles split over DuckDB's threads comes out a
             few bits different from run to run, and a model trained on it differs too. Decimal sums are exact. #}
         {%- set value = 'cast(activity.' ~ measure ~ ' as decimal(18, 6))' if measure in ('minutes_active', 'spend') else 'activity.' ~ measure %}
-        sum({{ value }}) filter (where activity.activity_date > snapshot_days.snapshot_date - {{ w }}) as {{ measure }}_{{ w }}d,
+        sum({{ value }}) filter (where activity.activity_date > snapshot_customers.activity_date - {{ w }}) as {{ measure }}_{{ w }}d,
         {%- endfor %}
         {%- endfor %}
         max(activity.activity_date) filter (where activity.is_active) as last_login_date,
         max(activity.activity_date) filter (where activity.purchases > 0) as last_purchase_date
-    from snapshot_days
+    from snapshot_customers
     inner join activity
-        on activity.activity_date between snapshot_days.snapshot_date - {{ longest - 1 }} and snapshot_days.snapshot_date
-    group by snapshot_days.snapshot_date, activity.customer_id
+        on activity.customer_id = snapshot_customers.customer_id
+        and activity.signup_date = snapshot_customers.signup_date
+        and activity.activity_date between snapshot_customers.activity_date - {{ longest - 1 }}
+            and snapshot_customers.activity_date
+    group by snapshot_customers.activity_date, snapshot_customers.customer_id
 ),
 
 features as (

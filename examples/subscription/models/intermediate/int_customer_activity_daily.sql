@@ -2,7 +2,8 @@
     The daily activity model: one row per customer subscribed at the end of a day, with the record in force then
     and the day's activity (zeros on a quiet day). Rows exist only for days the customer could be observed on,
     from sign-up (or the first day of history) to cancellation, so counting rows in a window counts the days it
-    was possible to be active.
+    was possible to be active. A customer who cancels and subscribes again (the change feed re-issues its record
+    with the new subscription's signup_date) has rows again from that day on, marked resubscribed.
 -#}
 {%- if snapshot_range() is not none -%}
     {{ fail_if_any_row(
@@ -70,19 +71,24 @@ in_force as (
 ),
 
 cancellations as (
-    select customer_id, min(cancelled_at) as cancelled_at
+    select customer_id, cancel_date, cancelled_at
     from {{ ref('stg_cancellations') }}
     where {{ run_days_prune('loaded_date', upto=true) }}
-    group by customer_id
 ),
 
 subscribed as (
-    select in_force.*
+    -- Subscribed at the end of the day: no cancellation before then, or the latest one took effect before the
+    -- day the subscription in force started (the customer came back). A record re-issued with the same
+    -- signup_date is a change of that subscription: it never undoes a cancellation. (Not the record's
+    -- updated_at: the first day's base arrives at any hour, after a cancellation of the same day too.)
+    select
+        in_force.*,
+        cancellations.cancelled_at is not null as resubscribed
     from in_force
-    left join cancellations
+    asof left join cancellations
         on in_force.customer_id = cancellations.customer_id
-        and cancellations.cancelled_at < in_force.day_end
-    where cancellations.customer_id is null
+        and in_force.day_end > cancellations.cancelled_at
+    where (cancellations.cancelled_at is null or cancellations.cancel_date < in_force.signup_date)
         and in_force.signup_date <= in_force.activity_date
 ),
 
@@ -107,7 +113,8 @@ daily as (
         cast(coalesce(events.{{ measure }}, 0) as {{ type }}) as {{ measure }},
         {%- endfor %}
         coalesce(events.logins, 0) > 0 as is_active,
-        events.customer_id is not null as has_events
+        events.customer_id is not null as has_events,
+        subscribed.resubscribed
     from subscribed
     left join events
         on subscribed.customer_id = events.customer_id
