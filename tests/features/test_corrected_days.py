@@ -1,18 +1,24 @@
 """A corrected raw day reaches the later days whose windows read it: real Dagster runs on one instance ingest a
-few days from landing files, build their features, re-ingest an earlier day with other rows and rebuild it. The
-later feature days are then stale in Dagster's own terms, and a ranged run of them (the documented action: a
-backfill of the stale days) gives them the corrected values."""
+few days from landing files and build their features; the source then corrects an earlier day, which is ingested
+again. The raw asset says the day was corrected, the `rebuild_after_corrections` sensor requests one ranged run from
+that day to the last feature day built, and that run gives every window reading the day its corrected values."""
 
 import datetime as dt
 from pathlib import Path
 
 import dagster as dg
-import pytest
-from dagster._core.definitions.data_version import StaleStatus
-from dagster._utils.test.data_versions import get_stale_status_resolver
 from feature_support import HORIZON_DAYS, days, query_dicts
 
+from dagster_project import asset_keys
 from dagster_project.defs import features, ingestion
+from dagster_project.defs.automation.corrections import (
+    RANGE_END,
+    RANGE_START,
+    TAG_CORRECTED,
+    build_corrections_sensor,
+)
+from dagster_project.defs.ingestion.assets import CORRECTED_METADATA
+from dagster_project.problem import load_problem
 from dagster_project.resources import build_resources
 from dagster_project.settings import Settings, SimulatorSettings, Source, Thresholds
 from examples.subscription import simulator
@@ -30,8 +36,7 @@ def _write_landing(settings: Settings, table: str, date: dt.date, frame) -> None
 
 
 def _assets(settings: Settings) -> list[dg.AssetsDefinition]:
-    feature_tables = [a for a in features.build_defs(settings).assets if a.op.name == "feature_tables"]
-    return [*ingestion.build_defs(settings).assets, *feature_tables]
+    return [*ingestion.build_defs(settings).assets, *features.build_defs(settings).assets]
 
 
 RAW = dg.AssetSelection.key_prefixes("raw")
@@ -59,10 +64,14 @@ def _run(
     )
 
 
-def _stale_feature_days(settings: Settings, instance: dg.DagsterInstance) -> list[dt.date]:
-    # What the UI shows on each partition ("stale": a dependency has a newer materialization).
-    resolver = get_stale_status_resolver(instance, _assets(settings))
-    return [day for day in DAYS if resolver.get_status(FEATURES, str(day)) is StaleStatus.STALE]
+def _tick(settings: Settings, instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:
+    """One evaluation of the real corrections sensor over the problem's raw tables."""
+    problem = load_problem(settings)
+    sensor = build_corrections_sensor(
+        [asset_keys.raw_table(node["name"]) for node in problem.raw_tables],
+        asset_keys.lake_export(problem.contract.features_model),
+    )
+    return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor))
 
 
 def _logins_7d(settings: Settings) -> dict[tuple[str, dt.date], int]:
@@ -70,14 +79,7 @@ def _logins_7d(settings: Settings) -> dict[tuple[str, dt.date], int]:
     return {(row["customer_id"], row["snapshot_date"]): row["logins_7d"] for row in rows}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 15 item 8, open: nothing marks the later days stale. Declaring the window (customer_features of D "
-    "on int_customer_activity_daily of D-89..D) is not enough: Dagster allows one mapping per upstream asset in the "
-    "dbt multi-asset, shared with the model's self-dependency, and the step's provenance of the daily activity "
-    "is cached by its self-edge before its new materialization, so the features record a stale pointer.",
-)
-def test_a_corrected_day_marks_the_later_days_whose_windows_read_it_stale(tmp_path: Path) -> None:
+def test_a_corrected_day_rebuilds_the_later_days_whose_windows_read_it(tmp_path: Path) -> None:
     settings = Settings(
         data_root=tmp_path / "data",
         source=Source.landing,
@@ -91,24 +93,31 @@ def test_a_corrected_day_marks_the_later_days_whose_windows_read_it_stale(tmp_pa
     for day in DAYS:
         _run(settings, instance, RAW, day)
     _run(settings, instance, FEATURE_TABLES, DAYS[0], DAYS[-1])  # a backfill of the history: one ranged run
-    assert _stale_feature_days(settings, instance) == []
+    quiet = _tick(settings, instance, None)
+    assert not quiet.run_requests, "nothing was corrected"
     before = _logins_7d(settings)
+
+    # Re-ingesting a day unchanged is no correction.
+    _run(settings, instance, dg.AssetSelection.assets(RAW_EVENTS), CORRECTED)
+    assert not _tick(settings, instance, quiet.cursor).run_requests
 
     # The source corrects 01-02: every customer active that day logged in once more.
     corrected = simulator.activity_events(settings.simulation, CORRECTED)
     corrected["logins"] = corrected["logins"] + 1
     _write_landing(settings, "activity_events", CORRECTED, corrected)
     _run(settings, instance, dg.AssetSelection.assets(RAW_EVENTS), CORRECTED)
-    _run(settings, instance, FEATURE_TABLES, CORRECTED)  # the corrected day's own features: today's whole reaction
+    record = instance.fetch_materializations(RAW_EVENTS, limit=1).records[0]
+    assert record.asset_materialization.metadata[CORRECTED_METADATA].value is True
 
-    after_day = _logins_7d(settings)
-    later = [day for day in DAYS if day > CORRECTED]
-    changed = {key for key in before if before[key] != after_day[key]}
-    assert {day for _, day in changed} == {CORRECTED}  # the later days still hold the old values...
-    assert _stale_feature_days(settings, instance) == later  # ...and Dagster says so, naming them
+    # The sensor names the stale days (the corrected one and every later day built) and requests their rebuild.
+    tick = _tick(settings, instance, quiet.cursor)
+    [request] = tick.run_requests
+    assert (request.tags[RANGE_START], request.tags[RANGE_END]) == (str(CORRECTED), str(DAYS[-1]))
+    assert request.tags[TAG_CORRECTED] == f"{RAW_EVENTS.to_user_string()}@{CORRECTED}"
+    assert not _tick(settings, instance, tick.cursor).run_requests, "one correction, one rebuild"
 
-    # The documented action: backfill the stale days (one ranged run). Their windows now read the corrected day.
-    _run(settings, instance, FEATURE_TABLES, later[0], later[-1])
+    # The requested run: one ranged run of the feature tables. Every window that reads the corrected day changes.
+    _run(settings, instance, FEATURE_TABLES, CORRECTED, DAYS[-1])
     rebuilt = _logins_7d(settings)
+    later = [day for day in DAYS if day > CORRECTED]
     assert {day for (_, day), value in rebuilt.items() if value != before[_, day]} == {CORRECTED, *later}
-    assert _stale_feature_days(settings, instance) == []

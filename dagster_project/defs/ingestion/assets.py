@@ -1,9 +1,11 @@
 """The raw layer: one daily-partitioned asset per raw table, validated on the way into the lake."""
 
 import datetime as dt
+import hashlib
 from collections.abc import Mapping
 
 import dagster as dg
+import pandas as pd
 
 from dagster_project import asset_keys
 from dagster_project import lake as lake_layout
@@ -16,6 +18,27 @@ from dagster_project.resources import LakeResource, RawSourceResource, Threshold
 VALID_ROWS_CHECK = "no_quarantined_rows"
 QUARANTINE_SHARE_CHECK = "quarantine_share_below_threshold"
 VOLUME_CHECK = "row_count_within_trailing_volume"
+CORRECTED_METADATA = "corrected"
+# The sensor that rebuilds what a corrected day makes stale (defs/automation/corrections.py), named for the log.
+CORRECTIONS_SENSOR = "rebuild_after_corrections"
+
+
+def content_fingerprint(frame: pd.DataFrame) -> str:
+    """A hash of the kept rows, in order, values and column names: equal for an unchanged re-ingestion."""
+    digest = hashlib.sha256(",".join(map(str, frame.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+def _previous_fingerprint(context: dg.AssetExecutionContext, key: dg.AssetKey) -> str | None:
+    """The fingerprint of the day's latest earlier materialization (None if it was never ingested)."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[context.partition_key]), limit=1
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return None
+    entry = records[0].asset_materialization.metadata.get("content_fingerprint")
+    return None if entry is None else str(entry.value)
 
 
 def _check_results(
@@ -131,6 +154,14 @@ def build_raw_asset(
             spec.name, date, result.valid, spec.arrow_schema(), result.quarantine, QUARANTINE_SCHEMA
         )
         verdict = _volume_verdict(context, lake, spec, date, result)
+        fingerprint = content_fingerprint(result.valid)
+        previous = _previous_fingerprint(context, key)
+        corrected = previous is not None and previous != fingerprint
+        if corrected:
+            context.log.warning(
+                f"{spec.name} on {date} differs from its previous ingestion: the features of the later days read "
+                f"it too (the `{CORRECTIONS_SENSOR}` sensor requests their rebuild)"
+            )
         if result.rows_quarantined:
             context.log.warning(
                 f"{result.rows_quarantined} of {result.rows_in} rows of {spec.name} on {date} quarantined: "
@@ -147,7 +178,11 @@ def build_raw_asset(
                 "path": dg.MetadataValue.path(str(data_path)),
                 "quarantine_path": dg.MetadataValue.path(str(quarantine_path)),
                 "dagster/row_count": result.rows_kept,
+                "content_fingerprint": fingerprint,
+                # A day ingested before with other content: what was built from the old content is stale.
+                CORRECTED_METADATA: corrected,
             },
+            data_version=dg.DataVersion(fingerprint),
             check_results=_check_results(key, result, thresholds.max_quarantine_share, verdict),
         )
 
