@@ -23,7 +23,8 @@ SCORES = "scores"  # the day's scores in the Delta table, before they are read b
 DRIFT_REPORT = "drift_report"  # the day's Evidently report
 PERFORMANCE = "performance"  # the realized performance of the day's matured scores
 TRAINING_SET = "training_set"  # a new version of the Delta training set
-WRITE_POINTS = (QUARANTINE, RAW, DBT, EXPORT, SNAPSHOT, SCORES, DRIFT_REPORT, PERFORMANCE, TRAINING_SET)
+ALIAS = "alias"  # a registry alias moved (the gate's promotion, a rollback), the registry lock still held
+WRITE_POINTS = (QUARANTINE, RAW, DBT, EXPORT, SNAPSHOT, SCORES, DRIFT_REPORT, PERFORMANCE, TRAINING_SET, ALIAS)
 
 
 def write_point(name: str) -> None:

@@ -37,7 +37,7 @@ from dagster_project.resources import MlflowResource
 from dagster_project.settings import Settings, get_settings
 
 NIGHT_POINTS = [faults.SNAPSHOT, faults.SCORES, faults.DRIFT_REPORT, faults.PERFORMANCE]
-RETRAIN_POINTS = [faults.TRAINING_SET]
+RETRAIN_POINTS = [faults.TRAINING_SET, faults.ALIAS]
 
 
 def _use_root(root: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:

@@ -35,6 +35,7 @@ import time
 from collections.abc import Iterator
 from typing import Any, Literal
 
+from dagster_project import faults
 from dagster_project.resources import MlflowResource
 
 LOCK_WAIT_SECONDS = 60.0  # holders keep the lock for milliseconds: a longer wait means a stuck holder
@@ -96,6 +97,7 @@ def move_alias(
         if expected is not ANY_VERSION and found != expected:
             raise AliasMovedError(alias, expected, found)
         store.client().set_registered_model_alias(store.model_name, alias, str(version))
+        faults.write_point(faults.ALIAS)
     return found
 
 
