@@ -16,7 +16,7 @@ from typing import Any
 
 import dagster as dg
 
-from dagster_project.defs.automation.abandoned_runs import OWNER_TAG, this_process
+from dagster_project.defs.automation.abandoned_runs import OWNER_TAG, fail_abandoned_runs, this_process
 from dagster_project.defs.automation.jobs import RETRAIN_JOB
 from dagster_project.defs.automation.schedules import NIGHTLY_SCHEDULE
 from dagster_project.defs.automation.sensors import SENSOR_NAME
@@ -52,7 +52,11 @@ def execute_request(
     asset_selection: Sequence[dg.AssetKey] | None = None,
     run_config: Mapping[str, Any] | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """Execute ``request`` of ``job_name`` in process, tagged like a daemon-launched run."""
+    """Execute ``request`` of ``job_name`` in process, tagged like a daemon-launched run.
+
+    Runs whose process died are failed first, as the daemon's watchdog sensor would have done by then: their pool
+    slots would otherwise keep this run waiting for ever."""
+    fail_abandoned_runs(instance)
     job = defs.resolve_job_def(job_name)
     config = {**(run_config or {}), **(request.run_config or {})}
     return job.execute_in_process(

@@ -10,7 +10,8 @@ From one history (a small churn world's snapshots, labels and the night's export
 
 Then the offline store's day, the training set, the scores, the drift verdict and the realized performance equal
 the reference's; every killed run is failed by the watchdog, whose planned checks resolve, and no pool slot is held.
-The raw and quarantine points are exercised in tests/ingestion/test_raw_day_commit.py.
+A day of the raw and features layers goes through the same, killed at the quarantine, the raw file, dbt's build
+and the export: its raw partitions, quarantines, exports and warehouse rows equal the reference's.
 """
 
 import datetime as dt
@@ -22,6 +23,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import fault_night
 import pandas as pd
 import pytest
@@ -36,6 +38,9 @@ from dagster_project.instance import local_instance
 from dagster_project.resources import MlflowResource
 from dagster_project.settings import Settings, get_settings
 
+PROCESS_TIMEOUT_SECONDS = 600  # a rerun waiting for ever (a dead run's pool slot) fails the test instead
+FEATURE_POINTS = [faults.QUARANTINE, faults.RAW, faults.DBT, faults.EXPORT]
+FEATURE_HISTORY_DAYS = 5
 NIGHT_POINTS = [faults.SNAPSHOT, faults.SCORES, faults.DRIFT_REPORT, faults.PERFORMANCE]
 RETRAIN_POINTS = [faults.TRAINING_SET, faults.ALIAS]
 
@@ -72,7 +77,7 @@ def _killed_then_whole(part: str, night: dt.date, points: list[str]) -> list[int
         if point:
             env[faults.KILL_AT_VARIABLE] = point
         script = [sys.executable, fault_night.__file__, part, night.isoformat()]
-        done = subprocess.run(script, env=env, capture_output=True, text=True)
+        done = subprocess.run(script, env=env, capture_output=True, text=True, timeout=PROCESS_TIMEOUT_SECONDS)
         assert done.returncode in (0, -signal.SIGKILL), f"{part} at {point}: {done.stderr[-3000:]}"
         codes.append(done.returncode)
     return codes
@@ -122,13 +127,7 @@ def test_a_night_and_a_retrain_killed_at_every_write_point_rerun_to_the_same_tab
     assert _killed_then_whole("night", night, NIGHT_POINTS) == [-signal.SIGKILL] * len(NIGHT_POINTS) + [0]
     assert _killed_then_whole("retrain", night, RETRAIN_POINTS) == [-signal.SIGKILL] * len(RETRAIN_POINTS) + [0]
 
-    # Nothing stuck: every killed run is failed (its process is gone), its checks resolve, no slot is held.
-    instance = local_instance(faulted)
-    killed = fail_abandoned_runs(instance)
-    assert len(killed) == len(NIGHT_POINTS) + len(RETRAIN_POINTS), killed
-    assert not instance.get_runs(filters=dg.RunsFilter(statuses=UNFINISHED))
-    for pool in instance.event_log_storage.get_concurrency_keys():
-        assert not instance.event_log_storage.get_concurrency_info(pool).claimed_slots, pool
+    _nothing_stuck(faulted, len(NIGHT_POINTS) + len(RETRAIN_POINTS))
 
     found = _tables(faulted, night)
     for name, frame in expected.items():
@@ -136,3 +135,60 @@ def test_a_night_and_a_retrain_killed_at_every_write_point_rerun_to_the_same_tab
             pd.testing.assert_frame_equal(found[name], frame, obj=name)
         else:
             assert found[name] == frame, name
+
+
+def _nothing_stuck(settings: Settings, killed_runs: int) -> None:
+    """Every killed run was failed (each rerun first fails the runs whose process died, as the watchdog sensor
+    does), so its checks resolve; no run is unfinished, no slot held."""
+    instance = local_instance(settings)
+    assert fail_abandoned_runs(instance) == []
+    failed = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
+    assert len(failed) == killed_runs, [r.run_id for r in failed]
+    assert not instance.get_runs(filters=dg.RunsFilter(statuses=UNFINISHED))
+    for pool in instance.event_log_storage.get_concurrency_keys():
+        assert not instance.event_log_storage.get_concurrency_info(pool).claimed_slots, pool
+
+
+def _feature_tables(settings: Settings, day: dt.date) -> dict[str, object]:
+    """The day's raw partitions with their committed quarantines, its exports, and its rows in the warehouse."""
+    lake = Path(settings.lake_root)
+    found: dict[str, object] = {}
+    for folder in sorted((lake / lake_layout.RAW).iterdir()):
+        raw = pd.read_parquet(lake_layout.partition_path(lake, lake_layout.RAW, folder.name, day))
+        quarantined = lake_layout.read_quarantine(lake, folder.name, day)
+        found[f"raw/{folder.name}"] = raw
+        found[f"quarantine/{folder.name}"] = quarantined.to_pandas().drop(columns=["source"])  # names the data root
+    for folder in sorted((lake / lake_layout.FEATURES).iterdir()):
+        path = lake_layout.partition_path(lake, lake_layout.FEATURES, folder.name, day)
+        if path.exists():
+            found[f"export/{folder.name}"] = pd.read_parquet(path)
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as warehouse:
+        found["warehouse/customer_features"] = warehouse.execute(
+            "select * from marts.customer_features where snapshot_date = ? order by all", [day]
+        ).df()
+    return found
+
+
+@pytest.mark.slow
+def test_a_day_of_raw_tables_and_features_killed_at_every_write_point_reruns_to_the_same_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLATFORM_SIMULATOR__CUSTOMERS", "150")
+    settings = _use_root(tmp_path / "base", monkeypatch)
+    history = days(settings.history_start, FEATURE_HISTORY_DAYS)
+    assert fault_night.raw_and_features(history[0], history[-1]), "the history, in one ranged run"
+    day = history[-1] + dt.timedelta(days=1)
+    shutil.copytree(tmp_path / "base", tmp_path / "reference")
+    shutil.copytree(tmp_path / "base", tmp_path / "faulted")
+
+    reference = _use_root(tmp_path / "reference", monkeypatch)
+    assert fault_night.raw_and_features(day)
+    expected = _feature_tables(reference, day)
+
+    faulted = _use_root(tmp_path / "faulted", monkeypatch)
+    assert _killed_then_whole("features", day, FEATURE_POINTS) == [-signal.SIGKILL] * len(FEATURE_POINTS) + [0]
+    _nothing_stuck(faulted, len(FEATURE_POINTS))
+    found = _feature_tables(faulted, day)
+    assert sorted(found) == sorted(expected)
+    for name, frame in expected.items():
+        pd.testing.assert_frame_equal(found[name], frame, obj=name)
