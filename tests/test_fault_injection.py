@@ -41,7 +41,7 @@ from dagster_project.settings import Settings, get_settings
 PROCESS_TIMEOUT_SECONDS = 600  # a rerun waiting for ever (a dead run's pool slot) fails the test instead
 FEATURE_POINTS = [faults.QUARANTINE, faults.RAW, faults.DBT, faults.EXPORT]
 FEATURE_HISTORY_DAYS = 5
-NIGHT_POINTS = [faults.SNAPSHOT, faults.SCORES, faults.DRIFT_REPORT, faults.PERFORMANCE]
+NIGHT_POINTS = [faults.SNAPSHOT, faults.SCORES, faults.DRIFT_REPORT]
 RETRAIN_POINTS = [faults.TRAINING_SET, faults.ALIAS]
 
 
