@@ -165,6 +165,7 @@ def test_two_processes_take_the_registry_lock_one_after_the_other(mlflow_store: 
     )
 
 
+@pytest.mark.xdist_group("deployed_platform")  # on the worker that already runs the suite's PostgreSQL server
 def test_on_a_postgresql_backed_mlflow_the_lock_is_an_advisory_lock_in_its_database(
     postgres_server,  # the session fixture of tests/deployed_platform.py
     tmp_path: Path,
