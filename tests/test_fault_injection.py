@@ -4,9 +4,10 @@ tables an uninterrupted run leaves, and nothing stuck.
 From one history (a small churn world's snapshots, labels and the night's export, and a first champion), two copies:
 
 * the reference runs the night, then a retrain, uninterrupted;
-* the faulted copy runs the night in a process killed at its first write point, reruns it in one killed at the
-  next, and so on (each rerun passes the earlier points and dies at the next), then once to the end; the same for
-  the retrain. The point is the process's own SIGKILL (``dagster_project.faults``): no handler, no ``finally``.
+* a faulted copy runs the night in a process killed at its first write point, reruns it in one killed at the
+  next, and so on (each rerun passes the earlier points and dies at the next), then once to the end; a second
+  faulted copy, taken after the reference's night, does the same with the retrain, side by side with the first.
+  The point is the process's own SIGKILL (``dagster_project.faults``): no handler, no ``finally``.
 
 Then the offline store's day, the training set, the scores, the drift verdict and the realized performance equal
 the reference's; every killed run is failed by the watchdog, whose planned checks resolve, and no pool slot is held.
@@ -20,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
@@ -68,9 +70,10 @@ def _history(root: Path, template_db: Path, monkeypatch: pytest.MonkeyPatch) -> 
     return night
 
 
-def _killed_then_whole(part: str, night: dt.date, points: list[str]) -> list[int]:
-    """Run ``part`` in a process killed at each point in turn, then once to the end; returns the exit codes."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+def _killed_then_whole(part: str, night: dt.date, points: list[str], root: Path) -> list[int]:
+    """Run ``part`` on the data root ``root`` in a process killed at each point in turn, then once to the end;
+    returns the exit codes."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "PLATFORM_DATA_ROOT": str(root)}
     codes = []
     for point in [*points, None]:
         env.pop(faults.KILL_AT_VARIABLE, None)
@@ -117,24 +120,34 @@ def test_a_night_and_a_retrain_killed_at_every_write_point_rerun_to_the_same_tab
     base = tmp_path / "base"
     night = _history(base, mlflow_template_db, monkeypatch)
     shutil.copytree(base, tmp_path / "reference")
-    shutil.copytree(base, tmp_path / "faulted")
+    shutil.copytree(base, tmp_path / "faulted_night")
 
+    # The reference: the night, then the retrain. The retrain's faulted copy starts where the night left it.
     reference = _use_root(tmp_path / "reference", monkeypatch)
-    assert fault_night.run("night", night) and fault_night.run("retrain", night)
+    assert fault_night.run("night", night)
+    shutil.copytree(tmp_path / "reference", tmp_path / "faulted_retrain")
+    assert fault_night.run("retrain", night)
     expected = _tables(reference, night)
 
-    faulted = _use_root(tmp_path / "faulted", monkeypatch)
-    assert _killed_then_whole("night", night, NIGHT_POINTS) == [-signal.SIGKILL] * len(NIGHT_POINTS) + [0]
-    assert _killed_then_whole("retrain", night, RETRAIN_POINTS) == [-signal.SIGKILL] * len(RETRAIN_POINTS) + [0]
+    # The two faulted chains are independent (each on its own copy): they run side by side.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        nights = pool.submit(_killed_then_whole, "night", night, NIGHT_POINTS, tmp_path / "faulted_night")
+        retrains = pool.submit(_killed_then_whole, "retrain", night, RETRAIN_POINTS, tmp_path / "faulted_retrain")
+        assert nights.result() == [-signal.SIGKILL] * len(NIGHT_POINTS) + [0]
+        assert retrains.result() == [-signal.SIGKILL] * len(RETRAIN_POINTS) + [0]
 
-    _nothing_stuck(faulted, len(NIGHT_POINTS) + len(RETRAIN_POINTS))
-
-    found = _tables(faulted, night)
-    for name, frame in expected.items():
-        if isinstance(frame, pd.DataFrame):
-            pd.testing.assert_frame_equal(found[name], frame, obj=name)
-        else:
-            assert found[name] == frame, name
+    for folder, points, compared in (
+        ("faulted_night", NIGHT_POINTS, [name for name in expected if name != "training_set"]),
+        ("faulted_retrain", RETRAIN_POINTS, list(expected)),
+    ):
+        faulted = _use_root(tmp_path / folder, monkeypatch)
+        _nothing_stuck(faulted, len(points))
+        found = _tables(faulted, night)
+        for name in compared:
+            if isinstance(expected[name], pd.DataFrame):
+                pd.testing.assert_frame_equal(found[name], expected[name], obj=f"{folder}: {name}")
+            else:
+                assert found[name] == expected[name], f"{folder}: {name}"
 
 
 def _nothing_stuck(settings: Settings, killed_runs: int) -> None:
@@ -186,7 +199,8 @@ def test_a_day_of_raw_tables_and_features_killed_at_every_write_point_reruns_to_
     expected = _feature_tables(reference, day)
 
     faulted = _use_root(tmp_path / "faulted", monkeypatch)
-    assert _killed_then_whole("features", day, FEATURE_POINTS) == [-signal.SIGKILL] * len(FEATURE_POINTS) + [0]
+    codes = _killed_then_whole("features", day, FEATURE_POINTS, tmp_path / "faulted")
+    assert codes == [-signal.SIGKILL] * len(FEATURE_POINTS) + [0]
     _nothing_stuck(faulted, len(FEATURE_POINTS))
     found = _feature_tables(faulted, day)
     assert sorted(found) == sorted(expected)
