@@ -155,6 +155,32 @@ def test_rescoring_a_day_replaces_exactly_that_day(small_model: object, tmp_path
         scoring.write_scores(lake, next_day, again, CONTRACT)
 
 
+def test_restoring_a_day_puts_back_its_earlier_scores_and_leaves_the_other_days(
+    small_model: object, tmp_path: Path
+) -> None:
+    """What the asset does when the stored copy of a day fails its check: the day as it was before that write."""
+    lake = tmp_path / "lake"
+    next_day = DAY + dt.timedelta(days=1)
+    world = ChurnWorld(customers=30)
+
+    def score(day: dt.date, version: str, customers: int = 30) -> pd.DataFrame:
+        features = world.features(day).head(customers)
+        return scoring.score_snapshot(small_model, features, CONTRACT, model_name="m", model_version=version)
+
+    first = scoring.write_scores(lake, DAY, score(DAY, "1"), CONTRACT)
+    assert first.version_before is None
+    scoring.write_scores(lake, next_day, score(next_day, "1"), CONTRACT)
+    bad = scoring.write_scores(lake, DAY, score(DAY, "2", customers=10), CONTRACT)
+    scoring.restore_day(lake, DAY, bad, CONTRACT)
+    restored = scoring.read_scores(lake, DAY, CONTRACT)
+    assert len(restored) == 30 and set(restored["model_version"]) == {"1"}
+    assert len(scoring.read_scores(lake, next_day, CONTRACT)) == 30
+    # A day first written by the failed write is left empty.
+    later = next_day + dt.timedelta(days=1)
+    scoring.restore_day(lake, later, scoring.write_scores(lake, later, score(later, "2"), CONTRACT), CONTRACT)
+    assert scoring.read_scores(lake, later, CONTRACT).empty
+
+
 def test_score_check_catches_duplicates_nulls_gaps_and_out_of_range() -> None:
     customers = pd.DataFrame({"customer_id": ["a", "b", "c"]})
     good = pd.DataFrame(
