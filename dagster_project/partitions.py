@@ -5,10 +5,34 @@ graph (the partitions the UI shows, which day of scores a day of matured labels 
 back from these definitions at run time, never from the settings again, so a run cannot disagree with the graph.
 """
 
+import warnings
+from collections.abc import Callable
+from typing import Any
+
 import dagster as dg
 
 from dagster_project.settings import Settings
 from spark_jobs.contract import Contract
+
+# A backfill (or the main command's story) builds up to a month of days per run, in every daily layer from the raw
+# tables to the offline store's snapshots: one dbt build, one Delta commit and one run's overhead per month instead
+# of per day. The layers share the policy, so a backfill of the whole graph moves in the same chunks.
+MAX_DAYS_PER_RUN = 31
+BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_DAYS_PER_RUN)
+
+
+def ranged_asset(**asset_args: Any) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
+    """``@dg.asset`` with the shared ``BACKFILL_POLICY``: the asset builds every day of ``context.partition_keys``.
+
+    ``backfill_policy`` is a beta parameter of ``@asset`` (not of ``@dbt_assets``): its notice is silenced so that
+    loading the definitions prints no warning."""
+
+    def decorate(function: Callable[..., Any]) -> dg.AssetsDefinition:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", dg.BetaWarning)
+            return dg.asset(backfill_policy=BACKFILL_POLICY, **asset_args)(function)
+
+    return decorate
 
 
 def daily_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:

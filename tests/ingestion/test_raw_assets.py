@@ -161,7 +161,7 @@ def _activity_consumer(settings: Settings) -> dg.AssetsDefinition:
     return activity_consumer
 
 
-def _run_activity(settings: Settings, day: str, tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
+def _run_activity(settings: Settings, day: str | None, tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
     events = next(a for a in _raw_assets(settings) if a.key == asset_keys.raw_table("activity_events"))
     return dg.materialize(
         [events, _activity_consumer(settings)],
@@ -195,3 +195,43 @@ def _write_landing_day(settings: Settings, table: str, day: str, content: str) -
     path = Path(settings.landing_root) / table / f"{day}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(content, encoding="utf-8")
+
+
+RANGE_TAGS = {"dagster/asset_partition_range_start": "2025-01-01", "dagster/asset_partition_range_end": "2025-01-04"}
+
+
+def test_a_range_of_days_is_one_run_with_each_day_accounted_on_its_own_partition(settings: Settings) -> None:
+    result = dg.materialize(_raw_assets(settings), tags=RANGE_TAGS, resources=build_resources(settings))
+    assert result.success
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "activity_events"]
+    by_day = {e.partition: {k: v.value for k, v in e.materialization.metadata.items()} for e in events}
+    assert sorted(by_day) == ["2025-01-01", "2025-01-02", "2025-01-03", "2025-01-04"]
+    for day, meta in by_day.items():
+        stored = pq.read_table(settings.lake_root / "raw" / "activity_events" / f"date={day}" / "part-0.parquet")
+        assert meta["rows_kept"] == stored.num_rows  # each day its own count, not the range's
+        assert meta["rows_in"] == meta["rows_kept"] + meta["rows_quarantined"]
+    assert len({meta["content_fingerprint"] for meta in by_day.values()}) == 4
+    checks = [c for c in result.get_asset_check_evaluations() if c.asset_key.path[-1] == "activity_events"]
+    assert {c.check_name for c in checks} == {VALID_ROWS_CHECK, QUARANTINE_SHARE_CHECK, VOLUME_CHECK}
+    assert all(c.passed for c in checks)
+    assert all(c.metadata["days"].value == "2025-01-01..2025-01-04" for c in checks)
+
+
+def test_a_check_over_a_range_fails_on_one_bad_day_and_names_it(settings: Settings) -> None:
+    settings = settings.model_copy(update={"source": Source.landing})
+    for day in ("2025-01-01", "2025-01-02", "2025-01-03", "2025-01-04"):
+        rows = "".join(f"A{i},{day},1,1,5.0,0,0,0,0\n" for i in range(4))
+        if day == "2025-01-03":
+            rows += f"A9,{day},-1,1,5.0,0,0,0,0\n"  # negative logins: quarantined
+        _write_landing_day(settings, "activity_events", day, EVENTS_HEADER + rows)
+    result = _run_activity(settings, None, RANGE_TAGS)
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert not checks[VALID_ROWS_CHECK].passed
+    assert checks[VALID_ROWS_CHECK].metadata["days_with_quarantined_rows"].value == "2025-01-03"
+    assert checks[VALID_ROWS_CHECK].metadata["rows_quarantined"].value == 1
+    counts = {
+        e.partition: e.materialization.metadata["rows_quarantined"].value
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path[-1] == "activity_events"
+    }
+    assert counts == {"2025-01-01": 0, "2025-01-02": 0, "2025-01-03": 1, "2025-01-04": 0}

@@ -16,8 +16,8 @@ import json
 import dagster as dg
 
 from dagster_project import asset_keys
-from dagster_project.defs.features.assets import MAX_DAYS_PER_RUN
 from dagster_project.defs.ingestion.assets import CORRECTED_METADATA, CORRECTIONS_SENSOR
+from dagster_project.partitions import MAX_DAYS_PER_RUN
 
 REBUILD_JOB = "rebuild_features"
 TAG_CORRECTED = "correction/raw_day"

@@ -17,6 +17,7 @@ from dagster_dbt import dbt_assets
 
 from dagster_project import faults
 from dagster_project.defs.features.translator import FeatureTranslator
+from dagster_project.partitions import BACKFILL_POLICY
 from dagster_project.problem import Problem
 from dagster_project.resources import DbtResource, WarehouseResource
 from spark_jobs.contract import Contract
@@ -25,10 +26,6 @@ from spark_jobs.contract import Contract
 # it a limit of 1 in the instance (`dagster instance concurrency set duckdb_warehouse 1`, or dagster.yaml
 # `concurrency: pools: default_limit: 1`); without one, dbt and the readers wait for the file lock and retry.
 WAREHOUSE_POOL = "duckdb_warehouse"
-# A backfill builds up to a month of days per run, as the offline store's snapshots do: the policies agree, so a
-# backfill of the whole graph moves in the same chunks.
-MAX_DAYS_PER_RUN = 31
-BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_DAYS_PER_RUN)
 
 
 def partitioned_models(manifest: Mapping[str, Any]) -> dict[str, dict[str, str]]:

@@ -7,7 +7,6 @@ re-exporting a day is idempotent and a reader never sees half a file.
 """
 
 import datetime as dt
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,8 +15,9 @@ import pyarrow as pa
 from dagster_dbt import get_asset_key_for_model
 
 from dagster_project import asset_keys, faults
-from dagster_project.defs.features.assets import BACKFILL_POLICY, WAREHOUSE_POOL, partitioned_models, run_days
+from dagster_project.defs.features.assets import WAREHOUSE_POOL, partitioned_models, run_days
 from dagster_project.lake import FEATURES, PARTITION_FILE, write_partition_atomically
+from dagster_project.partitions import ranged_asset
 from dagster_project.problem import Problem
 from dagster_project.resources import LakeResource, WarehouseResource
 from spark_jobs.contract import DBT_MODEL_CHECKSUM
@@ -60,51 +60,45 @@ def _export_asset(
     if version is not None:
         provenance["feature_set_version"] = str(version)
 
-    # backfill_policy is a beta parameter of @asset (not of @dbt_assets): the notice is silenced so that loading
-    # the definitions prints no warning; the policy is the dbt assets' own.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", dg.BetaWarning)
-
-        @dg.asset(
-            key=asset_keys.lake_export(model),
-            deps=[upstream],
-            partitions_def=partitions,
-            backfill_policy=BACKFILL_POLICY,
-            pool=WAREHOUSE_POOL,
-            group_name=asset_keys.FEATURES_GROUP,
-            kinds={"duckdb", "parquet"},
-            description=description,
-            metadata={"lake_layout": f"{FEATURES}/{model}/date=YYYY-MM-DD/{PARTITION_FILE}", **provenance},
+    @ranged_asset(
+        key=asset_keys.lake_export(model),
+        deps=[upstream],
+        partitions_def=partitions,
+        pool=WAREHOUSE_POOL,
+        group_name=asset_keys.FEATURES_GROUP,
+        kinds={"duckdb", "parquet"},
+        description=description,
+        metadata={"lake_layout": f"{FEATURES}/{model}/date=YYYY-MM-DD/{PARTITION_FILE}", **provenance},
+    )
+    def _export(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, lake: LakeResource
+    ) -> dg.MaterializeResult:
+        first, last = run_days(context)
+        rows_by_day: dict[str, int] = {}
+        day, path, columns = first, None, 0
+        while day <= last:
+            table = read_day(warehouse, spec["relation"], spec["day_column"], day, order_by)
+            if table.num_rows == 0 and not allow_empty_day:
+                raise dg.Failure(
+                    f"{spec['relation']} holds no row for {day}: materialize {upstream.to_user_string()} "
+                    "for that day first."
+                )
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), **provenance})
+            path = lake.partition_path(FEATURES, model, day)
+            write_partition_atomically(table, path)
+            faults.write_point(faults.EXPORT)
+            rows_by_day[day.isoformat()] = table.num_rows
+            columns = len(table.schema)
+            day += dt.timedelta(days=1)
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": sum(rows_by_day.values()),
+                "rows_by_day": dg.MetadataValue.json(rows_by_day),
+                "path": dg.MetadataValue.path(str(path)),
+                "columns": columns,
+                **provenance,
+            }
         )
-        def _export(
-            context: dg.AssetExecutionContext, warehouse: WarehouseResource, lake: LakeResource
-        ) -> dg.MaterializeResult:
-            first, last = run_days(context)
-            rows_by_day: dict[str, int] = {}
-            day, path, columns = first, None, 0
-            while day <= last:
-                table = read_day(warehouse, spec["relation"], spec["day_column"], day, order_by)
-                if table.num_rows == 0 and not allow_empty_day:
-                    raise dg.Failure(
-                        f"{spec['relation']} holds no row for {day}: materialize {upstream.to_user_string()} "
-                        "for that day first."
-                    )
-                table = table.replace_schema_metadata({**(table.schema.metadata or {}), **provenance})
-                path = lake.partition_path(FEATURES, model, day)
-                write_partition_atomically(table, path)
-                faults.write_point(faults.EXPORT)
-                rows_by_day[day.isoformat()] = table.num_rows
-                columns = len(table.schema)
-                day += dt.timedelta(days=1)
-            return dg.MaterializeResult(
-                metadata={
-                    "dagster/row_count": sum(rows_by_day.values()),
-                    "rows_by_day": dg.MetadataValue.json(rows_by_day),
-                    "path": dg.MetadataValue.path(str(path)),
-                    "columns": columns,
-                    **provenance,
-                }
-            )
 
     return _export
 

@@ -2,7 +2,9 @@
 
 import datetime as dt
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -13,6 +15,7 @@ from dagster_project.defs.ingestion import volume
 from dagster_project.defs.ingestion.schemas import TableSpec
 from dagster_project.defs.ingestion.sources import load_raw
 from dagster_project.defs.ingestion.validation import QUARANTINE_SCHEMA, ValidationResult, validate
+from dagster_project.partitions import ranged_asset
 from dagster_project.resources import LakeResource, RawSourceResource, ThresholdsResource
 
 VALID_ROWS_CHECK = "no_quarantined_rows"
@@ -30,10 +33,10 @@ def content_fingerprint(frame: pd.DataFrame) -> str:
     return digest.hexdigest()[:32]
 
 
-def _previous_fingerprint(context: dg.AssetExecutionContext, key: dg.AssetKey) -> str | None:
+def _previous_fingerprint(context: dg.AssetExecutionContext, key: dg.AssetKey, day: str) -> str | None:
     """The fingerprint of the day's latest earlier materialization (None if it was never ingested)."""
     records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[context.partition_key]), limit=1
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day]), limit=1
     ).records
     if not records or records[0].asset_materialization is None:
         return None
@@ -41,26 +44,45 @@ def _previous_fingerprint(context: dg.AssetExecutionContext, key: dg.AssetKey) -
     return None if entry is None else str(entry.value)
 
 
+@dataclass(frozen=True)
+class IngestedDay:
+    """What one day of one raw table came to: its validation, its volume verdict, its partition's metadata."""
+
+    day: dt.date
+    result: ValidationResult
+    verdict: volume.VolumeVerdict | None
+    fingerprint: str
+    metadata: dict[str, Any]
+
+
+def _by_day(days: Sequence[IngestedDay], value: Callable[[IngestedDay], Any]) -> dg.MetadataValue:
+    return dg.MetadataValue.json({str(d.day): value(d) for d in days})
+
+
 def _check_results(
-    key: dg.AssetKey, result: ValidationResult, max_share: float, verdict: volume.VolumeVerdict | None
+    key: dg.AssetKey, days: Sequence[IngestedDay], max_share: float, judges_volume: bool
 ) -> list[dg.AssetCheckResult]:
-    by_check = dg.MetadataValue.json(result.failures_by_check)
-    share = round(result.quarantined_share, 6)
+    """The checks of the run's days. A check result belongs to a run, not to a partition: in a run over a range of
+    days (a backfill) each check judges every day, fails when one day fails, and names the failing days; in the
+    nightly run of one day it is that day's verdict."""
+    quarantined = [d for d in days if d.result.rows_quarantined]
+    too_many = [d for d in days if d.result.quarantined_share > max_share]
     volume_results = []
-    if verdict is not None:
+    if judges_volume:
+        verdicts = [d for d in days if d.verdict is not None]
+        low = [d for d in verdicts if not d.verdict.passed]  # type: ignore[union-attr]
+        last = verdicts[-1].verdict if verdicts else None
+        explanation = "; ".join(f"{d.day}: {d.verdict.explanation}" for d in low) or (  # type: ignore[union-attr]
+            last.explanation if last is not None and len(days) == 1 else f"every day of {_span(days)} passed"
+        )
         volume_results.append(
             dg.AssetCheckResult(
                 asset_key=key,
                 check_name=VOLUME_CHECK,
-                passed=verdict.passed,
+                passed=not low,
                 severity=dg.AssetCheckSeverity.ERROR,
-                description=verdict.explanation,
-                metadata={
-                    "rows_kept": verdict.rows,
-                    "trailing_rows": dg.MetadataValue.json(list(verdict.trailing_rows)),
-                    "floor": verdict.floor if verdict.floor is not None else "not judged",
-                    "overridden": verdict.overridden,
-                },
+                description=explanation,
+                metadata=_volume_metadata(days, verdicts),
             )
         )
     return [
@@ -68,18 +90,63 @@ def _check_results(
         dg.AssetCheckResult(
             asset_key=key,
             check_name=VALID_ROWS_CHECK,
-            passed=result.rows_quarantined == 0,
+            passed=not quarantined,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"rows_quarantined": result.rows_quarantined, "failures_by_check": by_check},
+            metadata={
+                "days": _span(days),
+                "rows_quarantined": sum(d.result.rows_quarantined for d in days),
+                "failures_by_check": dg.MetadataValue.json(_merged_failures(days)),
+                "days_with_quarantined_rows": ", ".join(str(d.day) for d in quarantined) or "none",
+            },
         ),
         dg.AssetCheckResult(
             asset_key=key,
             check_name=QUARANTINE_SHARE_CHECK,
-            passed=result.quarantined_share <= max_share,
+            passed=not too_many,
             severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"quarantined_share": share, "threshold": max_share},
+            metadata={
+                "days": _span(days),
+                "quarantined_share": max(round(d.result.quarantined_share, 6) for d in days),
+                "threshold": max_share,
+                "days_above_threshold": ", ".join(str(d.day) for d in too_many) or "none",
+            },
         ),
     ]
+
+
+def _volume_metadata(days: Sequence[IngestedDay], verdicts: Sequence[IngestedDay]) -> dict[str, Any]:
+    """A night's verdict in full (the trailing row counts it was judged on); a range's, day by day."""
+    overridden = any(d.verdict.overridden for d in verdicts)  # type: ignore[union-attr]
+    if len(days) == 1 and verdicts:
+        verdict = verdicts[0].verdict
+        assert verdict is not None
+        return {
+            "rows_kept": verdict.rows,
+            "trailing_rows": dg.MetadataValue.json(list(verdict.trailing_rows)),
+            "floor": verdict.floor if verdict.floor is not None else "not judged",
+            "overridden": overridden,
+        }
+    low = [d for d in verdicts if not d.verdict.passed]  # type: ignore[union-attr]
+    return {
+        "days": _span(days),
+        "days_below_floor": ", ".join(str(d.day) for d in low) or "none",
+        "rows_kept": _by_day(days, lambda d: d.result.rows_kept),
+        "floor": _by_day(days, lambda d: d.verdict.floor if d.verdict else None),
+        "overridden": overridden,
+    }
+
+
+def _span(days: Sequence[IngestedDay]) -> str:
+    first, last = days[0].day, days[-1].day
+    return str(first) if first == last else f"{first}..{last}"
+
+
+def _merged_failures(days: Sequence[IngestedDay]) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for d in days:
+        for check, count in d.result.failures_by_check.items():
+            merged[check] = merged.get(check, 0) + int(count)
+    return merged
 
 
 def _volume_check_specs(key: dg.AssetKey, spec: TableSpec) -> list[dg.AssetCheckSpec]:
@@ -117,14 +184,14 @@ def build_raw_asset(
     file in the wrong folder be named as such."""
     key = asset_keys.raw_table(spec.name)
 
-    @dg.asset(
+    @ranged_asset(
         key=key,
         partitions_def=partitions,
         group_name=asset_keys.INGESTION_GROUP,
         kinds={"pandas", "parquet"},
         description=(
-            f"Raw `{spec.name}` of one day, validated against the pandera schema of its declaration "
-            f"(`{spec.declared_in}`). "
+            f"Raw `{spec.name}` of each day of the run (one night, or up to a month in a backfill), validated "
+            f"against the pandera schema of its declaration (`{spec.declared_in}`). "
             f"Valid rows land in `lake/{lake_layout.RAW}/{spec.name}/date=<day>`; rows that fail a check go to "
             f"`lake/{lake_layout.QUARANTINE}/{spec.name}/date=<day>` with the failed checks and columns named (the "
             "two in one commit)."
@@ -147,7 +214,22 @@ def build_raw_asset(
         raw_source: RawSourceResource,
         thresholds: ThresholdsResource,
     ) -> dg.MaterializeResult:
-        date = dt.date.fromisoformat(context.partition_key)
+        # In order: a day's volume verdict reads the kept rows of the days before it, earlier days of the run too.
+        days = [_ingest_day(context, lake, raw_source, dt.date.fromisoformat(k)) for k in context.partition_keys]
+        for day in days:
+            context.add_asset_metadata(day.metadata, partition_key=str(day.day))
+        return dg.MaterializeResult(
+            # A data version is the run's, for every partition it materializes: the day's fingerprint in a nightly
+            # run; in a run over a range, each day's fingerprint is in its own metadata only.
+            data_version=dg.DataVersion(days[0].fingerprint) if len(days) == 1 else None,
+            check_results=_check_results(
+                key, days, thresholds.max_quarantine_share, judges_volume=spec.min_volume_share is not None
+            ),
+        )
+
+    def _ingest_day(
+        context: dg.AssetExecutionContext, lake: LakeResource, raw_source: RawSourceResource, date: dt.date
+    ) -> IngestedDay:
         frame, source = load_raw(raw_source, spec, date)
         result = validate(frame, spec, date, source, tables.values())
         data_path, quarantine_path = lake.write_raw_day(
@@ -155,7 +237,7 @@ def build_raw_asset(
         )
         verdict = _volume_verdict(context, lake, spec, date, result)
         fingerprint = content_fingerprint(result.valid)
-        previous = _previous_fingerprint(context, key)
+        previous = _previous_fingerprint(context, key, str(date))
         corrected = previous is not None and previous != fingerprint
         if corrected:
             context.log.warning(
@@ -167,24 +249,21 @@ def build_raw_asset(
                 f"{result.rows_quarantined} of {result.rows_in} rows of {spec.name} on {date} quarantined: "
                 f"{result.failures_by_check}"
             )
-        return dg.MaterializeResult(
-            metadata={
-                "source": source,
-                "rows_in": result.rows_in,
-                "rows_kept": result.rows_kept,
-                "rows_quarantined": result.rows_quarantined,
-                "failures_by_check": dg.MetadataValue.json(result.failures_by_check),
-                "values_normalized": dg.MetadataValue.json(result.values_normalized),
-                "path": dg.MetadataValue.path(str(data_path)),
-                "quarantine_path": dg.MetadataValue.path(str(quarantine_path)),
-                "dagster/row_count": result.rows_kept,
-                "content_fingerprint": fingerprint,
-                # A day ingested before with other content: what was built from the old content is stale.
-                CORRECTED_METADATA: corrected,
-            },
-            data_version=dg.DataVersion(fingerprint),
-            check_results=_check_results(key, result, thresholds.max_quarantine_share, verdict),
-        )
+        metadata = {
+            "source": source,
+            "rows_in": result.rows_in,
+            "rows_kept": result.rows_kept,
+            "rows_quarantined": result.rows_quarantined,
+            "failures_by_check": dg.MetadataValue.json(result.failures_by_check),
+            "values_normalized": dg.MetadataValue.json(result.values_normalized),
+            "path": dg.MetadataValue.path(str(data_path)),
+            "quarantine_path": dg.MetadataValue.path(str(quarantine_path)),
+            "dagster/row_count": result.rows_kept,
+            "content_fingerprint": fingerprint,
+            # A day ingested before with other content: what was built from the old content is stale.
+            CORRECTED_METADATA: corrected,
+        }
+        return IngestedDay(date, result, verdict, fingerprint, metadata)
 
     return _raw_table
 
