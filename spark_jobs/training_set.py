@@ -374,14 +374,17 @@ def build_training_set(
     contract: Contract,
     feature_store_version: int | None = None,
     max_snapshot_age_days: int | None = None,
+    labels_matured_by: dt.date | None = None,
 ) -> tuple[PitJoin, int, dict[str, Any]]:
     """The training set (lazy) from the label partitions under ``labels_dir`` and the store's
     ``feature_snapshots`` at ``feature_store_version`` (latest if None).
 
-    Returns the join, the feature-store version read and the labels' provenance. Passing an older
-    ``feature_store_version`` rebuilds through Delta time travel exactly what was built from it then.
+    ``labels_matured_by`` trains as of that day: labels that matured later are left out (all if None). A retrain
+    for day D then reads what was known on D, however far the lake has been built since (a replayed story, a
+    retrain re-run later). Returns the join, the feature-store version read and the labels' provenance. Passing an
+    older ``feature_store_version`` rebuilds through Delta time travel exactly what was built from it then.
     """
-    labels = read_labels(spark, labels_dir)
+    labels = read_labels(spark, labels_dir, last=labels_matured_by)
     provenance = {"labels_path": str(labels_dir), **label_provenance(labels, contract)}
     snapshots, version = read_snapshots(spark, store.feature_snapshots, feature_store_version)
     join = point_in_time_join(prepare_labels(labels, contract), snapshots, contract, max_snapshot_age_days)
@@ -464,13 +467,14 @@ def run(
     max_snapshot_age_days: int | None = None,
     dagster_run_id: str | None = None,
     churn_horizon_days: int | None = None,
+    labels_matured_by: dt.date | None = None,
 ) -> TrainingSetWrite:
     """The whole job: build from the labels and ``feature_snapshots``, write a new version of the table.
 
     ``churn_horizon_days``, the horizon the labels were made with, is recorded in the commit (None: unknown).
     """
     join, version, provenance = build_training_set(spark, store, labels_dir, contract, feature_store_version,
-                                                   max_snapshot_age_days)  # fmt: skip
+                                                   max_snapshot_age_days, labels_matured_by)  # fmt: skip
     try:
         return write_training_set(
             spark,
@@ -530,6 +534,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--feature-store-version", type=int, default=None, help="default: the latest")
     parser.add_argument("--max-snapshot-age-days", type=int, default=None, help="default: no limit")
+    parser.add_argument(
+        "--labels-matured-by", type=dt.date.fromisoformat, default=None, help="YYYY-MM-DD; default: every label"
+    )
     parser.add_argument("--churn-horizon-days", type=int, default=None, help="recorded in the commit metadata")
     parser.add_argument("--run-id", default=None, help="recorded in the commit metadata")
     parser.add_argument(
@@ -551,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{'identical' if same else 'DIFFERENT'} ({original} vs {rebuilt})")  # fmt: skip
         return 0 if same else 1
     done = run(spark, store, args.labels, contract, args.feature_store_version, args.max_snapshot_age_days,
-               args.run_id, args.churn_horizon_days)  # fmt: skip
+               args.run_id, args.churn_horizon_days, args.labels_matured_by)  # fmt: skip
     print(json.dumps({"version": done.version, "feature_store_version": done.feature_store_version,
                       "fingerprint": done.fingerprint, "future_feature_rows": done.future_feature_rows,
                       **done.stats.as_dict()}, indent=2))  # fmt: skip

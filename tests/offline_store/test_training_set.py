@@ -108,3 +108,21 @@ def test_build_records_lineage_and_a_rebuild_from_that_version_is_identical(spar
     write_labels(lake.root, D3, [("c-1", D2, end_of(D2), 0)])
     with pytest.raises(LabelsChangedError, match="changed since version 0"):
         rebuild_training_set(spark, 0, paths, CONTRACT)
+
+
+def test_a_training_set_as_of_a_day_leaves_out_the_labels_that_matured_later(spark: SparkSession, data_root: Path):
+    lake = OfflineLake(data_root / "lake")
+    write_features(lake.root, D1, feature_table(CUSTOMERS, D1), checksum=None)
+    snapshot_day(spark, D1, lake.features(D1), lake.store, CONTRACT)
+    write_labels(lake.root, D2, [("c-1", D1, end_of(D1), 1)])  # matured on 2 March
+    write_labels(lake.root, D3, [("c-2", D1, end_of(D1), 0), ("c-3", D1, end_of(D1), 1)])  # on 3 March
+
+    as_of = run(spark, lake.store, lake.labels, CONTRACT, labels_matured_by=D2)
+    assert as_of.stats.labels == 1
+    assert as_of.commit_metadata["labels_last_partition"] == str(D2)
+    everything = run(spark, lake.store, lake.labels, CONTRACT)
+    assert everything.stats.labels == 3
+    # The as-of version rebuilds identically: its commit names the label partitions it read.
+    join, _ = rebuild_training_set(spark, as_of.version, lake.store, CONTRACT)
+    assert content_fingerprint(join.frame) == as_of.fingerprint
+    join.release()

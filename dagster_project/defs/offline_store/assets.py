@@ -115,6 +115,11 @@ class TrainingSetConfig(dg.Config):
         description="Ignore snapshots older than this many days before a label's cutoff (like a feature TTL); "
         "such labels count as having no snapshot. No limit if unset.",
     )
+    labels_matured_by: str | None = Field(
+        default=None,
+        description="Train as of this day (YYYY-MM-DD): leave out the labels that matured after it. Every label if "
+        "unset. The main command's story sets it to the night it retrains after.",
+    )
 
 
 def build_training_set(problem: Problem) -> dg.AssetsDefinition:
@@ -163,6 +168,7 @@ def build_training_set(problem: Problem) -> dg.AssetsDefinition:
             max_snapshot_age_days=config.max_snapshot_age_days,
             dagster_run_id=context.run.run_id,
             churn_horizon_days=contract.contract.horizon_days,
+            labels_matured_by=dt.date.fromisoformat(config.labels_matured_by) if config.labels_matured_by else None,
         )
         faults.write_point(faults.TRAINING_SET)
         stats = done.stats
