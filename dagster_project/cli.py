@@ -6,10 +6,11 @@
     python -m dagster_project.cli manifest
     python -m dagster_project.cli contract
 
-The whole story: each simulated day is one real Dagster run of ``nightly_pipeline`` for that day's partition,
-requested by the nightly schedule's own logic; once enough labels have matured the first model is trained; the
-``retrain_on_drift`` sensor is evaluated after every night and the retraining it requests runs at once. All of it
-is recorded in the instance under the data root, so ``make ui`` shows the history afterwards.
+The whole story: the data layers of every simulated day are built first in ranged runs of ``nightly_pipeline``
+(as a backfill builds them); then, night by night, the nightly schedule's own request scores the day, checks drift
+and realized performance; once enough labels have matured the first model is trained; the ``retrain_on_drift``
+sensor is evaluated after every night and the retraining it requests runs at once. All of it is recorded in the
+instance under the data root, so ``make ui`` shows the history afterwards.
 (``dagster_project.story`` has the day-by-day logic.)
 """
 
@@ -99,14 +100,21 @@ def run(days: int, start: dt.date | None, scenario: str | None = None, drift_day
 
     log_path = Path(settings.data_root) / "logs" / f"run-{dt.datetime.now():%Y%m%d-%H%M%S}.log"
     print(f"the runs' own output (dbt, Spark) goes to {log_path}")
-    with (
-        _runs_to_log(log_path) as terminal,
-        tqdm(total=len(calendar), desc="nightly runs", unit="day", file=terminal) as bar,
-    ):
+    with _runs_to_log(log_path) as terminal:
+        history = tqdm(total=len(calendar), desc="history (data layers)", unit="day", file=terminal)
+        bars: dict[str, tqdm] = {}  # the nights' bar, opened when the history is done
+
+        def built(first: dt.date, last: dt.date, success: bool) -> None:
+            history.update((last - first).days + 1)
+            history.set_postfix(upto=str(last), failed="" if success else "yes", refresh=False)
 
         def progress(record: story.DayRecord, summary: story.StorySummary) -> None:
-            bar.update(1)
-            bar.set_postfix(
+            if "nights" not in bars:
+                history.close()
+                bars["nights"] = tqdm(total=len(calendar), desc="nights", unit="day", file=terminal)
+            nights = bars["nights"]
+            nights.update(1)
+            nights.set_postfix(
                 day=str(record.day),
                 champion=f"v{record.champion}" if record.champion else "-",
                 drift="-" if record.drift_share is None else f"{record.drift_share:.0%}",
@@ -114,7 +122,12 @@ def run(days: int, start: dt.date | None, scenario: str | None = None, drift_day
                 refresh=False,
             )
 
-        summary = story.run_story(defs, instance, settings, calendar, MlflowResource.from_settings(settings), progress)
+        summary = story.run_story(
+            defs, instance, settings, calendar, MlflowResource.from_settings(settings), progress, on_history=built
+        )
+        history.close()
+        for bar in bars.values():
+            bar.close()
 
     print()
     print(story.format_summary(summary))

@@ -5,6 +5,7 @@ graph (the partitions the UI shows, which day of scores a day of matured labels 
 back from these definitions at run time, never from the settings again, so a run cannot disagree with the graph.
 """
 
+import datetime as dt
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,19 @@ from spark_jobs.contract import Contract
 # of per day. The layers share the policy, so a backfill of the whole graph moves in the same chunks.
 MAX_DAYS_PER_RUN = 31
 BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_DAYS_PER_RUN)
+
+# The tags of a run over a range of partitions (what a backfill's ranged runs carry).
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+def day_chunks(first: dt.date, last: dt.date) -> list[tuple[dt.date, dt.date]]:
+    """``first``..``last`` cut into the ranges one run builds: up to ``MAX_DAYS_PER_RUN`` consecutive days each."""
+    chunks, start = [], first
+    while start <= last:
+        end = min(start + dt.timedelta(days=MAX_DAYS_PER_RUN - 1), last)
+        chunks.append((start, end))
+        start = end + dt.timedelta(days=1)
+    return chunks
 
 
 def ranged_asset(**asset_args: Any) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:

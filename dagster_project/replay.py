@@ -20,12 +20,15 @@ from dagster_project.defs.automation.abandoned_runs import OWNER_TAG, fail_aband
 from dagster_project.defs.automation.jobs import RETRAIN_JOB
 from dagster_project.defs.automation.schedules import NIGHTLY_SCHEDULE
 from dagster_project.defs.automation.sensors import SENSOR_NAME
+from dagster_project.partitions import RANGE_END, RANGE_START
 
 # The tags the daemon puts on the runs it launches (dagster._core.storage.tags).
 SCHEDULE_NAME_TAG = "dagster/schedule_name"
 SENSOR_NAME_TAG = "dagster/sensor_name"
 RUN_KEY_TAG = "dagster/run_key"
 TICK_HOUR = 2  # the schedule's hour (UTC)
+# What a run over a range of days was for (a backfill's runs carry their backfill's id; these are the story's own).
+RANGE_PURPOSE_TAG = "platform/range_purpose"
 
 
 def tick_time(day: dt.date) -> dt.datetime:
@@ -83,6 +86,22 @@ def run_nightly(
         defs, instance, schedule.job_name, request, {SCHEDULE_NAME_TAG: NIGHTLY_SCHEDULE}, asset_selection, run_config
     )
     return request, result
+
+
+def run_range(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    first: dt.date,
+    last: dt.date,
+    asset_selection: Sequence[dg.AssetKey],
+    purpose: str,
+    run_config: Mapping[str, Any] | None = None,
+) -> dg.ExecuteInProcessResult:
+    """One run of the nightly job's ``asset_selection`` over the days ``first``..``last``, as a backfill's ranged
+    run is (every selected asset builds the whole range: ``partitions.BACKFILL_POLICY``)."""
+    schedule = defs.resolve_schedule_def(NIGHTLY_SCHEDULE)
+    tags = {RANGE_START: first.isoformat(), RANGE_END: last.isoformat(), RANGE_PURPOSE_TAG: purpose}
+    return execute_request(defs, instance, schedule.job_name, dg.RunRequest(tags=tags), {}, asset_selection, run_config)
 
 
 @dataclass

@@ -1,15 +1,22 @@
-"""The whole story, day by day: what the main command runs.
+"""The whole story: what the main command runs.
 
-For every simulated day D, in order:
+1. **The history**: the data layers of every day (raw tables, dbt features and labels, the offline store's
+   snapshots) are built first, in ranged runs of ``nightly_pipeline`` of up to a month each, as a backfill builds
+   them. They depend on the data only, never on a model, so they come out exactly as night by night would make
+   them, for a fraction of the cost (one dbt build, one Delta commit and one run per month instead of per day).
+2. **The nights**, day by day, where a decision can depend on the night before:
 
-1. once enough labels have matured to train on (``first_training_day``) and no champion exists yet, the first
-   model is trained by a run of the ``retrain`` job (tagged ``retrain/reason=bootstrap``): the platform's first
-   model is a deliberate act, not a sensor's reaction;
-2. the nightly schedule is evaluated at its tick after D (02:00 UTC on D + 1), and its run request for partition D
-   is executed: the whole graph from raw data to drift and performance. Before the first champion exists there is
-   nothing to score with, so those nights stop at the offline store (the warm-up);
-3. the ``retrain_on_drift`` sensor is evaluated; a retrain it requests runs at once (training set, model,
-   promotion gate), so the next night scores with whatever the gate decided.
+   a. once enough labels have matured to train on (``first_training_day``) and no champion exists yet, the first
+      model is trained by a run of the ``retrain`` job (tagged ``retrain/reason=bootstrap``): the platform's first
+      model is a deliberate act, not a sensor's reaction;
+   b. the nightly schedule is evaluated at its tick after D (02:00 UTC on D + 1), and its run request for
+      partition D is executed for what needs a model: batch scores, drift and realized performance. Before the
+      first champion exists there is nothing to score with: those nights are the warm-up;
+   c. the ``retrain_on_drift`` sensor is evaluated; a retrain it requests runs at once (training set, model,
+      promotion gate), so the next night scores with whatever the gate decided.
+
+   Every retrain after night D trains as of D (``labels_matured_by``): the lake already holds later days, and a
+   model trained on night D must not see a label that matured after it.
 
 Everything runs as real Dagster runs against the instance under the data root, tagged as the daemon would tag
 them (``replay``), so ``dagster dev`` shows the whole history afterwards.
@@ -31,12 +38,17 @@ from dagster_project.defs.monitoring.assets import (
     DRIFT_CHECK,
     PERFORMANCE_CHECK,
 )
+from dagster_project.partitions import day_chunks
 from dagster_project.problem import load_problem
 from dagster_project.resources import MlflowResource
 from dagster_project.settings import Settings
 
 # Days of training snapshots the first model needs beyond the label horizon and the validation window.
 MIN_TRAINING_DAYS = 7
+# What a night decides with a model: every other asset of the nightly job is data, built ahead in ranges.
+MODEL_KEYS = frozenset({asset_keys.BATCH_SCORES, asset_keys.DRIFT_REPORT, asset_keys.MODEL_PERFORMANCE})
+TRAINING_SET_OP = asset_keys.TRAINING_SET.to_python_identifier()
+HISTORY_PURPOSE = "story history"
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -162,6 +174,14 @@ def _versions(store: MlflowResource) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _retrain_config(training_config: dict[str, Any] | None, as_of: dt.date) -> dict[str, Any]:
+    """A retrain after night ``as_of`` trains on what was known that night: the lake holds later days already."""
+    ops: dict[str, Any] = {TRAINING_SET_OP: {"config": {"labels_matured_by": as_of.isoformat()}}}
+    if training_config:
+        ops[asset_keys.CHURN_MODEL.to_python_identifier()] = {"config": training_config}
+    return {**QUIET, "ops": ops}
+
+
 def run_story(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -170,8 +190,10 @@ def run_story(
     store: MlflowResource,
     on_day: Callable[[DayRecord, StorySummary], None] | None = None,
     training_config: dict[str, Any] | None = None,
+    on_history: Callable[[dt.date, dt.date, bool], None] | None = None,
 ) -> StorySummary:
-    """Run the story over ``days``; ``on_day`` is called after each day (the progress bar)."""
+    """Run the story over ``days``; ``on_history`` is called after each range of the history is built, ``on_day``
+    after each night (the progress bars)."""
     sim = settings.simulator
     summary = StorySummary(
         first=days[0],
@@ -182,33 +204,31 @@ def run_story(
         first_training_day=first_training_day(settings),
         abandoned_runs=[run_id for run_id, _ in fail_abandoned_runs(instance)],
     )
-    retrain_config = {**QUIET, **({"ops": {"churn_model": {"config": training_config}}} if training_config else {})}
     nightly_job = defs.resolve_job_def("nightly_pipeline")
-    model_free = [
-        key
-        for key in nightly_job.asset_layer.executable_asset_keys
-        if key not in {asset_keys.BATCH_SCORES, asset_keys.DRIFT_REPORT, asset_keys.MODEL_PERFORMANCE}
-    ]
+    executable = nightly_job.asset_layer.executable_asset_keys
+    model_keys = [key for key in executable if key in MODEL_KEYS]
+    data_keys = [key for key in executable if key not in MODEL_KEYS]
+    built = _build_history(defs, instance, days, data_keys, summary, on_history)
     cursor: str | None = None
     champion = _champion_version(store)
     for day in days:
         if champion is None and day >= summary.first_training_day:
             request = dg.RunRequest(tags={TAG_REASON: "bootstrap"})
-            result = replay.execute_request(defs, instance, RETRAIN_JOB, request, {}, run_config=retrain_config)
+            config = _retrain_config(training_config, day)
+            result = replay.execute_request(defs, instance, RETRAIN_JOB, request, {}, run_config=config)
             summary.retrains.append(_retrain_record(day, "bootstrap", None, result))
             champion = _champion_version(store)
 
         warm_up = champion is None
-        _, result = replay.run_nightly(
-            defs, instance, day, asset_selection=model_free if warm_up else None, run_config=QUIET
-        )
-        record = DayRecord(day=day, success=result.success, warm_up=warm_up)
-        if not result.success:
-            record.error = _error(result)
-        _collect_night(result, record, summary)
-
-        if not warm_up:
-            tick = replay.tick_sensor(defs, instance, cursor, run_config=retrain_config)
+        error = built.get(day)
+        record = DayRecord(day=day, success=error is None, warm_up=warm_up, error=error)
+        if not warm_up and error is None:
+            _, result = replay.run_nightly(defs, instance, day, asset_selection=model_keys, run_config=QUIET)
+            record.success = result.success
+            if not result.success:
+                record.error = _error(result)
+            _collect_night(result, record, summary)
+            tick = replay.tick_sensor(defs, instance, cursor, run_config=_retrain_config(training_config, day))
             cursor = tick.cursor
             record.sensor = tick.skip_message or ", ".join(r.run_key or "" for r in tick.run_requests)
             for request, launched in tick.launched:
@@ -225,7 +245,36 @@ def run_story(
     return summary
 
 
-def _collect_night(result: dg.ExecuteInProcessResult, record: DayRecord, summary: StorySummary) -> None:
+def _build_history(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    days: list[dt.date],
+    data_keys: list[dg.AssetKey],
+    summary: StorySummary,
+    on_range: Callable[[dt.date, dt.date, bool], None] | None = None,
+) -> dict[dt.date, str]:
+    """Build the data layers of every day (raw tables, dbt features and labels, offline-store snapshots) in ranged
+    runs of up to a month, as a backfill does. Returns the error of each day whose range failed.
+
+    They depend on the data only, never on a model, so they come out as they would night by night; what a night
+    decides (scores, drift, the sensor's retrains) runs night by night afterwards, and a retrain reads only the
+    labels that had matured by its night (``_retrain_config``)."""
+    errors: dict[dt.date, str] = {}
+    if not data_keys:
+        return errors
+    for first, last in day_chunks(days[0], days[-1]):
+        result = replay.run_range(defs, instance, first, last, data_keys, HISTORY_PURPOSE, run_config=QUIET)
+        _collect_totals(result, summary)
+        if not result.success:
+            error = _error(result)
+            errors.update({day: error for day in days if first <= day <= last})
+        if on_range is not None:
+            on_range(first, last, result.success)
+    return errors
+
+
+def _collect_totals(result: dg.ExecuteInProcessResult, summary: StorySummary) -> None:
+    """Add the raw tables' rows in, kept and quarantined (on each day's materialization) to the story's totals."""
     for event in result.get_asset_materialization_events():
         metadata = event.materialization.metadata
         table = event.asset_key.to_user_string()
@@ -233,6 +282,10 @@ def _collect_night(result: dg.ExecuteInProcessResult, record: DayRecord, summary
             if name in metadata:
                 counts = summary.totals.setdefault(table, {"rows_in": 0, "rows_kept": 0, "rows_quarantined": 0})
                 counts[name] += int(metadata[name].value)
+
+
+def _collect_night(result: dg.ExecuteInProcessResult, record: DayRecord, summary: StorySummary) -> None:
+    _collect_totals(result, summary)
     scores = _metadata(result, asset_keys.BATCH_SCORES)
     record.champion = scores.get("model_version")
     drift = _metadata(result, asset_keys.DRIFT_REPORT)

@@ -11,13 +11,9 @@ from feature_support import HORIZON_DAYS, days, query_dicts
 
 from dagster_project import asset_keys
 from dagster_project.defs import features, ingestion
-from dagster_project.defs.automation.corrections import (
-    RANGE_END,
-    RANGE_START,
-    TAG_CORRECTED,
-    build_corrections_sensor,
-)
+from dagster_project.defs.automation.corrections import TAG_CORRECTED, build_corrections_sensor
 from dagster_project.defs.ingestion.assets import CORRECTED_METADATA
+from dagster_project.partitions import RANGE_END, RANGE_START
 from dagster_project.problem import load_problem
 from dagster_project.resources import build_resources
 from dagster_project.settings import Settings, SimulatorSettings, Source, Thresholds

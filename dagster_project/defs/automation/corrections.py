@@ -17,11 +17,10 @@ import dagster as dg
 
 from dagster_project import asset_keys
 from dagster_project.defs.ingestion.assets import CORRECTED_METADATA, CORRECTIONS_SENSOR
-from dagster_project.partitions import MAX_DAYS_PER_RUN
+from dagster_project.partitions import RANGE_END, RANGE_START, day_chunks
 
 REBUILD_JOB = "rebuild_features"
 TAG_CORRECTED = "correction/raw_day"
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 rebuild_features = dg.define_asset_job(
     name=REBUILD_JOB,
@@ -37,15 +36,6 @@ rebuild_features = dg.define_asset_job(
 def _corrected(materialization: dg.AssetMaterialization | None) -> bool:
     entry = None if materialization is None else materialization.metadata.get(CORRECTED_METADATA)
     return bool(entry is not None and entry.value)
-
-
-def _chunks(first: dt.date, last: dt.date) -> list[tuple[dt.date, dt.date]]:
-    chunks, start = [], first
-    while start <= last:
-        end = min(start + dt.timedelta(days=MAX_DAYS_PER_RUN - 1), last)
-        chunks.append((start, end))
-        start = end + dt.timedelta(days=1)
-    return chunks
 
 
 def build_corrections_sensor(raw_keys: list[dg.AssetKey], features_key: dg.AssetKey) -> dg.SensorDefinition:
@@ -80,7 +70,7 @@ def build_corrections_sensor(raw_keys: list[dg.AssetKey], features_key: dg.Asset
                     notes.append(f"{name} {day} was corrected before any feature day read it")
                     continue
                 fingerprint = str(materialization.metadata["content_fingerprint"].value)
-                for first, last in _chunks(day, built[-1]):
+                for first, last in day_chunks(day, built[-1]):
                     requests.append(
                         dg.RunRequest(
                             run_key=f"correction-{name}-{day}-{fingerprint[:12]}-{first}",
