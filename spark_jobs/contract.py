@@ -32,7 +32,8 @@ FEATURE_SNAPSHOT_DATE = "feature_snapshot_date"
 # hand-made export): unknown, never a guess.
 DBT_MODEL_CHECKSUM = "dbt_model_checksum"
 # On a training-set commit: the distinct checksums of the snapshot days it read, oldest day first (null: a day
-# whose file carried none). The commit's DBT_MODEL_CHECKSUM is the newest day's.
+# whose file carried none); on a snapshot commit of several days, those of the days it wrote. The commit's
+# DBT_MODEL_CHECKSUM is the newest day's.
 DBT_MODEL_CHECKSUMS = "dbt_model_checksums"
 
 

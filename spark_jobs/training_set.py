@@ -69,7 +69,7 @@ from spark_jobs.contract import (
     LABEL_SNAPSHOT_DATE,
     Contract,
 )
-from spark_jobs.feature_snapshots import feature_columns
+from spark_jobs.feature_snapshots import commit_days, feature_columns
 from spark_jobs.paths import OfflineStorePaths
 from spark_jobs.session import add_session_arguments, session_from_arguments
 
@@ -331,11 +331,12 @@ def label_provenance(labels: DataFrame, contract: Contract) -> dict[str, Any]:
 
 def model_checksums_by_day(spark: SparkSession, snapshots_path: str | Path, version: int) -> dict[str, str | None]:
     """The dbt model checksum behind each day of ``feature_snapshots`` as of ``version``: the one its latest write
-    recorded (None: that day's file carried none)."""
+    recorded, in a one-day or a range commit (None: that day's file carried none)."""
     latest_per_day: dict[str, str | None] = {}
     for c in sorted(tables.history(spark, snapshots_path), key=lambda c: c.version):
-        if c.version <= version and c.user_metadata.get("snapshot_date"):
-            latest_per_day[c.user_metadata["snapshot_date"]] = c.user_metadata.get(DBT_MODEL_CHECKSUM) or None
+        if c.version <= version:
+            for day, lineage in commit_days(c.user_metadata).items():
+                latest_per_day[day] = lineage.get(DBT_MODEL_CHECKSUM) or None
     return latest_per_day
 
 

@@ -41,14 +41,17 @@ def test_snapshot_build_rebuild_and_maintain_from_the_command_line(
     assert "each --date once, with its own --source" in capsys.readouterr().err
     days = [flag for d in DAYS for flag in ("--date", d.isoformat(), "--source", str(lake.features(d)))]
     assert feature_snapshots.main([*contract, *store, *days, "--run-id", "cli", *session_flags()]) == 0
-    assert tables.latest_version(spark, lake.store.feature_snapshots) == 1
-    assert tables.commit(spark, lake.store.feature_snapshots, 0).user_metadata["source"] == str(lake.features(DAYS[0]))
+    assert tables.latest_version(spark, lake.store.feature_snapshots) == 0  # all the days in one commit
+    written = feature_snapshots.commit_days(tables.commit(spark, lake.store.feature_snapshots, 0).user_metadata)
+    assert {day: lineage["source"] for day, lineage in written.items()} == {
+        d.isoformat(): str(lake.features(d)) for d in DAYS
+    }
     capsys.readouterr()
 
     labels = ["--labels", str(lake.labels)]
     assert training_set.main([*contract, *store, *labels, "--churn-horizon-days", "1", *session_flags()]) == 0
     built = json.loads(capsys.readouterr().out)
-    assert (built["version"], built["feature_store_version"], built["rows"]) == (0, 1, len(CUSTOMERS))
+    assert (built["version"], built["feature_store_version"], built["rows"]) == (0, 0, len(CUSTOMERS))
     assert tables.commit(spark, lake.store.training_set, 0).user_metadata["churn_horizon_days"] == 1
 
     assert training_set.main([*contract, *store, *labels, "--rebuild", "0", *session_flags()]) == 0
@@ -56,4 +59,4 @@ def test_snapshot_build_rebuild_and_maintain_from_the_command_line(
 
     assert maintenance.main([*store, "--dry-run", *session_flags()]) == 0
     reports = {r["table"]: r for r in json.loads(capsys.readouterr().out)}
-    assert reports["feature_snapshots"]["latest_version"] == 1 and reports["training_set"]["latest_version"] == 0
+    assert reports["feature_snapshots"]["latest_version"] == 0 and reports["training_set"]["latest_version"] == 0

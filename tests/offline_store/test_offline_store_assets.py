@@ -105,3 +105,40 @@ def test_definitions_wire_the_weekly_maintenance_schedule(settings: Settings):
         asset_keys.FEATURE_SNAPSHOTS,
         asset_keys.lake_export(contract.labels_model),
     }
+
+
+def test_a_range_of_days_is_one_run_and_one_commit(spark: SparkSession, settings: Settings):
+    """A backfill hands the asset several days in one run: they become one version, with each day's lineage."""
+    lake_root = Path(settings.lake_root)  # type: ignore[arg-type]
+    lake = OfflineLake(lake_root)
+    checksums = {d: model_checksum(f"customer_features as of {d}") for d in DAYS}
+    for d in DAYS:
+        write_features(lake_root, d, feature_table(CUSTOMERS, d), checksum=checksums[d])
+    problem = load_problem(settings)
+    result = dg.materialize(
+        [offline.build_feature_snapshots(daily_partitions(settings), problem)],
+        tags={
+            "dagster/asset_partition_range_start": DAYS[0].isoformat(),
+            "dagster/asset_partition_range_end": DAYS[-1].isoformat(),
+        },
+        resources={
+            "contract": ContractResource.of(problem.contract),
+            "spark": SparkResource.from_settings(settings),
+            "lake": LakeResource(root=str(lake_root)),
+        },
+    )
+    assert result.success
+    events = result.asset_materializations_for_node("offline_store__feature_snapshots")  # one per day
+    assert sorted(e.partition for e in events) == [d.isoformat() for d in DAYS]
+    event = events[-1]
+    assert event.metadata["table_version"].value == 0
+    assert event.metadata["dagster/row_count"].value == len(CUSTOMERS) * len(DAYS)
+    assert event.metadata["days"].value == {
+        d.isoformat(): {"rows": len(CUSTOMERS), "version": 0, DBT_MODEL_CHECKSUM: checksums[d]} for d in DAYS
+    }
+    assert tables.latest_version(spark, lake.store.feature_snapshots) == 0
+    commit = tables.commit(spark, lake.store.feature_snapshots, 0).user_metadata
+    assert commit["dagster_run_id"] == result.run_id
+    assert {d: day[DBT_MODEL_CHECKSUM] for d, day in commit["days"].items()} == {
+        d.isoformat(): checksums[d] for d in DAYS
+    }
