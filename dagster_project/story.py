@@ -214,7 +214,8 @@ def run_story(
     for day in days:
         if champion is None and day >= summary.first_training_day:
             request = dg.RunRequest(tags={TAG_REASON: "bootstrap"})
-            config = _retrain_config(training_config, day)
+            # It runs before night D is built in a night-by-night story: it knows the labels up to D - 1.
+            config = _retrain_config(training_config, day - dt.timedelta(days=1))
             result = replay.execute_request(defs, instance, RETRAIN_JOB, request, {}, run_config=config)
             summary.retrains.append(_retrain_record(day, "bootstrap", None, result))
             champion = _champion_version(store)

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from dagster_project import asset_keys, faults
 from dagster_project.lake import FEATURES, offline_store, table_dir
+from dagster_project.partitions import ranged_asset
 from dagster_project.problem import Problem
 from dagster_project.resources import ContractResource, LakeResource, SparkResource
 from spark_jobs import feature_snapshots as snapshots_job
@@ -42,7 +43,7 @@ def build_feature_snapshots(partitions: dg.PartitionsDefinition, problem: Proble
     """``offline_store/feature_snapshots`` over ``partitions``, from the export of the problem's feature model."""
     features_model = problem.contract.features_model
 
-    @dg.asset(
+    @ranged_asset(
         key=asset_keys.FEATURE_SNAPSHOTS,
         deps=[asset_keys.lake_export(features_model)],
         partitions_def=partitions,
