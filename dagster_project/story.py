@@ -178,7 +178,7 @@ def _retrain_config(training_config: dict[str, Any] | None, as_of: dt.date) -> d
     """A retrain after night ``as_of`` trains on what was known that night: the lake holds later days already."""
     ops: dict[str, Any] = {TRAINING_SET_OP: {"config": {"labels_matured_by": as_of.isoformat()}}}
     if training_config:
-        ops[asset_keys.CHURN_MODEL.to_python_identifier()] = {"config": training_config}
+        ops["churn_model"] = {"config": training_config}  # the model asset's op (its key has a prefix)
     return {**QUIET, "ops": ops}
 
 
