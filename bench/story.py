@@ -46,7 +46,8 @@ def breakdown(dagster_home: Path) -> str:
         runs[phase] += 1
         phases[phase]["(run wall)"] += (record.end_time or 0) - (record.start_time or 0)
         for step in instance.get_run_step_stats(run.run_id):
-            phases[phase][step.step_key] += (step.end_time or 0) - (step.start_time or 0)
+            if step.start_time is not None and step.end_time is not None:  # a skipped step has no times
+                phases[phase][step.step_key] += step.end_time - step.start_time
     lines = []
     for phase, steps in sorted(phases.items(), key=lambda item: -item[1]["(run wall)"]):
         lines.append(f"{phase}: {runs[phase]} runs, {steps['(run wall)']:.1f} s")
