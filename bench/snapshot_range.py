@@ -18,32 +18,16 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+from pit_join import bench_contract  # the same problem: customers, days and numeric features f0, f1, ...
 
 from dagster_project.lake import FEATURES, offline_store, partition_path, write_partition_atomically
 from dagster_project.settings import get_settings
-from spark_jobs.contract import DBT_MODEL_CHECKSUM, NUMERIC, Contract, Feature
+from spark_jobs.contract import DBT_MODEL_CHECKSUM, Contract
 from spark_jobs.feature_snapshots import snapshot_day, snapshot_days
 from spark_jobs.session import get_spark
 from spark_jobs.training_set import content_fingerprint
 
 START = dt.date(2025, 1, 1)
-
-
-def bench_contract(features: int) -> Contract:
-    """The benchmark's problem: customers, their daily snapshots, ``features`` numeric features f0, f1, ..."""
-    return Contract(
-        entity=("customer_id",),
-        features_model="bench_features",
-        as_of="snapshot_date",
-        features=tuple(Feature(f"f{f}", NUMERIC) for f in range(features)),
-        feature_set_version="1",
-        labels_model="churn_labels",
-        label_as_of="snapshot_date",
-        prediction_time="prediction_time",
-        label="churned",
-        horizon_days=30,
-        source="bench/snapshot_range.py",
-    )
 
 
 def export_days(lake: Path, contract: Contract, days: list[dt.date], customers: int) -> list[tuple[dt.date, Path]]:

@@ -33,6 +33,7 @@ from dagster_project import asset_keys, replay
 from dagster_project.defs.automation.abandoned_runs import fail_abandoned_runs
 from dagster_project.defs.automation.jobs import RETRAIN_JOB
 from dagster_project.defs.automation.sensors import TAG_REASON, TAG_TRIGGER_PARTITION
+from dagster_project.defs.ml.assets import churn_model
 from dagster_project.defs.ml.training import TrainingParams
 from dagster_project.defs.monitoring.assets import (
     DRIFT_CHECK,
@@ -178,7 +179,7 @@ def _retrain_config(training_config: dict[str, Any] | None, as_of: dt.date) -> d
     """A retrain after night ``as_of`` trains on what was known that night: the lake holds later days already."""
     ops: dict[str, Any] = {TRAINING_SET_OP: {"config": {"labels_matured_by": as_of.isoformat()}}}
     if training_config:
-        ops["churn_model"] = {"config": training_config}  # the model asset's op (its key has a prefix)
+        ops[churn_model.op.name] = {"config": training_config}
     return {**QUIET, "ops": ops}
 
 
@@ -228,7 +229,7 @@ def run_story(
             record.success = result.success
             if not result.success:
                 record.error = _error(result)
-            _collect_night(result, record, summary)
+            _collect_night(result, record)
             tick = replay.tick_sensor(defs, instance, cursor, run_config=_retrain_config(training_config, day))
             cursor = tick.cursor
             record.sensor = tick.skip_message or ", ".join(r.run_key or "" for r in tick.run_requests)
@@ -285,8 +286,7 @@ def _collect_totals(result: dg.ExecuteInProcessResult, summary: StorySummary) ->
                 counts[name] += int(metadata[name].value)
 
 
-def _collect_night(result: dg.ExecuteInProcessResult, record: DayRecord, summary: StorySummary) -> None:
-    _collect_totals(result, summary)
+def _collect_night(result: dg.ExecuteInProcessResult, record: DayRecord) -> None:
     scores = _metadata(result, asset_keys.BATCH_SCORES)
     record.champion = scores.get("model_version")
     drift = _metadata(result, asset_keys.DRIFT_REPORT)
