@@ -2,9 +2,8 @@
 
 The day's features and churn probabilities (the *current* data) are compared with the champion's reference: the
 sample of its validation rows (the most recent data it was judged on), with its own predictions on them, that the
-training run logged to MLflow. One Evidently ``Report`` holds the metrics of a ``DataDriftPreset`` over the model's
-features (a ``ValueDrift`` per feature and their count) and a ``ValueDrift`` on the prediction; its tests give
-Evidently's own per-column verdict.
+training run logged to MLflow. One Evidently ``Report`` holds a ``DataDriftPreset`` over the model's features and
+a ``ValueDrift`` on the prediction; its tests give Evidently's own per-column verdict.
 
 Methods are fixed rather than left to Evidently's size-dependent default (which switches from p-value tests to
 distances at 1,000 rows): a normed Wasserstein distance for numbers, a Jensen-Shannon distance for categories,
@@ -129,7 +128,8 @@ def compute_drift(
     ``max_current_rows`` when larger; ``None`` compares every row.
     """
     from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import DriftedColumnsCount, ValueDrift
+    from evidently.metrics import ValueDrift
+    from evidently.presets import DataDriftPreset
 
     features = types.all
     for name, frame in (("reference", reference), ("current", current)):
@@ -145,20 +145,15 @@ def compute_drift(
     reference_data, current_data = _prepare(reference, types), _prepare(current, types)
 
     definition = DataDefinition(numerical_columns=[*types.numeric, PREDICTION], categorical_columns=types.categorical)
-    # The metrics DataDriftPreset expands to, listed here: the preset computes each column's drift three times
-    # (its ValueDrift, its count, and the legacy table it renders) and draws each column twice, for a report that
-    # shows the same figures. Measured on 60 columns x 3,000 rows: 3.3 s with the preset, 2.0 s without.
-    methods = {**dict.fromkeys(types.numeric, NUM_METHOD), **dict.fromkeys(types.categorical, CAT_METHOD)}
     report = Report(
         [
-            DriftedColumnsCount(
+            DataDriftPreset(
                 columns=features,
                 drift_share=drift_share,
                 num_method=NUM_METHOD,
                 cat_method=CAT_METHOD,
                 threshold=column_threshold,
             ),
-            *(ValueDrift(column=c, method=methods[c], threshold=column_threshold) for c in features),
             ValueDrift(column=PREDICTION, method=NUM_METHOD, threshold=column_threshold),
         ],
         include_tests=True,  # the per-column verdicts come from the tests
