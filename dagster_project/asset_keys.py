@@ -16,6 +16,7 @@ FEATURES_GROUP = "features"
 OFFLINE_STORE_GROUP = "offline_store"
 ML_GROUP = "ml"
 SCORING_GROUP = "scoring"
+SERVING_GROUP = "serving"
 MONITORING_GROUP = "monitoring"
 
 # ingestion: one asset per raw table, raw/<table>.
@@ -51,6 +52,10 @@ CHAMPION_MODEL = dg.AssetKey([ML_GROUP, "champion_model"])
 # scoring
 BATCH_SCORES = dg.AssetKey([SCORING_GROUP, "batch_scores"])
 
+# serving: the online store the prediction service reads (dagster_project/service)
+ONLINE_STORE = dg.AssetKey([SERVING_GROUP, "online_store"])
+
 # monitoring
 DRIFT_REPORT = dg.AssetKey([MONITORING_GROUP, "drift_report"])
 MODEL_PERFORMANCE = dg.AssetKey([MONITORING_GROUP, "model_performance"])
+ONLINE_PREDICTIONS = dg.AssetKey([MONITORING_GROUP, "online_predictions"])

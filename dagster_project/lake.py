@@ -13,6 +13,7 @@ Layout, under the lake root (``settings.lake_root``)::
     scoring/top_risk/date=YYYY-MM-DD/top_risk.csv          the day's list for the retention team
     monitoring/drift_reports/date=YYYY-MM-DD/report.html   the day's Evidently report
     monitoring/model_performance/date=YYYY-MM-DD/part-0.parquet
+    serving/prediction_log/date=YYYY-MM-DD/part-<flush>.parquet  the prediction service's log, by feature day
 
 Parquet partitions are one file per day, replaced with an atomic rename, so a reader (or a crash) sees either the
 old partition or the new one, never half of either. A raw day and its quarantine are one commit: the raw file is
@@ -41,6 +42,7 @@ FEATURES = "features"
 OFFLINE_STORE = "offline_store"
 SCORING = "scoring"
 MONITORING = "monitoring"
+SERVING = "serving"
 
 PARTITION_FILE = "part-0.parquet"
 # In a raw partition's Parquet metadata: the file name of the quarantine written with it.
@@ -53,6 +55,7 @@ TOP_RISK_FILE = "top_risk.csv"
 DRIFT_REPORTS_TABLE = "drift_reports"
 DRIFT_REPORT_FILE = "report.html"
 MODEL_PERFORMANCE_TABLE = "model_performance"
+PREDICTION_LOG_TABLE = "prediction_log"
 
 
 def table_dir(root: str | Path, layer: str, table: str) -> Path:
@@ -84,6 +87,11 @@ def top_risk_path(root: str | Path, date: dt.date) -> Path:
 
 def drift_report_path(root: str | Path, date: dt.date) -> Path:
     return partition_dir(root, MONITORING, DRIFT_REPORTS_TABLE, date) / DRIFT_REPORT_FILE
+
+
+def prediction_log_dir(root: str | Path, date: dt.date) -> Path:
+    """The prediction service's log of the predictions made on ``date``'s features: one Parquet file per flush."""
+    return partition_dir(root, SERVING, PREDICTION_LOG_TABLE, date)
 
 
 def model_performance_path(root: str | Path, date: dt.date) -> Path:

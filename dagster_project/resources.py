@@ -36,6 +36,8 @@ if TYPE_CHECKING:  # mlflow is imported lazily: loading the definitions stays fa
     from mlflow import MlflowClient
     from pyspark.sql import SparkSession
 
+    from dagster_project.online_store import OnlineStore
+
 
 class LakeResource(dg.ConfigurableResource):
     """The data lake: Parquet partitions of the raw and quarantine layers (Delta tables live beside them)."""
@@ -326,6 +328,32 @@ class SparkResource(dg.ConfigurableResource):
         return get_spark(master=self.master, driver_memory=self.driver_memory, jars_cache=Path(self.jars_cache))
 
 
+class OnlineStoreResource(dg.ConfigurableResource):
+    """The online store (``dagster_project/online_store.py``): embedded SQLite by default, Redis when configured."""
+
+    backend: str
+    sqlite_path: str
+    redis_url: str
+    redis_prefix: str = "online"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "OnlineStoreResource":
+        serving = settings.serving
+        return cls(
+            backend=serving.online_backend.value,
+            sqlite_path=str(serving.online_store_path),
+            redis_url=serving.redis_url,
+            redis_prefix=serving.redis_prefix,
+        )
+
+    def open(self) -> "OnlineStore":
+        from dagster_project.online_store import open_store
+
+        return open_store(
+            self.backend, sqlite_path=self.sqlite_path, redis_url=self.redis_url, redis_prefix=self.redis_prefix
+        )
+
+
 def build_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
     """The resources of every code location and test, all derived from ``settings``."""
     from dagster_project.problem import load_problem
@@ -337,6 +365,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
         "dbt": DbtResource.from_settings(s),
         "lake": LakeResource(root=str(s.lake_root)),
         "mlflow": MlflowResource.from_settings(s),
+        "online_store": OnlineStoreResource.from_settings(s),
         "raw_source": RawSourceResource(
             kind=s.source,
             landing_root=str(s.landing_root),

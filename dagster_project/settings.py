@@ -75,6 +75,36 @@ class Thresholds(BaseModel):
     retrain_cooldown_days: int = Field(7, ge=0, description="no second drift-triggered retrain within this window")
 
 
+class OnlineBackend(StrEnum):
+    """Where the online store keeps the latest features of every entity."""
+
+    sqlite = "sqlite"  # embedded: one SQLite file in WAL mode under the data root, no server
+    redis = "redis"  # a Redis server (``serving.redis_url``)
+
+
+class ServingSettings(BaseModel):
+    """The online store and the prediction service (``make serve``)."""
+
+    online_backend: OnlineBackend = OnlineBackend.sqlite
+    online_store_path: Path | None = None  # the SQLite file; derived from data_root unless set
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "online"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    # How often the service asks the registry where the champion and challenger aliases point.
+    reload_seconds: float = Field(10.0, gt=0)
+    # A/B: the share of entities the challenger answers for (0: none), assigned by a hash of the experiment and
+    # the entity, so an entity stays in its variant for as long as the experiment keeps its name.
+    experiment: str = "champion-vs-challenger"
+    challenger_share: float = Field(0.0, ge=0, le=1)
+    # Shadow: the challenger also scores every request; its answer is logged, never returned.
+    shadow: bool = False
+    max_entities_per_request: int = Field(1_000, ge=1)
+    # The prediction log is buffered and written as one Parquet file per flush.
+    log_flush_rows: int = Field(5_000, ge=1)
+    log_flush_seconds: float = Field(5.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Typed settings of the whole platform, read once from the environment."""
 
@@ -107,6 +137,7 @@ class Settings(BaseSettings):
 
     simulator: SimulatorSettings = SimulatorSettings()
     thresholds: Thresholds = Thresholds()
+    serving: ServingSettings = Field(default_factory=ServingSettings)
 
     @model_validator(mode="before")
     @classmethod
@@ -129,6 +160,8 @@ class Settings(BaseSettings):
         self.dagster_home = self.dagster_home or root / "dagster"
         self.mlflow_artifact_root = self.mlflow_artifact_root or root / "mlflow" / "artifacts"
         self.mlflow_tracking_uri = self.mlflow_tracking_uri or f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
+        if self.serving.online_store_path is None:
+            self.serving = self.serving.model_copy(update={"online_store_path": root / "online" / "features.sqlite"})
         return self
 
     @property
