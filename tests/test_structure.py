@@ -24,7 +24,7 @@ def _imports(path: Path) -> list[tuple[int, str]]:
 
 
 def test_the_domains_are_listed_in_data_flow_order() -> None:
-    assert ORDER == ["ingestion", "features", "offline_store", "ml", "scoring", "monitoring", "automation"]
+    assert ORDER == ["ingestion", "features", "offline_store", "ml", "scoring", "serving", "monitoring", "automation"]
 
 
 def test_each_domain_imports_only_the_domains_upstream_of_it() -> None:

@@ -2,11 +2,11 @@
 
 import dagster as dg
 
-from dagster_project.defs import automation, features, ingestion, ml, monitoring, offline_store, scoring
+from dagster_project.defs import automation, features, ingestion, ml, monitoring, offline_store, scoring, serving
 from dagster_project.settings import Settings
 
 # Data-flow order: a domain imports only from the ones before it.
-DOMAINS = (ingestion, features, offline_store, ml, scoring, monitoring, automation)
+DOMAINS = (ingestion, features, offline_store, ml, scoring, serving, monitoring, automation)
 
 
 def build_domain_defs(settings: Settings) -> dg.Definitions:
