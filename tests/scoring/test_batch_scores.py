@@ -304,3 +304,47 @@ def test_scores_that_fail_their_check_are_never_written(settings: Settings, worl
     assert DeltaTable(str(table)).version() == version, "nothing was written"
     assert len(scoring.read_scores(settings.lake_root, DAY, CONTRACT)) == world.customers
     assert lake_layout.top_risk_path(settings.lake_root, DAY).read_bytes() == top_risk
+
+
+def test_the_challenger_is_scored_in_the_shadow_of_the_champion(
+    settings: Settings, tmp_path: Path, mlflow_template_db: Path
+) -> None:
+    """Batch shadow: once a challenger other than the champion exists, every night also records its probability
+    for the same rows, with its version; the champion's scores and bands are untouched. A day scored before the
+    challenger existed keeps null shadow columns (the table gained them without a rewrite)."""
+    from churn_world import FAST_TRAINING, register_champion
+
+    from dagster_project.defs.ml import registry, tracking
+    from dagster_project.defs.ml.training import train_from_training_set
+
+    world = ChurnWorld()
+    models = tmp_path / "models"
+    store = register_champion(models, mlflow_template_db, world, days(START, 60))
+    world.write_feature_snapshots(settings.lake_root, [DAY, DAY + dt.timedelta(days=1)])
+    assert _materialize(settings, store, DAY).success  # no challenger to shadow yet: it is the champion
+
+    # A second version, trained on ten more days with fewer iterations and not promoted: the challenger.
+    version = world.write_training_set(models / "lake", days(START, 70))
+    params = TrainingParams(**{**FAST_TRAINING, "max_iter": 20})
+    trained = train_from_training_set(
+        str(lake_layout.offline_store(models / "lake").training_set), CONTRACT, version, params
+    )
+    tracking.log_and_register(trained, store, dagster_run_id="shadow-test")
+    challenger = registry.load_challenger(store, champion_version="1")
+    assert challenger is not None and challenger.version == "2"
+
+    later = DAY + dt.timedelta(days=1)
+    result = _materialize(settings, store, later)
+    assert result.success
+    metadata = result.asset_materializations_for_node("scoring__batch_scores")[0].metadata
+    assert metadata["model_version"].value == "1" and metadata["shadow_challenger_version"].value == "2"
+
+    stored = scoring.read_scores(settings.lake_root, later, CONTRACT).sort_values("customer_id")
+    assert (stored["model_version"] == "1").all() and (stored[scoring.CHALLENGER_VERSION] == "2").all()
+    snapshot = scoring.read_feature_snapshot(settings.lake_root, later, CONTRACT).sort_values("customer_id")
+    expected = challenger.churn_probability(snapshot)
+    np.testing.assert_allclose(stored[scoring.CHALLENGER_PROBABILITY].to_numpy(), expected, rtol=0, atol=1e-12)
+    assert not np.allclose(stored[scoring.CHALLENGER_PROBABILITY], stored["churn_probability"]), "two models"
+
+    earlier = scoring.read_scores(settings.lake_root, DAY, CONTRACT)
+    assert len(earlier) == world.customers and earlier[scoring.CHALLENGER_PROBABILITY].isna().all()

@@ -399,14 +399,27 @@ def load_champion(store: MlflowResource) -> ChampionModel:
             "ml/churn_model and ml/champion_model (the training set must exist), or roll back to a version with "
             "`python -m dagster_project.defs.ml.rollback --version N`"
         )
-    auc = champion.tags.get("metric.roc_auc")
+    return _loaded(store, champion)
+
+
+def load_challenger(store: MlflowResource, champion_version: str | None = None) -> ChampionModel | None:
+    """The ``challenger`` loaded, when there is one to shadow: None when no version holds the alias, or when it is
+    the champion itself (a promoted challenger keeps the alias: it was the most recently trained)."""
+    challenger = version_by_alias(store, CHALLENGER)
+    if challenger is None or str(challenger.version) == champion_version:
+        return None
+    return _loaded(store, challenger)
+
+
+def _loaded(store: MlflowResource, version: Any) -> ChampionModel:
+    auc = version.tags.get("metric.roc_auc")
     return ChampionModel(
         name=store.model_name,
-        version=str(champion.version),
-        run_id=champion.run_id,
-        model=load_version(store, champion.version),
+        version=str(version.version),
+        run_id=version.run_id,
+        model=load_version(store, version.version),
         validation_roc_auc=None if auc is None else float(auc),
-        tags=dict(champion.tags),
+        tags=dict(version.tags),
     )
 
 

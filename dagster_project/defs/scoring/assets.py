@@ -105,12 +105,25 @@ def build_batch_scores(partitions: dg.PartitionsDefinition, problem: Problem) ->
 
         started = time.perf_counter()
         champion = champions.load_champion(mlflow)
+        challenger = champions.load_challenger(mlflow, champion)
         timings["load_model_seconds"] = time.perf_counter() - started
 
         started = time.perf_counter()
+        # The challenger's features are read when the snapshot has them: a shadow never stops the champion's scores.
+        shadow_columns = tuple(challenger.feature_columns()) if challenger else ()
         features = scoring.read_feature_snapshot(
-            lake.root, date, names, columns=champion.feature_columns(), optional=names.top_risk_columns
+            lake.root,
+            date,
+            names,
+            columns=champion.feature_columns(),
+            optional=(*names.top_risk_columns, *shadow_columns),
         )
+        absent = [c for c in shadow_columns if c not in features.columns]
+        if challenger is not None and absent:
+            context.log.warning(
+                f"challenger v{challenger.version} is not shadowed: the snapshot of {date} lacks its features {absent}"
+            )
+            challenger = None
         timings["read_seconds"] = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -121,6 +134,7 @@ def build_batch_scores(partitions: dg.PartitionsDefinition, problem: Problem) ->
             model_name=champion.name,
             model_version=champion.version,
             bands=config.bands(contract),
+            shadow=(challenger.model, challenger.version) if challenger else None,
         )
         timings["predict_seconds"] = time.perf_counter() - started
 
@@ -165,6 +179,11 @@ def build_batch_scores(partitions: dg.PartitionsDefinition, problem: Problem) ->
                 "model_version": champion.version,
                 "model_version_url": dg.MetadataValue.url(mlflow.model_version_url(champion.version)),
                 "champion_validation_roc_auc": champion.validation_roc_auc,
+                # Batch shadow: the challenger scored the same rows (null when there is no challenger to shadow).
+                "shadow_challenger_version": challenger.version if challenger else None,
+                "shadow_mean_churn_probability": (
+                    float(scores[scoring.CHALLENGER_PROBABILITY].mean()) if challenger else None
+                ),
                 "mean_churn_probability": float(probability.mean()),
                 "p90_churn_probability": float(np.quantile(probability, 0.9)),
                 "high_risk_entities": int(band_counts.get("high", 0)),

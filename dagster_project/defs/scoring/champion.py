@@ -10,7 +10,7 @@ from dagster_project.defs.ml import registry
 from dagster_project.defs.ml.registry import ChampionModel, NoChampionError, ValidationAuc
 from dagster_project.resources import MlflowResource
 
-__all__ = ["ChampionModel", "NoChampionError", "ValidationAuc", "load_champion", "validation_auc"]
+__all__ = ["ChampionModel", "NoChampionError", "ValidationAuc", "load_challenger", "load_champion", "validation_auc"]
 
 
 def load_champion(store: MlflowResource) -> ChampionModel:
@@ -25,6 +25,11 @@ def load_champion(store: MlflowResource) -> ChampionModel:
             f"no model version has the alias 'champion', so there is nothing to score with. {error}. "
             "In the UI: materialize ml/churn_model and ml/champion_model (or launch the `retrain` job)."
         ) from error
+
+
+def load_challenger(store: MlflowResource, champion: ChampionModel) -> ChampionModel | None:
+    """The ``challenger`` to score in the shadow of ``champion``; None when there is none, or it is the champion."""
+    return registry.load_challenger(store, champion.version)
 
 
 def validation_auc(store: MlflowResource, version: str) -> ValidationAuc | None:

@@ -44,6 +44,15 @@ SCORE_FIELDS = [
     # UTC, microseconds: Spark reads Delta `timestamp` as microseconds and cannot read nanoseconds.
     pa.field("scored_at", pa.timestamp("us", tz="UTC"), nullable=False),
 ]
+# Batch shadow: the challenger's probability for the same row, when a challenger other than the champion exists
+# (null otherwise). Never used for a decision about an entity; the matured-label comparison of the two models
+# (monitoring/model_performance) reads both from the same rows.
+CHALLENGER_PROBABILITY = "challenger_probability"
+CHALLENGER_VERSION = "challenger_version"
+SHADOW_FIELDS = [
+    pa.field(CHALLENGER_PROBABILITY, pa.float64(), nullable=True),
+    pa.field(CHALLENGER_VERSION, pa.string(), nullable=True),
+]
 
 
 def scores_schema(contract: Contract, entity_types: dict[str, pa.DataType] | None = None) -> pa.Schema:
@@ -54,6 +63,7 @@ def scores_schema(contract: Contract, entity_types: dict[str, pa.DataType] | Non
             *(pa.field(c, types.get(c, pa.string()), nullable=False) for c in contract.entity),
             pa.field(contract.as_of, pa.date32(), nullable=False),
             *SCORE_FIELDS,
+            *SHADOW_FIELDS,
         ]
     )
 
@@ -160,10 +170,12 @@ def score_snapshot(
     bands: RiskBands | None = None,
     scored_at: dt.datetime | None = None,
     batch_rows: int = BATCH_ROWS,
+    shadow: tuple[Any, str] | None = None,
 ) -> pd.DataFrame:
     """Score one day's feature snapshot: one row per entity with its probability and risk band.
 
-    ``features`` holds the entity key, the day column (a single day) and at least the model's feature columns.
+    ``features`` holds the entity key, the day column (a single day) and at least the model's feature columns
+    (and the shadow model's, when ``shadow`` names one: ``(model, version)``, scored beside the champion).
     Returns the columns of ``scores_schema``, row for row with ``features``.
     """
     missing = [c for c in contract.snapshot_keys if c not in features.columns]
@@ -182,9 +194,12 @@ def score_snapshot(
     # Predicted in batches: the model's input and its encoded copy exist for one batch at a time, so memory
     # stays bounded for any number of entities while each batch is large enough to keep every core busy.
     probability = np.empty(len(features), dtype="float64")
+    shadowed = np.full(len(features), np.nan) if shadow is not None else None
     for start in range(0, len(features), batch_rows):
         batch = features.iloc[start : start + batch_rows]
         probability[start : start + len(batch)] = churn_probability(model, model_input(batch, model))
+        if shadow is not None:
+            shadowed[start : start + len(batch)] = churn_probability(shadow[0], model_input(batch, shadow[0]))
     stamp = pd.Timestamp(scored_at or dt.datetime.now(dt.UTC))
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return pd.DataFrame(
@@ -195,6 +210,8 @@ def score_snapshot(
             "model_name": model_name,
             "model_version": str(model_version),
             "scored_at": stamp.floor("us"),
+            CHALLENGER_PROBABILITY: shadowed if shadowed is not None else None,
+            CHALLENGER_VERSION: str(shadow[1]) if shadow is not None else None,
         }
     )
 
@@ -203,7 +220,7 @@ def scores_to_arrow(scores: pd.DataFrame, contract: Contract) -> pa.Table:
     """The scores in the table's schema (raises if a column is missing or null where it must not be)."""
     entity_types = {c: pa.Array.from_pandas(scores[c]).type for c in contract.entity}
     schema = scores_schema(contract, {c: t for c, t in entity_types.items() if t != pa.null()})
-    frame = scores.loc[:, schema.names].copy()
+    frame = scores.reindex(columns=schema.names)  # the shadow columns are null when nothing was shadowed
     frame["scored_at"] = pd.to_datetime(frame["scored_at"], utc=True).astype("datetime64[us, UTC]")
     return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
 
@@ -258,6 +275,7 @@ def write_scores(
         mode="overwrite",
         predicate=f"\"{day}\" = '{date.isoformat()}'",
         partition_by=[day],
+        schema_mode="merge",  # a table written before batch shadow gains its (null) shadow columns
         commit_properties=CommitProperties(custom_metadata={"userMetadata": json.dumps(metadata, sort_keys=True)}),
     )
     table = DeltaTable(str(path))
@@ -301,6 +319,7 @@ def restore_day(lake_root: str | Path, date: dt.date, written: WrittenScores, co
         mode="overwrite",
         predicate=f"\"{day}\" = '{date.isoformat()}'",
         partition_by=[day],
+        schema_mode="merge",
         commit_properties=CommitProperties(custom_metadata={"userMetadata": json.dumps(metadata, sort_keys=True)}),
     )
     return DeltaTable(str(written.path)).version()
@@ -406,11 +425,14 @@ def check_scores(stored: pa.Table | pd.DataFrame, snapshot: pd.DataFrame, contra
     ``stored`` is the day read back from the table (Arrow: null counts come free with its columns).
     """
     table = stored if isinstance(stored, pa.Table) else pa.Table.from_pandas(stored, preserve_index=False)
-    columns = scores_schema(contract).names
+    columns = [f.name for f in scores_schema(contract) if not f.nullable]
     scored_frame = table.select([c for c in contract.entity if c in table.column_names]).to_pandas()
     scored = entity_index(scored_frame, contract) if len(scored_frame.columns) == len(contract.entity) else None
     expected = entity_index(snapshot, contract).drop_duplicates()
     probability = table.column(PROBABILITY).to_numpy(zero_copy_only=False)
+    if CHALLENGER_PROBABILITY in table.column_names:  # a shadow score outside [0, 1] is as broken as the champion's
+        shadowed = table.column(CHALLENGER_PROBABILITY).drop_null().to_numpy(zero_copy_only=False)
+        probability = np.concatenate([probability, shadowed])
     if scored is None:
         raise KeyError(f"the stored scores lack the entity columns {list(contract.entity)}")
     complete = scored[~scored_frame.isna().any(axis=1).to_numpy()]
