@@ -5,6 +5,7 @@ import datetime as dt
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 from churn_world import CATEGORICAL, CONTRACT, FEATURES, NUMERIC, START, ChurnWorld
@@ -148,6 +149,48 @@ def test_realized_performance_joins_matured_labels_and_refuses_noise() -> None:
     nothing = perf.realized_performance(scores.head(0), few, CONTRACT, evaluated_on=CALM, scored_date=CALM)
     assert not nothing.evaluated and "no scores" in nothing.reason
     assert perf.within_tolerance(0.76, 0.80, 0.05) and not perf.within_tolerance(0.74, 0.80, 0.05)
+
+
+def test_realized_performance_compares_the_shadowed_challenger_on_the_same_rows() -> None:
+    """With batch shadow scores, the day's performance also gives the challenger's AUC on the same labelled rows, and
+    the difference with DeLong's standard error; rows the challenger did not score are left out of the comparison."""
+    world = ChurnWorld(customers=2000)
+    labels = world.labels(CALM)
+    rng = np.random.default_rng(3)
+    y = labels["churned"].to_numpy()
+    scores = pd.DataFrame(
+        {
+            "customer_id": labels["customer_id"],
+            "churn_probability": 1 / (1 + np.exp(-(y + rng.normal(0, 1.5, len(y))))),
+            "model_name": "m",
+            "model_version": "3",
+            "challenger_probability": 1 / (1 + np.exp(-(y + rng.normal(0, 0.7, len(y))))),
+            "challenger_version": "4",
+        }
+    )
+    scores.loc[:9, ["challenger_probability", "challenger_version"]] = None
+    result = perf.realized_performance(
+        scores, labels[["customer_id", "churned"]], CONTRACT, evaluated_on=CALM, scored_date=CALM
+    )
+    assert result.challenger_version == "4"
+    shadowed = scores.iloc[10:]
+    assert result.challenger_roc_auc == pytest.approx(roc_auc_score(y[10:], shadowed["challenger_probability"]))
+    assert result.roc_auc_difference == pytest.approx(
+        result.challenger_roc_auc - roc_auc_score(y[10:], shadowed["churn_probability"])
+    )
+    assert result.roc_auc_difference > 0 and result.roc_auc_difference_p_value < 0.01
+    assert 0 < result.roc_auc_difference_standard_error < 0.05
+    stored = perf.performance_table(result).to_pylist()[0]
+    assert stored["challenger_version"] == "4" and stored["roc_auc_difference"] == result.roc_auc_difference
+
+    unshadowed = perf.realized_performance(
+        scores.drop(columns=["challenger_probability", "challenger_version"]),
+        labels[["customer_id", "churned"]],
+        CONTRACT,
+        evaluated_on=CALM,
+        scored_date=CALM,
+    )
+    assert unshadowed.challenger_version is None and unshadowed.challenger_roc_auc is None
 
 
 def _performance(settings: Settings) -> dg.AssetsDefinition:

@@ -288,10 +288,17 @@ def build_model_performance(
             "base_rate",
             "mean_churn_probability",
             "validation_roc_auc",
+            "challenger_roc_auc",
+            "challenger_roc_auc_standard_error",
+            "roc_auc_difference",
+            "roc_auc_difference_standard_error",
+            "roc_auc_difference_p_value",
         ):
             value = getattr(result, name)
             if value is not None:
                 metadata[name] = round(float(value), 6)
+        if result.challenger_version is not None:
+            metadata["challenger_version"] = result.challenger_version
         if result.model_version is not None:
             metadata["model_version"] = result.model_version
         yield dg.MaterializeResult(asset_key=asset_keys.MODEL_PERFORMANCE, metadata=metadata)

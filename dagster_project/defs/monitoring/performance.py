@@ -19,7 +19,8 @@ import pyarrow.dataset as ds
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from dagster_project import lake
-from dagster_project.defs.scoring.scores import PROBABILITY
+from dagster_project.defs.monitoring.comparison import compare_models
+from dagster_project.defs.scoring.scores import CHALLENGER_PROBABILITY, CHALLENGER_VERSION, PROBABILITY
 from spark_jobs.contract import Contract
 
 # Below this many positives (or negatives) an AUC is too noisy to act on: the check is not evaluated.
@@ -41,6 +42,14 @@ PERFORMANCE_SCHEMA = pa.schema(
         pa.field("base_rate", pa.float64()),
         pa.field("mean_churn_probability", pa.float64()),
         pa.field("validation_roc_auc", pa.float64()),
+        # Batch shadow: the challenger scored the same rows (null when none was shadowed, or too few labels).
+        pa.field("challenger_version", pa.string()),
+        pa.field("challenger_roc_auc", pa.float64()),
+        pa.field("challenger_roc_auc_standard_error", pa.float64()),
+        pa.field("champion_roc_auc_delong_standard_error", pa.float64()),
+        pa.field("roc_auc_difference", pa.float64()),  # challenger - champion, on the rows both scored
+        pa.field("roc_auc_difference_standard_error", pa.float64()),
+        pa.field("roc_auc_difference_p_value", pa.float64()),
     ]
 )
 
@@ -91,6 +100,13 @@ class RealizedPerformance:
     base_rate: float | None = None
     mean_churn_probability: float | None = None
     validation_roc_auc: float | None = None
+    challenger_version: str | None = None
+    challenger_roc_auc: float | None = None
+    challenger_roc_auc_standard_error: float | None = None
+    champion_roc_auc_delong_standard_error: float | None = None
+    roc_auc_difference: float | None = None
+    roc_auc_difference_standard_error: float | None = None
+    roc_auc_difference_p_value: float | None = None
 
     def as_record(self) -> dict[str, object]:
         record = asdict(self)
@@ -158,7 +174,31 @@ def realized_performance(
         realized_pr_auc=float(average_precision_score(y, p)),
         brier=float(brier_score_loss(y, p)),
         **common,
+        **_shadow_comparison(joined, contract),
     )
+
+
+def _shadow_comparison(joined: pd.DataFrame, contract: Contract) -> dict[str, object]:
+    """The challenger against the champion on the labelled rows both scored (the batch shadow), or nothing."""
+    if CHALLENGER_PROBABILITY not in joined.columns:
+        return {}
+    shadowed = joined[joined[CHALLENGER_PROBABILITY].notna()]
+    versions = shadowed[CHALLENGER_VERSION].astype(str).unique()
+    if len(versions) != 1:  # none shadowed, or a day re-scored under two challengers: no single comparison
+        return {}
+    y = shadowed[contract.label].to_numpy()
+    comparison = compare_models(y, shadowed[PROBABILITY].to_numpy(), shadowed[CHALLENGER_PROBABILITY].to_numpy())
+    if comparison is None:
+        return {"challenger_version": str(versions[0])}
+    return {
+        "challenger_version": str(versions[0]),
+        "challenger_roc_auc": comparison.challenger_roc_auc,
+        "challenger_roc_auc_standard_error": comparison.challenger_standard_error,
+        "champion_roc_auc_delong_standard_error": comparison.champion_standard_error,
+        "roc_auc_difference": comparison.difference,
+        "roc_auc_difference_standard_error": comparison.difference_standard_error,
+        "roc_auc_difference_p_value": comparison.p_value,
+    }
 
 
 def performance_table(result: RealizedPerformance) -> pa.Table:
