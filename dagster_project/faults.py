@@ -24,7 +24,21 @@ DRIFT_REPORT = "drift_report"  # the day's Evidently report
 PERFORMANCE = "performance"  # the realized performance of the day's matured scores
 TRAINING_SET = "training_set"  # a new version of the Delta training set
 ALIAS = "alias"  # a registry alias moved (the gate's promotion, a rollback), the registry lock still held
-WRITE_POINTS = (QUARANTINE, RAW, DBT, EXPORT, SNAPSHOT, SCORES, DRIFT_REPORT, PERFORMANCE, TRAINING_SET, ALIAS)
+# A batch of the online store's next snapshot, written but not yet published (before the commit or pointer swap).
+ONLINE_STORE = "online_store"
+WRITE_POINTS = (
+    QUARANTINE,
+    RAW,
+    DBT,
+    EXPORT,
+    SNAPSHOT,
+    SCORES,
+    DRIFT_REPORT,
+    PERFORMANCE,
+    TRAINING_SET,
+    ALIAS,
+    ONLINE_STORE,
+)
 
 
 def write_point(name: str) -> None:

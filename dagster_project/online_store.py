@@ -17,11 +17,13 @@ removes what the killed one left behind.
 
 Each entity's features are stored as one JSON object (feature name to value): JSON keeps a float's every bit (it
 writes the shortest repr that reads back to the same double), so the skew gate can compare online and offline
-features exactly.
+features exactly. A missing value is null; an infinite one is refused. The rows are encoded with orjson, a column
+at a time, ``PUBLISH_BATCH`` rows at a time (``encode_batches``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
@@ -32,11 +34,15 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
+
+from dagster_project import faults
 
 # Entities written per round trip (Redis) or per executemany batch (SQLite) while publishing.
 PUBLISH_BATCH = 5_000
@@ -98,17 +104,18 @@ class PublishResult:
 
 
 def entity_key(values: Sequence[Any]) -> str:
-    """The store's key of an entity from its key column values: the value itself for a one-column key, a JSON list
-    for a composite one. Numbers and text alike become text, so ``42`` and ``"42"`` name the same entity."""
+    """The store's key of an entity from its key column values: the value itself for a one-column key, a compact
+    JSON list for a composite one. Numbers and text alike become text, so ``42`` and ``"42"`` name the same entity.
+    """
     texts = [_key_text(v) for v in values]
-    return texts[0] if len(texts) == 1 else json.dumps(texts)
+    return texts[0] if len(texts) == 1 else orjson.dumps(texts).decode()
 
 
 def _key_text(value: Any) -> str:
+    if isinstance(value, np.generic):
+        return _key_text(value.item())
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    elif isinstance(value, np.generic):
-        return _key_text(value.item())
     return str(value)
 
 
@@ -120,20 +127,133 @@ def _plain(value: Any) -> Any:
         value = value.item()
     if isinstance(value, float) and math.isnan(value):
         return None
+    if isinstance(value, Decimal):
+        return float(value)  # what the model reads: every number is a float64 at its input
     if isinstance(value, dt.date | dt.datetime | pd.Timestamp):
         return value.isoformat()
     return value
+
+
+def snapshot_keys(frame: pd.DataFrame, entity_columns: Sequence[str], day: dt.date) -> list[str]:
+    """The ``entity_key`` of every row of ``frame``, a whole column at a time.
+
+    Raises, naming the rows or the entities, if a key is missing or two rows name the same entity (after the
+    keys become text: ``42`` and ``"42"`` are one entity): the store holds one row per entity."""
+    columns = list(entity_columns)
+    absent = [c for c in columns if c not in frame.columns]
+    if absent:
+        raise KeyError(f"the snapshot of {day} lacks the entity columns {absent}")
+    missing = frame[columns].isna().any(axis=1).to_numpy()
+    if missing.any():
+        rows = np.flatnonzero(missing)[:3].tolist()
+        raise ValueError(
+            f"the snapshot of {day} has {int(missing.sum())} rows without a {'/'.join(columns)} (rows {rows}): "
+            "every row of the online store is an entity"
+        )
+    texts = [_key_texts(frame[c]) for c in columns]
+    keys = texts[0] if len(columns) == 1 else [orjson.dumps(list(row)).decode() for row in zip(*texts, strict=True)]
+    duplicated = pd.Index(keys).duplicated(keep=False)
+    if duplicated.any():
+        repeated = list(dict.fromkeys(k for k, d in zip(keys, duplicated, strict=True) if d))
+        raise ValueError(
+            f"the snapshot of {day} has {len(repeated)} duplicated {'/'.join(columns)} values, e.g. "
+            f"{repeated[:3]}: the online store holds one row per entity"
+        )
+    return keys
+
+
+def _key_texts(column: pd.Series) -> list[str]:
+    """``_key_text`` of every value of a key column; text and integer columns without a Python call per value."""
+    values = column.tolist()
+    if pd.api.types.is_integer_dtype(column.dtype):
+        return list(map(str, values))
+    if all(type(v) is str for v in values):
+        return values
+    return [_key_text(v) for v in values]
+
+
+def check_feature_values(frame: pd.DataFrame, feature_names: Sequence[str], keys: Sequence[str]) -> None:
+    """Refuse infinite numbers (JSON has none), naming the feature and the entities: nothing is dropped silently."""
+    absent = [c for c in feature_names if c not in frame.columns]
+    if absent:
+        raise KeyError(f"the snapshot lacks the features {absent}")
+    for name in feature_names:
+        column = frame[name]
+        if not pd.api.types.is_float_dtype(column.dtype):
+            continue
+        infinite = np.isinf(column.to_numpy(dtype="float64", na_value=np.nan))
+        if infinite.any():
+            examples = [keys[i] for i in np.flatnonzero(infinite)[:3]]
+            raise ValueError(
+                f"feature {name!r} is infinite for {int(infinite.sum())} entities, e.g. {examples}: the online "
+                "store holds finite numbers or nulls"
+            )
+
+
+def _feature_values(column: pd.Series) -> list[Any]:
+    """A feature column as values ``orjson`` writes: one conversion per column, a Python call per value only for
+    the rare types that need one (dates, decimals, mixed objects)."""
+    dtype = column.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "fiub":
+        return column.to_numpy().tolist()  # floats stay floats (NaN is written as null), ints and bools as they are
+    if isinstance(dtype, np.dtype) and dtype.kind == "O":
+        values = column.tolist()
+        if all(type(v) is str for v in values):
+            return values
+        return [v if type(v) is str else _plain(v) for v in values]
+    # Extension types (nullable integers, floats, booleans and text; dates with a zone): NA becomes None.
+    return [_plain(v) for v in column.astype(object).tolist()]
+
+
+def encode_batches(
+    frame: pd.DataFrame, keys: Sequence[str], feature_names: Sequence[str], batch_rows: int = PUBLISH_BATCH
+) -> Iterator[list[tuple[str, str]]]:
+    """``(entity key, JSON features)`` for the rows of ``frame`` (``keys``, row for row), ``batch_rows`` at a time.
+
+    Each value is converted a column at a time and each row written by orjson, which writes a float as the shortest
+    text that reads back to the same double (NaN, a missing value, as null): ten times faster than ``json.dumps``
+    per row, every bit kept. Only a batch's JSON is held at once."""
+    names = list(feature_names)
+    dumps = orjson.dumps
+    for start in range(0, len(frame), batch_rows):
+        part = frame.iloc[start : start + batch_rows]
+        columns = [_feature_values(part[name]) for name in names]
+        rows = zip(*columns, strict=True) if columns else ((),) * len(part)
+        try:
+            yield [
+                (key, dumps(dict(zip(names, row, strict=True))).decode())
+                for key, row in zip(keys[start : start + batch_rows], rows, strict=True)
+            ]
+        except orjson.JSONEncodeError as error:
+            raise TypeError(
+                f"the features {_unwritable(names, columns)} cannot be stored as JSON ({error}): store numbers, text, "
+                "booleans or dates"
+            ) from None
+
+
+def _unwritable(names: list[str], columns: list[list[Any]]) -> list[str]:
+    """The features whose values JSON cannot hold (the cause of a failed batch, named in its error)."""
+    failing = []
+    for name, values in zip(names, columns, strict=True):
+        try:
+            orjson.dumps(values)
+        except orjson.JSONEncodeError:
+            failing.append(name)
+    return failing
 
 
 def encode_rows(
     frame: pd.DataFrame, entity_columns: Sequence[str], feature_names: Sequence[str]
 ) -> Iterator[tuple[str, str]]:
     """``(entity key, JSON features)`` for every row of ``frame``."""
-    keys = frame[list(entity_columns)].itertuples(index=False, name=None)
-    values = frame[list(feature_names)].astype(object).itertuples(index=False, name=None)
-    names = list(feature_names)
-    for key, row in zip(keys, values, strict=True):
-        yield entity_key(key), json.dumps(dict(zip(names, map(_plain, row), strict=True)), allow_nan=False)
+    keys = snapshot_keys(frame, entity_columns, dt.date.min)
+    for batch in encode_batches(frame, keys, feature_names):
+        yield from batch
+
+
+def decode_features(payload: str | bytes) -> dict[str, Any]:
+    """A stored entity's features (feature name to value)."""
+    return orjson.loads(payload)
 
 
 class OnlineStore(ABC):
@@ -171,18 +291,33 @@ class OnlineStore(ABC):
         """Release connections."""
 
     @staticmethod
-    def _check_unique(frame: pd.DataFrame, entity_columns: Sequence[str], day: dt.date) -> None:
-        duplicated = frame.duplicated(subset=list(entity_columns))
-        if duplicated.any():
-            examples = frame.loc[duplicated, list(entity_columns)].head(3).values.tolist()
-            raise ValueError(
-                f"the snapshot of {day} has {int(duplicated.sum())} rows with a duplicated "
-                f"{'/'.join(entity_columns)}, e.g. {examples}: the online store holds one row per entity"
-            )
+    def _keys(frame: pd.DataFrame, day: dt.date, entity_columns: Sequence[str], feature_names: Sequence[str]):
+        """The rows' entity keys, once the snapshot is known to be publishable (raises before anything is written)."""
+        keys = snapshot_keys(frame, entity_columns, day)
+        check_feature_values(frame, feature_names, keys)
+        return keys
 
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+
+
+def _snapshot_info(
+    frame: pd.DataFrame,
+    day: dt.date,
+    entity_columns: Sequence[str],
+    feature_names: Sequence[str],
+    delta_version: int | None,
+) -> SnapshotInfo:
+    return SnapshotInfo(
+        day=day,
+        delta_version=delta_version,
+        entities=len(frame),
+        entity_columns=tuple(entity_columns),
+        feature_names=tuple(feature_names),
+        published_at=_now(),
+        generation=uuid.uuid4().hex,
+    )
 
 
 class SqliteOnlineStore(OnlineStore):
@@ -199,6 +334,9 @@ class SqliteOnlineStore(OnlineStore):
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 connection = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None)
+                # 16 KiB pages (set before the file's first table): an entity's JSON of a few hundred bytes to a few
+                # KiB fits a page's cell without overflow pages, which makes a publish 4 times faster than at 4 KiB.
+                connection.execute("PRAGMA page_size=16384")
                 connection.execute("PRAGMA journal_mode=WAL")
                 connection.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; a publish can be rerun
                 connection.execute(
@@ -221,28 +359,19 @@ class SqliteOnlineStore(OnlineStore):
         feature_names: Sequence[str],
         delta_version: int | None,
     ) -> PublishResult:
-        self._check_unique(frame, entity_columns, day)
         started = time.perf_counter()
-        info = SnapshotInfo(
-            day=day,
-            delta_version=delta_version,
-            entities=len(frame),
-            entity_columns=tuple(entity_columns),
-            feature_names=tuple(feature_names),
-            published_at=_now(),
-            generation=uuid.uuid4().hex,
-        )
+        keys = self._keys(frame, day, entity_columns, feature_names)
+        info = _snapshot_info(frame, day, entity_columns, feature_names, delta_version)
         connection = self._connection()
-        rows = list(encode_rows(frame, entity_columns, feature_names))
-        written = sum(len(k) + len(v) for k, v in rows)
+        written = 0
         connection.execute("BEGIN IMMEDIATE")  # one writer; readers go on reading the committed snapshot
         try:
             previous = {row[0] for row in connection.execute("SELECT entity FROM features")}
             connection.execute("DELETE FROM features")
-            for start in range(0, len(rows), PUBLISH_BATCH):
-                connection.executemany(
-                    "INSERT INTO features (entity, payload) VALUES (?, ?)", rows[start : start + PUBLISH_BATCH]
-                )
+            for batch in encode_batches(frame, keys, feature_names):
+                connection.executemany("INSERT INTO features (entity, payload) VALUES (?, ?)", batch)
+                written += sum(len(k) + len(v) for k, v in batch)
+                faults.write_point(faults.ONLINE_STORE)
             connection.execute("INSERT OR REPLACE INTO snapshot (id, info) VALUES (1, ?)", (info.to_json(),))
             connection.execute("COMMIT")
         except BaseException:
@@ -254,7 +383,7 @@ class SqliteOnlineStore(OnlineStore):
             snapshot=info,
             bytes_written=written,
             seconds=time.perf_counter() - started,
-            removed_entities=len(previous - {key for key, _ in rows}),
+            removed_entities=len(previous.difference(keys)),
         )
 
     def current(self) -> SnapshotInfo | None:
@@ -282,7 +411,7 @@ class SqliteOnlineStore(OnlineStore):
                     for entity, payload in connection.execute(
                         f"SELECT entity, payload FROM features WHERE entity IN ({marks})", chunk
                     ):
-                        found[entity] = json.loads(payload)
+                        found[entity] = decode_features(payload)
             finally:
                 connection.execute("COMMIT")
         except sqlite3.Error as error:
@@ -313,8 +442,17 @@ class SqliteOnlineStore(OnlineStore):
 _LOOKUP_SCRIPT = """
 local pointer = redis.call('GET', KEYS[1])
 if not pointer then return false end
+if #ARGV < 2 then return {pointer, {}} end
 local generation = cjson.decode(pointer)['generation']
 return {pointer, redis.call('HMGET', ARGV[1] .. generation, unpack(ARGV, 2))}
+"""
+
+# The swap, only if the new generation holds all its entities: a generation removed under a publish (another
+# publish running at the same time cleans up what it takes for a killed publish's leftovers) is never published.
+_SWAP_SCRIPT = """
+if redis.call('HLEN', KEYS[2]) ~= tonumber(ARGV[2]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
 """
 
 
@@ -322,8 +460,9 @@ class RedisOnlineStore(OnlineStore):
     """A Redis server: each publish is a new generation (one hash of entity -> features), then a pointer swap.
 
     Keys, under ``prefix``: ``<prefix>:pointer`` (the current ``SnapshotInfo`` as JSON) and
-    ``<prefix>:gen:<generation>`` (the hash). The previous generation is kept until the next publish, so a reader
-    that resolved the pointer just before a swap still finds its hash; older ones are deleted.
+    ``<prefix>:gen:<generation>`` (the hash). Once the pointer is swapped, every other generation is deleted (the
+    previous one, and what a killed publish left): a lookup resolves the pointer and reads the hash in one script,
+    so no reader can hold an older generation, and the server holds one snapshot, not two.
     """
 
     def __init__(self, url: str, *, prefix: str = "online", socket_timeout: float = 2.0) -> None:
@@ -333,6 +472,7 @@ class RedisOnlineStore(OnlineStore):
         self.prefix = prefix
         self._client = redis.Redis.from_url(url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
         self._lookup = self._client.register_script(_LOOKUP_SCRIPT)
+        self._swap = self._client.register_script(_SWAP_SCRIPT)
 
     @property
     def _pointer(self) -> str:
@@ -364,49 +504,50 @@ class RedisOnlineStore(OnlineStore):
     ) -> PublishResult:
         import redis
 
-        self._check_unique(frame, entity_columns, day)
         started = time.perf_counter()
-        info = SnapshotInfo(
-            day=day,
-            delta_version=delta_version,
-            entities=len(frame),
-            entity_columns=tuple(entity_columns),
-            feature_names=tuple(feature_names),
-            published_at=_now(),
-            generation=uuid.uuid4().hex,
-        )
+        keys = self._keys(frame, day, entity_columns, feature_names)
+        info = _snapshot_info(frame, day, entity_columns, feature_names, delta_version)
         target = self._generation_key(info.generation)
         written = 0
         try:
             previous = self.current()
-            batch: dict[str, str] = {}
-            kept: set[str] = set()
-            for key, payload in encode_rows(frame, entity_columns, feature_names):
-                batch[key] = payload
-                kept.add(key)
-                written += len(key) + len(payload)
-                if len(batch) >= PUBLISH_BATCH:
-                    self._client.hset(target, mapping=batch)
-                    batch = {}
-            if batch:
-                self._client.hset(target, mapping=batch)
+            for batch in encode_batches(frame, keys, feature_names):
+                self._client.hset(target, mapping=dict(batch))
+                written += sum(len(k) + len(v) for k, v in batch)
+                faults.write_point(faults.ONLINE_STORE)
             removed = 0
             if previous is not None:
                 # The entities that left: in the previous generation, not in this one.
                 old = self._client.hkeys(self._generation_key(previous.generation))
-                removed = sum(_text(k) not in kept for k in old)
-            self._client.set(self._pointer, info.to_json())  # the swap: readers move to the new generation here
-            self._remove_generations(keep={info.generation, previous.generation if previous else ""})
+                removed = len({_text(k) for k in old}.difference(keys))
+            # The swap: readers move to the new generation here.
+            if not self._swap(keys=[self._pointer, target], args=[info.to_json(), len(keys)]):
+                raise RuntimeError(
+                    f"the generation {info.generation} of the online store at {self._safe_url} lost entities while "
+                    "it was written (another publish removed it): nothing was published; publish again"
+                )
+            # A lookup reads the pointer and the hash in one script, so no reader holds an older generation now.
+            self._remove_generations(keep=info.generation)
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise self._unavailable(error) from error
+        except BaseException:
+            self._discard(target)
+            raise
         return PublishResult(
             snapshot=info, bytes_written=written, seconds=time.perf_counter() - started, removed_entities=removed
         )
 
-    def _remove_generations(self, keep: set[str]) -> None:
-        keep_keys = {self._generation_key(g) for g in keep if g}
+    def _discard(self, key: str) -> None:
+        """Remove a generation a failed publish left (best effort: a killed one is removed by the next publish)."""
+        import redis
+
+        with contextlib.suppress(redis.RedisError):
+            self._client.unlink(key)
+
+    def _remove_generations(self, keep: str) -> None:
+        keep_key = self._generation_key(keep)
         found = self._client.scan_iter(match=f"{self.prefix}:gen:*", count=1000)
-        stale = [k for k in found if _text(k) not in keep_keys]
+        stale = [k for k in found if _text(k) != keep_key]
         if stale:
             self._client.unlink(*stale)
 
@@ -445,7 +586,7 @@ class RedisOnlineStore(OnlineStore):
                     snapshot = info
                     for key, payload in zip(chunk, payloads, strict=True):
                         if payload is not None:
-                            found[key] = json.loads(payload)
+                            found[key] = decode_features(payload)
                 if consistent:
                     break
                 if attempt == 2:
@@ -464,10 +605,15 @@ class RedisOnlineStore(OnlineStore):
             raise self._unavailable(error) from error
 
     def entity_keys(self) -> list[str]:
+        import redis
+
         info = self.current()
         if info is None:
             return []
-        return sorted(_text(k) for k in self._client.hkeys(self._generation_key(info.generation)))
+        try:
+            return sorted(_text(k) for k in self._client.hkeys(self._generation_key(info.generation)))
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            raise self._unavailable(error) from error
 
     def close(self) -> None:
         self._client.close()

@@ -1,9 +1,10 @@
 """The whole story: what the main command runs.
 
 1. **The history**: the data layers of every day (raw tables, dbt features and labels, the offline store's
-   snapshots) are built first, in ranged runs of ``nightly_pipeline`` of up to a month each, as a backfill builds
-   them. They depend on the data only, never on a model, so they come out exactly as night by night would make
-   them, for a fraction of the cost (one dbt build, one Delta commit and one run per month instead of per day).
+   snapshots, the online store) are built first, in ranged runs of ``nightly_pipeline`` of up to a month each, as
+   a backfill builds them. They depend on the data only, never on a model, so they come out exactly as night by
+   night would make them, for a fraction of the cost (one dbt build, one Delta commit and one run per month instead
+   of per day). The online store holds one day: each ranged run publishes its last, so it ends on the story's last.
 2. **The nights**, day by day, where a decision can depend on the night before:
 
    a. once enough labels have matured to train on (``first_training_day``) and no champion exists yet, the first
@@ -255,8 +256,9 @@ def _build_history(
     summary: StorySummary,
     on_range: Callable[[dt.date, dt.date, bool], None] | None = None,
 ) -> dict[dt.date, str]:
-    """Build the data layers of every day (raw tables, dbt features and labels, offline-store snapshots) in ranged
-    runs of up to a month, as a backfill does. Returns the error of each day whose range failed.
+    """Build the data layers of every day (raw tables, dbt features and labels, offline-store snapshots, the online
+    store's latest day) in ranged runs of up to a month, as a backfill does. Returns the error of each day whose
+    range failed.
 
     They depend on the data only, never on a model, so they come out as they would night by night; what a night
     decides (scores, drift, the sensor's retrains) runs night by night afterwards, and a retrain reads only the

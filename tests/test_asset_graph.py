@@ -53,6 +53,7 @@ def test_every_layer_is_in_the_graph_and_flows_from_raw_data() -> None:
         "ml/churn_model",
         "ml/champion_model",
         "scoring/batch_scores",
+        "serving/online_store",
         "monitoring/drift_report",
     ):
         assert key in graph, key
@@ -66,4 +67,5 @@ def test_every_layer_is_in_the_graph_and_flows_from_raw_data() -> None:
 
     assert "raw/activity_events" in upstream("monitoring/drift_report", set())
     assert "offline_store/training_set" in upstream("ml/champion_model", set())
+    assert "raw/activity_events" in upstream("serving/online_store", set())
     assert any(check for node in graph.values() for check in node["checks"] if "drift" in check)

@@ -250,6 +250,7 @@ def test_real_definitions_wire_the_nightly_job_the_retrain_job_the_schedule_and_
         "lake/customer_features",
         "offline_store/feature_snapshots",
         "scoring/batch_scores",
+        "serving/online_store",
         "monitoring/drift_report",
         "monitoring/model_performance",
     } <= nightly

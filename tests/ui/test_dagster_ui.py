@@ -3,8 +3,8 @@ the pipeline has run (``tests/deployed_platform.py``), opened in headless Chromi
 layer's assets, the checks show on their asset with the result the run recorded, and each page is saved as a
 screenshot under ``artifacts/ui/``.
 
-The layers (raw, dbt features, offline store, model, scores, drift) are Dagster asset groups: each must exist, and
-every asset of every group of the definitions must be on its group's graph.
+The layers (raw, dbt features, offline store, model, scores, online store, drift) are Dagster asset groups: each must
+exist, and every asset of every group of the definitions must be on its group's graph.
 """
 
 import collections
@@ -26,6 +26,7 @@ LAYERS = {
     "offline store": "offline_store",
     "model": "ml",
     "scores": "scoring",
+    "online store": "serving",
     "drift": "monitoring",
 }
 # A node of the graph shows the last part of its key. Zoomed out to fit a large group, Dagster draws minimal nodes

@@ -10,6 +10,7 @@ NIGHTLY_GROUPS = [
     asset_keys.FEATURES_GROUP,
     asset_keys.OFFLINE_STORE_GROUP,
     asset_keys.SCORING_GROUP,
+    asset_keys.SERVING_GROUP,
     asset_keys.MONITORING_GROUP,
 ]
 # Retraining: a fresh point-in-time training set, a challenger trained on it, and the promotion gate.
@@ -22,8 +23,9 @@ nightly_pipeline = dg.define_asset_job(
     selection=dg.AssetSelection.groups(*NIGHTLY_GROUPS) - dg.AssetSelection.assets(*RETRAIN_KEYS),
     description=(
         "Everything one day of data flows through: raw tables, dbt features and labels, the offline store's "
-        "snapshot, batch scores with the champion, the drift report and the realized performance of matured "
-        "scores. Run for partition D on the night after D (the `nightly_pipeline_schedule`)."
+        "snapshot and its publication to the online store, batch scores with the champion, the drift report and "
+        "the realized performance of matured scores. Run for partition D on the night after D (the "
+        "`nightly_pipeline_schedule`)."
     ),
 )
 

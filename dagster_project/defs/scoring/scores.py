@@ -29,6 +29,8 @@ from dagster_project import faults, lake
 from dagster_project.defs.ml.training import churn_probability, model_input
 from spark_jobs.contract import Contract
 
+# Where ``read_feature_snapshot`` records the offline store's Delta table version it read (``frame.attrs``).
+SNAPSHOT_VERSION = "delta_table_version"
 # Rows predicted at a time (see score_snapshot).
 BATCH_ROWS = 200_000
 # Checkpoint the Delta log every N commits so readers replay a short log, not one JSON file per night.
@@ -115,7 +117,7 @@ def read_feature_snapshot(
     """The features of every entity on ``date``, from the Delta offline store (latest table version).
 
     Only ``columns`` (plus the keys, plus those of ``optional`` the table has) are read when given: the scoring
-    step needs the model's features only.
+    step needs the model's features only. The table version read is ``frame.attrs[SNAPSHOT_VERSION]``.
     """
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
@@ -149,6 +151,7 @@ def read_feature_snapshot(
         )
     # The partition filter leaves one day; a constant column is far cheaper than converting a million dates.
     frame[contract.as_of] = date
+    frame.attrs[SNAPSHOT_VERSION] = table.version()
     return frame
 
 
