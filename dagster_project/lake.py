@@ -13,6 +13,8 @@ Layout, under the lake root (``settings.lake_root``)::
     scoring/top_risk/date=YYYY-MM-DD/top_risk.csv          the day's list for the retention team
     monitoring/drift_reports/date=YYYY-MM-DD/report.html   the day's Evidently report
     monitoring/model_performance/date=YYYY-MM-DD/part-0.parquet
+    monitoring/online_predictions/date=YYYY-MM-DD/part-0.parquet  the day's judgement of the online predictions
+    monitoring/online_drift_reports/date=YYYY-MM-DD/report.html   the Evidently report of a day's online traffic
     serving/prediction_log/date=YYYY-MM-DD/part-<flush>.parquet  the prediction service's log, by feature day
 
 Parquet partitions are one file per day, replaced with an atomic rename, so a reader (or a crash) sees either the
@@ -56,6 +58,8 @@ DRIFT_REPORTS_TABLE = "drift_reports"
 DRIFT_REPORT_FILE = "report.html"
 MODEL_PERFORMANCE_TABLE = "model_performance"
 PREDICTION_LOG_TABLE = "prediction_log"
+ONLINE_PREDICTIONS_TABLE = "online_predictions"
+ONLINE_DRIFT_REPORTS_TABLE = "online_drift_reports"
 
 
 def table_dir(root: str | Path, layer: str, table: str) -> Path:
@@ -87,6 +91,14 @@ def top_risk_path(root: str | Path, date: dt.date) -> Path:
 
 def drift_report_path(root: str | Path, date: dt.date) -> Path:
     return partition_dir(root, MONITORING, DRIFT_REPORTS_TABLE, date) / DRIFT_REPORT_FILE
+
+
+def online_predictions_path(root: str | Path, date: dt.date) -> Path:
+    return partition_path(root, MONITORING, ONLINE_PREDICTIONS_TABLE, date)
+
+
+def online_drift_report_path(root: str | Path, date: dt.date) -> Path:
+    return partition_dir(root, MONITORING, ONLINE_DRIFT_REPORTS_TABLE, date) / DRIFT_REPORT_FILE
 
 
 def prediction_log_dir(root: str | Path, date: dt.date) -> Path:

@@ -119,7 +119,7 @@ def _key_text(value: Any) -> str:
     return str(value)
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """A feature value as JSON holds it: None for missing, Python numbers and text, ISO dates."""
     if value is None or value is pd.NA or value is pd.NaT:
         return None
@@ -200,9 +200,9 @@ def _feature_values(column: pd.Series) -> list[Any]:
         values = column.tolist()
         if all(type(v) is str for v in values):
             return values
-        return [v if type(v) is str else _plain(v) for v in values]
+        return [v if type(v) is str else plain_value(v) for v in values]
     # Extension types (nullable integers, floats, booleans and text; dates with a zone): NA becomes None.
-    return [_plain(v) for v in column.astype(object).tolist()]
+    return [plain_value(v) for v in column.astype(object).tolist()]
 
 
 def encode_batches(

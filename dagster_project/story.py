@@ -49,6 +49,8 @@ from dagster_project.settings import Settings
 MIN_TRAINING_DAYS = 7
 # What a night decides with a model: every other asset of the nightly job is data, built ahead in ranges.
 MODEL_KEYS = frozenset({asset_keys.BATCH_SCORES, asset_keys.DRIFT_REPORT, asset_keys.MODEL_PERFORMANCE})
+# The story serves no online traffic: the judgement of the prediction service's log has nothing to read.
+NOT_IN_STORY = frozenset({asset_keys.ONLINE_PREDICTIONS})
 TRAINING_SET_OP = asset_keys.TRAINING_SET.to_python_identifier()
 HISTORY_PURPOSE = "story history"
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -207,7 +209,7 @@ def run_story(
         abandoned_runs=[run_id for run_id, _ in fail_abandoned_runs(instance)],
     )
     nightly_job = defs.resolve_job_def("nightly_pipeline")
-    executable = nightly_job.asset_layer.executable_asset_keys
+    executable = [key for key in nightly_job.asset_layer.executable_asset_keys if key not in NOT_IN_STORY]
     model_keys = [key for key in executable if key in MODEL_KEYS]
     data_keys = [key for key in executable if key not in MODEL_KEYS]
     built = _build_history(defs, instance, days, data_keys, summary, on_history)

@@ -48,7 +48,7 @@ def _model_of(scores: pd.DataFrame) -> tuple[str, str]:
     return str(scores["model_name"].iloc[0]), str(versions[0])
 
 
-def _reference_for(mlflow: MlflowResource, version: str) -> pd.DataFrame:
+def reference_sample(mlflow: MlflowResource, version: str) -> pd.DataFrame:
     """The drift reference logged with the training run of registered ``version``."""
     from dagster_project.defs.ml.tracking import REFERENCE_ARTIFACT
 
@@ -113,7 +113,7 @@ def build_drift_report(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
         if scores.empty:
             raise LookupError(f"no batch scores for {date}: materialize scoring/batch_scores for {date} first")
         model_name, version = _model_of(scores)
-        reference = _reference_for(mlflow, version)
+        reference = reference_sample(mlflow, version)
         key_features = registry.key_features(mlflow, version, thresholds.drift_key_features)
         features = registry.model_features(mlflow, version)
         snapshot = scoring.read_feature_snapshot(lake.root, date, names, columns=features.all)
