@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from dagster_project.defs.ml.aliases import version_by_alias
 from dagster_project.defs.ml.tracking import CHALLENGER, CHAMPION
@@ -107,7 +108,7 @@ class ModelWatcher:
         """The loaded slot of ``version`` if one is in service (in whichever role), else the version loaded anew."""
         for slot in (current.champion, current.challenger) if current is not None else ():
             if slot is not None and slot.version == version:
-                return slot if slot.role == role else ModelSlot.of(role, slot.name, slot.version, slot.model)
+                return slot if slot.role == role else replace(slot, role=role)
         loaded = load_slot(self.store, role)
         if loaded is not None and loaded.version != version:  # the alias moved again meanwhile: next poll
             logger.info("%s moved to v%s while v%s was loading", role, loaded.version, version)
