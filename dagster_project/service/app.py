@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -50,6 +51,7 @@ from dagster_project.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+MAX_PENDING = 1_000  # batches waiting for the background thread before requests log inline (``Service.hand_off``)
 ENDPOINTS = ("/predict", "/healthz", "/readyz", "/model", "/metrics")
 KeyValue = StrictStr | StrictInt
 FeatureValue = StrictBool | StrictInt | StrictFloat | StrictStr | None
@@ -87,6 +89,8 @@ class Service:
             str(settings.lake_root), flush_rows=serving.log_flush_rows, flush_seconds=serving.log_flush_seconds
         )
         self.after_response = ThreadPoolExecutor(max_workers=1, thread_name_prefix="after-response")
+        self._pending = 0  # batches handed to the background thread and not yet logged
+        self._pending_lock = threading.Lock()
         self.metrics.watch(self.log.stats, lambda: (self.watcher.reloads, self.watcher.failures))
         self._thread_limits: Any = None
 
@@ -105,6 +109,23 @@ class Service:
         self.store.close()
         if self._thread_limits is not None:
             self._thread_limits.restore_original_limits()
+
+    def hand_off(self, batch: PredictionBatch, request_id: str, requested_at: dt.datetime, latency_ms: float) -> None:
+        """Log the batch after the answer, on the background thread; when that thread lags by ``MAX_PENDING``
+        batches (an overload), log on the request's own path instead: slower answers rather than a growing queue."""
+        with self._pending_lock:
+            lagging = self._pending >= MAX_PENDING
+            if not lagging:
+                self._pending += 1
+        if lagging:
+            self.record(batch, request_id, requested_at, latency_ms)
+            return
+        future = self.after_response.submit(self.record, batch, request_id, requested_at, latency_ms)
+        future.add_done_callback(self._done)
+
+    def _done(self, _: object) -> None:
+        with self._pending_lock:
+            self._pending -= 1
 
     def record(self, batch: PredictionBatch, request_id: str, requested_at: dt.datetime, latency_ms: float) -> None:
         """Log the batch's rows, with the shadow's scores: runs on the background thread, after the answer."""
@@ -199,7 +220,7 @@ def create_app(settings: Settings, *, bands: RiskBands | None = None, mlflow: Ml
             return error(500, "internal_error", "the prediction failed; the service log has the details", request_id)
         predicted_at = time.perf_counter()
         latency_ms = (predicted_at - received) * 1000
-        service.after_response.submit(service.record, batch, request_id, requested_at, latency_ms)
+        service.hand_off(batch, request_id, requested_at, latency_ms)
         stages = service.metrics.stages
         stages["parse"].observe(parsed_at - received)
         stages["lookup"].observe(batch.lookup_seconds)

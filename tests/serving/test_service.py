@@ -373,3 +373,21 @@ def test_ab_split_is_deterministic_and_the_shadow_is_logged_never_returned(world
     # Version 2 is version 1 registered again: the shadow's probability is the champion's, to the bit.
     assert np.allclose(rows["shadow_probability"], rows["probability"], rtol=0, atol=1e-12)
     assert set(rows.loc[rows["variant"] == CHAMPION, "model_version"]) == {"1"}
+
+
+def test_predict_from_the_redis_store(world: World, tmp_path: Path, redis_url: str) -> None:
+    from dagster_project.online_store import RedisOnlineStore
+
+    settings = service_settings(tmp_path, online_backend=OnlineBackend.redis, redis_url=redis_url)
+    RedisOnlineStore(redis_url, prefix=settings.serving.redis_prefix).publish(
+        world.snapshot, day=DAY, entity_columns=CONTRACT.entity, feature_names=FEATURES, delta_version=None
+    )
+    with running(settings, world.registry(tmp_path)) as client:
+        ready(client)
+        asked = entities(world, 20)
+        for count in (1, 20):  # the fast path and scikit-learn's
+            answer = client.post("/predict", json={"entities": asked[:count]})
+            assert answer.status_code == 200, answer.text
+            got = [p["probability"] for p in answer.json()["predictions"]]
+            assert np.allclose(got, [world.expected[e] for e in asked[:count]], rtol=0, atol=1e-9)
+        assert client.get("/model").json()["online_store"] == {"backend": "redis", "available": True}
