@@ -48,7 +48,7 @@ RUN python -m dagster_project.cli jars \
  && python -m dagster_project.cli manifest \
  && python -c "from dagster_project.definitions import defs; print(len(defs().resolve_all_asset_specs()), 'assets')"
 
-EXPOSE 3000 4000 5000 7077 8080 8081
+EXPOSE 3000 4000 5000 7077 8000 8080 8081
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m", "dagster_project.definitions", \
      "--location-name", "churn_platform"]

@@ -1,6 +1,7 @@
 # The two commands of the quick start, and a few more. Each target creates .venv itself when needed.
 #   make run    set up, then the whole story on the embedded default: DAYS=120 simulated nights with a drift
 #   make test   set up, then ruff (lint and format) and the whole test suite
+#   make serve  the prediction service on 127.0.0.1:8000 (settings.serving), once a night has run
 # The supported Pythons, newest first (pyproject.toml's requires-python); make PYTHON=... picks another one.
 SUPPORTED := python3.13 python3.12 python3.11
 # python3.x of the interpreter $(1), empty when it does not run (a pyenv shim of a version not selected).
@@ -15,7 +16,7 @@ DAYS ?= 120
 # the deployed platform stay together on one worker (tests/conftest.py), so its server starts once.
 PYTEST_ARGS ?= -n 2 --dist loadgroup
 
-.PHONY: setup manifest jars run test lint ui clean-data java
+.PHONY: setup manifest jars run test lint ui serve clean-data java
 
 setup: $(STAMP)
 
@@ -66,6 +67,10 @@ test: java setup lint manifest jars
 
 ui: setup manifest
 	$(BIN)/python -m dagster_project.cli ui
+
+# The champion from the registry, the features from the online store (serving/online_store); hot-reloads the model.
+serve: setup manifest
+	$(BIN)/python -m dagster_project.service
 
 clean-data: setup
 	$(BIN)/python -c "import shutil; from dagster_project.settings import get_settings; shutil.rmtree(get_settings().data_root, ignore_errors=True)"

@@ -30,7 +30,10 @@ DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 INSTANCE_FILE = REPO_ROOT / "deploy" / "dagster.yaml"
 DEPLOY_WORKSPACE = REPO_ROOT / "deploy" / "workspace.yaml"
 
-SERVICES = {"postgres", "dagster-webserver", "dagster-daemon", "user-code", "mlflow", "spark-master", "spark-worker"}
+SERVICES = {
+    "postgres", "dagster-webserver", "dagster-daemon", "user-code", "mlflow", "spark-master", "spark-worker",
+    "redis", "serving",
+}  # fmt: skip
 DAGSTER_SERVICES = {"dagster-webserver", "dagster-daemon", "user-code"}
 # `${NAME}`, `${NAME:-default}`, `${NAME-default}`, `${NAME:?error}`, `${NAME?error}`; `$${...}` is a literal `$`.
 INTERPOLATION = re.compile(r"(?<!\$)\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
@@ -150,8 +153,8 @@ def test_published_ports_bind_to_loopback_only(services: dict[str, Any]) -> None
             assert isinstance(port, str), f"{name}: write ports as 'HOST_IP:HOST:CONTAINER' strings"
             assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond the loopback interface"
             published[name] = port
-    # The UIs people open, and the database for an operator's psql: nothing else is published.
-    assert set(published) == {"postgres", "mlflow", "dagster-webserver", "spark-master"}
+    # The UIs people open, the prediction API, and the database for an operator's psql: nothing else is published.
+    assert set(published) == {"postgres", "mlflow", "dagster-webserver", "spark-master", "serving"}
 
 
 def test_every_service_has_a_health_check_and_waits_for_healthy_dependencies(services: dict[str, Any]) -> None:
@@ -172,6 +175,7 @@ def test_every_service_has_a_health_check_and_waits_for_healthy_dependencies(ser
     assert {"postgres", "user-code"} <= depends["dagster-daemon"]
     assert {"postgres", "mlflow", "spark-master"} <= depends["user-code"]
     assert {"spark-master"} <= depends["spark-worker"]
+    assert {"redis", "mlflow"} <= depends["serving"]
 
 
 def test_health_checks_probe_the_ports_the_services_listen_on(services: dict[str, Any]) -> None:
@@ -186,6 +190,8 @@ def test_health_checks_probe_the_ports_the_services_listen_on(services: dict[str
     assert probe("user-code").endswith(f"grpc-health-check -p {user_code_port}")
     assert f":{flag(command(services['dagster-webserver']), '-p')}/server_info" in probe("dagster-webserver")
     assert probe("dagster-daemon") == "CMD dagster-daemon liveness-check"
+    assert probe("redis") == "CMD redis-cli ping"
+    assert f":{environment(services['serving'])['PLATFORM_SERVING__PORT']}/healthz" in probe("serving")
 
 
 def test_state_lives_in_named_volumes(compose: dict[str, Any], services: dict[str, Any]) -> None:
@@ -229,6 +235,17 @@ def test_spark_and_mlflow_are_reached_by_the_urls_the_settings_point_at(services
     assert "--serve-artifacts" in mlflow
     backend = flag(mlflow, "--backend-store-uri")
     assert backend.startswith("postgresql+psycopg2://") and "@postgres:5432/${MLFLOW_POSTGRES_DB:-mlflow}" in backend
+
+
+def test_the_prediction_service_and_the_runs_share_the_redis_online_store(services: dict[str, Any]) -> None:
+    serving, user_code = environment(services["serving"]), environment(services["user-code"])
+    for env in (serving, user_code):  # the runs publish where the service reads
+        assert env["PLATFORM_SERVING__ONLINE_BACKEND"] == "redis"
+        assert env["PLATFORM_SERVING__REDIS_URL"] == "redis://redis:6379/0"
+    assert "6379" in [str(port) for port in services["redis"]["expose"]]
+    assert serving["PLATFORM_SERVING__HOST"] == "0.0.0.0"  # inside its container; published on the loopback only
+    assert services["serving"]["ports"] == [f"127.0.0.1:${{SERVING_PORT:-8000}}:{serving['PLATFORM_SERVING__PORT']}"]
+    assert command(services["serving"]) == ["python", "-m", "dagster_project.service"]
 
 
 def test_the_settings_in_the_containers_are_valid_and_put_the_data_on_the_volume(
@@ -391,7 +408,7 @@ def test_image_runs_every_service_of_ours_and_matches_the_compose_paths(services
     assert "python -m dagster_project.cli jars" in dockerfile
     assert "python -m dagster_project.cli manifest" in dockerfile, "the image prepares the problem's dbt manifest"
     built = {name for name, service in services.items() if "build" in service}
-    assert built == SERVICES - {"postgres"}
+    assert built == SERVICES - {"postgres", "redis"}
     assert len({services[name]["image"] for name in built}) == 1
     # What the image needs at run time is a declared dependency, not something installed by hand.
     dependencies = " ".join(tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"])

@@ -1,0 +1,185 @@
+"""The prediction log: every online prediction, with the features it used, in the lake for monitoring.
+
+Rows are buffered in memory and written by a background thread, one Parquet file per flush and feature day under
+``lake.prediction_log_dir(lake_root, day)``, when ``flush_rows`` are waiting or ``flush_seconds`` have passed, and
+at shutdown. Each file is written atomically (a temporary file, then a rename), so a reader never sees half a file.
+
+Nothing is lost silently: a failed flush keeps its rows for the next one and is counted; only when the buffer
+reaches ``max_buffered_rows`` (the lake unwritable for long) are the oldest rows dropped, and they are counted
+too (``LogStats``, exposed by the service's /metrics).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dagster_project import lake
+
+logger = logging.getLogger(__name__)
+
+FEATURE_SNAPSHOT_DATE = "feature_snapshot_date"
+SCHEMA = pa.schema(
+    [
+        pa.field("request_id", pa.string(), nullable=False),
+        pa.field("entity_key", pa.string(), nullable=False),
+        pa.field("features", pa.string(), nullable=False),  # JSON: feature name -> value, overrides applied
+        pa.field("overrides", pa.string(), nullable=False),  # JSON: the request-time overrides ({} if none)
+        pa.field("model_name", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("variant", pa.string(), nullable=False),
+        pa.field("probability", pa.float64(), nullable=False),
+        pa.field("risk_band", pa.string(), nullable=False),
+        pa.field("shadow_model_version", pa.string(), nullable=True),
+        pa.field("shadow_probability", pa.float64(), nullable=True),
+        pa.field("latency_ms", pa.float64(), nullable=False),
+        pa.field("requested_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field(FEATURE_SNAPSHOT_DATE, pa.date32(), nullable=False),
+    ]
+)
+COLUMNS = SCHEMA.names
+
+
+@dataclass(frozen=True)
+class LogStats:
+    rows_written: int
+    rows_buffered: int
+    rows_dropped: int  # dropped because the buffer was full after failed flushes
+    files_written: int
+    failed_flushes: int
+    last_error: str | None
+
+
+class PredictionLogWriter:
+    """A thread-safe buffered writer of the prediction log (``append`` from any thread; ``close`` flushes)."""
+
+    def __init__(
+        self,
+        lake_root: str | Path,
+        *,
+        flush_rows: int = 5_000,
+        flush_seconds: float = 5.0,
+        max_buffered_rows: int | None = None,
+    ) -> None:
+        self.lake_root = Path(lake_root)
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self.max_buffered_rows = max_buffered_rows or max(20 * flush_rows, 100_000)
+        self._rows: list[dict[str, Any]] = []
+        self._lock = threading.Lock()  # guards the buffer and the counters
+        self._flush_lock = threading.Lock()  # one flush at a time, so files of one day never race
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._written = self._dropped = self._files = self._failed = 0
+        self._last_error: str | None = None
+
+    def start(self) -> PredictionLogWriter:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+            self._thread.start()
+        return self
+
+    def append(self, rows: list[dict[str, Any]]) -> None:
+        """Buffer ``rows`` (dicts with the ``SCHEMA``'s columns); a full buffer wakes the writer."""
+        with self._lock:
+            self._rows.extend(rows)
+            overflow = len(self._rows) - self.max_buffered_rows
+            if overflow > 0:
+                del self._rows[:overflow]
+                self._dropped += overflow
+                logger.error("prediction log buffer full: dropped the %d oldest rows", overflow)
+            full = len(self._rows) >= self.flush_rows
+        if full:
+            self._wake.set()
+
+    def flush(self) -> int:
+        """Write the buffered rows now, one file per feature day; returns the rows written. A failure keeps them."""
+        with self._flush_lock:
+            with self._lock:
+                rows, self._rows = self._rows, []
+            if not rows:
+                return 0
+            by_day: dict[dt.date, list[dict[str, Any]]] = defaultdict(list)
+            for row in rows:
+                by_day[row[FEATURE_SNAPSHOT_DATE]].append(row)
+            written = 0
+            for day, day_rows in by_day.items():
+                try:
+                    write_log_file(self.lake_root, day, day_rows)
+                except Exception as error:
+                    with self._lock:
+                        self._failed += 1
+                        self._last_error = f"{type(error).__name__}: {error}"
+                        self._rows[:0] = day_rows  # back to the front, for the next flush
+                    logger.exception("prediction log flush of %d rows for %s failed", len(day_rows), day)
+                    continue
+                written += len(day_rows)
+                with self._lock:
+                    self._written += len(day_rows)
+                    self._files += 1
+            return written
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.flush_seconds
+        while not self._stop.is_set():
+            self._wake.wait(timeout=max(0.0, deadline - time.monotonic()))
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            with self._lock:
+                due = len(self._rows) >= self.flush_rows or time.monotonic() >= deadline
+            if due:
+                self.flush()
+                deadline = time.monotonic() + self.flush_seconds
+
+    def close(self) -> LogStats:
+        """Stop the background thread and write what is left."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.flush()
+        return self.stats()
+
+    def stats(self) -> LogStats:
+        with self._lock:
+            return LogStats(
+                rows_written=self._written,
+                rows_buffered=len(self._rows),
+                rows_dropped=self._dropped,
+                files_written=self._files,
+                failed_flushes=self._failed,
+                last_error=self._last_error,
+            )
+
+
+def write_log_file(lake_root: str | Path, day: dt.date, rows: list[dict[str, Any]]) -> Path:
+    """One new Parquet file of ``rows`` (all of feature day ``day``) in the day's folder, written atomically."""
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+    path = lake.prediction_log_dir(lake_root, day) / f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+    return lake.write_partition_atomically(table, path)
+
+
+def read_prediction_log(lake_root: str | Path, day: dt.date) -> pd.DataFrame:
+    """Every logged prediction made on ``day``'s features, oldest first (empty, with the columns, if none)."""
+    folder = lake.prediction_log_dir(lake_root, day)
+    files = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []  # temporary files start with a dot
+    if not files:
+        return SCHEMA.empty_table().to_pandas()
+    table = pa.concat_tables([pq.read_table(f, schema=SCHEMA) for f in files])
+    frame = table.to_pandas()
+    return frame.sort_values("requested_at", kind="mergesort").reset_index(drop=True)

@@ -1,0 +1,1 @@
+"""The real-time prediction service (``make serve``): see ``app.py``."""

@@ -1,0 +1,326 @@
+"""The prediction service: HTTP over ``defs/serving/predictor.py``, with hot reload, metrics and the prediction log.
+
+Endpoints: ``POST /predict``, ``GET /healthz`` (the process answers), ``GET /readyz`` (200 once a champion and an
+online snapshot are there, else 503 saying what is missing), ``GET /model`` (what is in service), ``GET /metrics``.
+
+``POST /predict`` takes ``{"entities": [...], "overrides": {...}}``: the entities are the key values (a list of the
+key's values, in the contract's order, for a composite key), the optional overrides map an entity's key (as the
+answer spells it) to feature values used instead of the stored ones. The answer: a request id and, per entity, the
+probability, the risk band, the model's name and version, the feature snapshot's day and the A/B variant.
+
+The request path is kept lean, as the service answers one entity in a few milliseconds: the body is parsed by
+pydantic from bytes, the handler runs on the event loop (the work is CPU-bound under the GIL and the store's reads
+take well under a millisecond, so a hop to a worker thread would only add its own latency), the model runs on
+one OpenMP thread (for a handful of rows, waking a thread team costs more than it saves and makes the tail long),
+and everything after the answer (the shadow's scoring, the log rows) is handed to one background thread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
+
+from dagster_project.defs.ml.tracking import CHALLENGER, CHAMPION
+from dagster_project.defs.scoring.scores import RiskBands
+from dagster_project.defs.serving.prediction_log import PredictionLogWriter
+from dagster_project.defs.serving.predictor import (
+    InvalidOverrideError,
+    NoModelError,
+    PredictionBatch,
+    Predictor,
+    ServingPolicy,
+    UnknownEntitiesError,
+)
+from dagster_project.online_store import NoOnlineSnapshotError, OnlineStoreUnavailableError, entity_key
+from dagster_project.resources import MlflowResource, OnlineStoreResource
+from dagster_project.service.metrics import ServiceMetrics
+from dagster_project.service.watcher import ModelWatcher
+from dagster_project.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+MAX_PENDING = 1_000  # batches waiting for the background thread before requests log inline (``Service.hand_off``)
+ENDPOINTS = ("/predict", "/healthz", "/readyz", "/model", "/metrics")
+KeyValue = StrictStr | StrictInt
+FeatureValue = StrictBool | StrictInt | StrictFloat | StrictStr | None
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    entities: list[KeyValue | list[KeyValue]] = Field(min_length=1)
+    overrides: dict[str, dict[str, FeatureValue]] = Field(default_factory=dict)
+
+
+def _json(status: int, body: dict[str, Any], request_id: str | None = None) -> Response:
+    headers = {"x-request-id": request_id} if request_id else None
+    return Response(json.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+class Service:
+    """What the app holds between requests: the store, the models' watcher, the predictor, the log, the metrics."""
+
+    def __init__(self, settings: Settings, bands: RiskBands, mlflow: MlflowResource) -> None:
+        serving = settings.serving
+        self.settings = settings
+        self.metrics = ServiceMetrics()
+        self.policy = ServingPolicy(serving.experiment, serving.challenger_share, serving.shadow)
+        self.store = OnlineStoreResource.from_settings(settings).open()
+        self.watcher = ModelWatcher(
+            mlflow,
+            reload_seconds=serving.reload_seconds,
+            with_challenger=serving.challenger_share > 0 or serving.shadow,
+            on_swap=self.metrics.models_swapped,
+        )
+        self.predictor = Predictor(self.store, self.watcher.current, bands, self.policy)
+        self.log = PredictionLogWriter(
+            str(settings.lake_root), flush_rows=serving.log_flush_rows, flush_seconds=serving.log_flush_seconds
+        )
+        self.after_response = ThreadPoolExecutor(max_workers=1, thread_name_prefix="after-response")
+        self._pending = 0  # batches handed to the background thread and not yet logged
+        self._pending_lock = threading.Lock()
+        self.metrics.watch(self.log.stats, lambda: (self.watcher.reloads, self.watcher.failures))
+        self._thread_limits: Any = None
+
+    def start(self) -> None:
+        from threadpoolctl import threadpool_limits
+
+        self._thread_limits = threadpool_limits(limits=1, user_api="openmp")
+        self.log.start()
+        self.watcher.start()
+
+    def stop(self) -> None:
+        self.watcher.stop()
+        self.after_response.shutdown(wait=True)  # the last requests' rows reach the buffer...
+        stats = self.log.close()  # ...and the buffer the lake
+        logger.info("prediction log: %s", stats)
+        self.store.close()
+        if self._thread_limits is not None:
+            self._thread_limits.restore_original_limits()
+
+    def hand_off(self, batch: PredictionBatch, request_id: str, requested_at: dt.datetime, latency_ms: float) -> None:
+        """Log the batch after the answer, on the background thread; when that thread lags by ``MAX_PENDING``
+        batches (an overload), log on the request's own path instead: slower answers rather than a growing queue."""
+        with self._pending_lock:
+            lagging = self._pending >= MAX_PENDING
+            if not lagging:
+                self._pending += 1
+        if lagging:
+            self.record(batch, request_id, requested_at, latency_ms)
+            return
+        future = self.after_response.submit(self.record, batch, request_id, requested_at, latency_ms)
+        future.add_done_callback(self._done)
+
+    def _done(self, _: object) -> None:
+        with self._pending_lock:
+            self._pending -= 1
+
+    def record(self, batch: PredictionBatch, request_id: str, requested_at: dt.datetime, latency_ms: float) -> None:
+        """Log the batch's rows, with the shadow's scores: runs on the background thread, after the answer."""
+        try:
+            shadow = self.predictor.shadow(batch)
+            overrides = batch.overrides
+            rows = []
+            for i, prediction in enumerate(batch.predictions):
+                rows.append(
+                    {
+                        "request_id": request_id,
+                        "entity_key": prediction.entity,
+                        "features": json.dumps(batch.features_used(i)),
+                        "overrides": json.dumps(overrides.get(prediction.entity, {})),
+                        "model_name": prediction.model_name,
+                        "model_version": prediction.model_version,
+                        "variant": prediction.variant,
+                        "probability": prediction.probability,
+                        "risk_band": prediction.risk_band,
+                        "shadow_model_version": None if shadow is None else shadow.model_version,
+                        "shadow_probability": None if shadow is None else float(shadow.probabilities[i]),
+                        "latency_ms": latency_ms,
+                        "requested_at": requested_at,
+                        "feature_snapshot_date": prediction.feature_snapshot_date,
+                    }
+                )
+            self.log.append(rows)
+        except Exception:
+            self.metrics.errors.labels("prediction_log").inc()
+            logger.exception("request %s: its prediction log rows could not be made", request_id)
+
+
+def create_app(settings: Settings, *, bands: RiskBands | None = None, mlflow: MlflowResource | None = None) -> FastAPI:
+    """The prediction service of ``settings``. ``bands``: the risk bands (default: the problem's contract's);
+    ``mlflow``: the registry (default: the settings')."""
+    if bands is None:
+        from dagster_project.problem import load_problem
+
+        bands = RiskBands(*load_problem(settings).contract.risk_bands)
+    service = Service(settings, bands, mlflow or MlflowResource.from_settings(settings))
+    limit = settings.serving.max_entities_per_request
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service.start()
+        try:
+            yield
+        finally:
+            service.stop()
+
+    app = FastAPI(title="Churn prediction service", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.service = service
+    app.add_middleware(_MetricsMiddleware, metrics=service.metrics)
+
+    def error(status: int, kind: str, detail: str, request_id: str, **extra: Any) -> Response:
+        service.metrics.errors.labels(kind).inc()
+        return _json(status, {"error": kind, "detail": detail, "request_id": request_id, **extra}, request_id)
+
+    @app.post("/predict")
+    async def predict(request: Request) -> Response:
+        received = time.perf_counter()
+        requested_at = dt.datetime.now(dt.UTC)
+        request_id = uuid.uuid4().hex
+        body = await request.body()
+        try:
+            parsed = PredictRequest.model_validate_json(body)
+        except ValidationError as invalid:
+            errors = invalid.errors(include_url=False, include_context=False, include_input=False)
+            return error(422, "invalid_request", "the request body is not a valid prediction request", request_id,
+                         errors=errors)  # fmt: skip
+        if len(parsed.entities) > limit:
+            return error(
+                422, "too_many_entities",
+                f"at most {limit} entities per request (serving.max_entities_per_request); got {len(parsed.entities)}",
+                request_id, limit=limit,
+            )  # fmt: skip
+        keys = [entity_key(e if isinstance(e, list) else (e,)) for e in parsed.entities]
+        parsed_at = time.perf_counter()
+        try:
+            batch = service.predictor.predict(keys, parsed.overrides)
+        except UnknownEntitiesError as unknown:
+            return error(404, "unknown_entity", str(unknown), request_id, entities=list(unknown.missing))
+        except InvalidOverrideError as invalid:
+            return error(422, "invalid_override", str(invalid), request_id)
+        except NoModelError as missing:
+            detail = f"{missing}: {service.watcher.last_error or 'the model is loading'}"
+            return error(503, "model_not_loaded", detail, request_id)
+        except (OnlineStoreUnavailableError, NoOnlineSnapshotError) as down:
+            return error(503, "online_store_unavailable", f"the online store cannot answer: {down}", request_id)
+        except Exception:
+            logger.exception("request %s failed", request_id)
+            return error(500, "internal_error", "the prediction failed; the service log has the details", request_id)
+        predicted_at = time.perf_counter()
+        latency_ms = (predicted_at - received) * 1000
+        service.hand_off(batch, request_id, requested_at, latency_ms)
+        stages = service.metrics.stages
+        stages["parse"].observe(parsed_at - received)
+        stages["lookup"].observe(batch.lookup_seconds)
+        stages["predict"].observe(batch.predict_seconds)
+        stages["log"].observe(time.perf_counter() - predicted_at)
+        variants = [p.variant for p in batch.predictions]
+        for variant in (CHAMPION, CHALLENGER):
+            count = variants.count(variant)
+            if count:
+                service.metrics.predictions.labels(variant).inc(count)
+        return _json(
+            200,
+            {"request_id": request_id, "predictions": [p.as_json() for p in batch.predictions]},
+            request_id,
+        )
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return _json(200, {"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        missing = []
+        if service.watcher.current() is None:
+            missing.append(f"model: no champion loaded ({service.watcher.last_error or 'loading'})")
+        try:
+            if service.store.current() is None:
+                missing.append("online store: it holds no snapshot yet (materialize serving/online_store)")
+        except OnlineStoreUnavailableError as down:
+            missing.append(f"online store: {down}")
+        if missing:
+            return _json(503, {"status": "not ready", "missing": missing})
+        return _json(200, {"status": "ready"})
+
+    @app.get("/model")
+    async def model() -> Response:
+        models = service.watcher.current()
+        try:
+            snapshot = service.store.current()
+            store: dict[str, Any] = {"available": True}
+        except OnlineStoreUnavailableError as down:
+            snapshot, store = None, {"available": False, "error": str(down)}
+        loaded_at = None if models is None else dt.datetime.fromtimestamp(models.loaded_at, dt.UTC).isoformat()
+        slots = {} if models is None else {CHAMPION: models.champion, CHALLENGER: models.challenger}
+        return _json(
+            200,
+            {
+                "model_name": service.watcher.store.model_name,
+                "aliases": {role: None if slot is None else slot.version for role, slot in slots.items()},
+                "loaded_at": loaded_at,
+                "experiment": service.policy.experiment,
+                "challenger_share": service.policy.challenger_share,
+                "shadow": service.policy.shadow,
+                "reload_seconds": service.watcher.reload_seconds,
+                "reload_error": service.watcher.last_error,
+                "snapshot_day": None if snapshot is None else snapshot.day.isoformat(),
+                "snapshot": None if snapshot is None else {
+                    "day": snapshot.day.isoformat(), "entities": snapshot.entities,
+                    "delta_version": snapshot.delta_version, "published_at": snapshot.published_at,
+                },
+                "online_store": {"backend": settings.serving.online_backend.value, **store},
+            },
+        )  # fmt: skip
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        logger.error("%s %s failed: %s", request.method, request.url.path, exc)
+        return _json(500, {"error": "internal_error", "detail": "the request failed; the service log has the details"})
+
+    return app
+
+
+class _MetricsMiddleware:
+    """Counts every request by endpoint and status and times it (plain ASGI: no per-request task or body copy)."""
+
+    def __init__(self, app: Any, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.seconds = {e: metrics.request_seconds.labels(e) for e in (*ENDPOINTS, "other")}
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        endpoint = scope["path"] if scope["path"] in ENDPOINTS else "other"
+        status = 500
+        started = time.perf_counter()
+
+        async def send_status(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            self.seconds[endpoint].observe(time.perf_counter() - started)
+            self.metrics.requests.labels(endpoint, str(status)).inc()

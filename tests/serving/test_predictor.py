@@ -1,0 +1,135 @@
+"""The predictor without HTTP: the compiled fast path equals scikit-learn's to the bit, the variants, and the
+prediction log's writer keeping every row through failed flushes. The session's churn-world champion, read only."""
+
+import datetime as dt
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from churn_world import CONTRACT, START, ChurnWorld
+
+from dagster_project.defs.ml.registry import load_version
+from dagster_project.defs.ml.training import (
+    ModelKind,
+    TrainingParams,
+    build_pipeline,
+    churn_probability,
+    declared_features,
+    model_input,
+)
+from dagster_project.defs.scoring.scores import RiskBands
+from dagster_project.defs.serving.compiled import MAX_ROWS, compile_model
+from dagster_project.defs.serving.prediction_log import PredictionLogWriter, read_prediction_log
+from dagster_project.defs.serving.predictor import (
+    LoadedModels,
+    ModelSlot,
+    Predictor,
+    ServingPolicy,
+    UnknownEntitiesError,
+    assign_variant,
+)
+from dagster_project.online_store import SqliteOnlineStore
+from dagster_project.resources import MlflowResource
+
+DAY = START + dt.timedelta(days=80)
+FEATURES = [f.name for f in CONTRACT.features]
+
+
+@pytest.fixture(scope="module")
+def champion_model(world_champion: MlflowResource):
+    return load_version(world_champion, "1")
+
+
+def test_the_compiled_path_equals_scikit_learn_to_the_bit(champion_model) -> None:
+    compiled = compile_model(champion_model)
+    assert compiled is not None, "the platform's gradient-boosting pipeline must get its fast path"
+    frame = ChurnWorld(drift_start=START).features(DAY)  # drifted: a new acquisition channel, unseen in training
+    rows = frame[FEATURES].astype(object).to_dict("records")
+    for i in range(0, 40, 3):  # missing values and unknown categories, as a request-time override brings them
+        rows[i] = {**rows[i], "logins_30d": None, "plan": None, "region": "atlantis"}
+    expected = churn_probability(champion_model, model_input(pd.DataFrame(rows), champion_model))
+    assert np.array_equal(compiled.probabilities(rows), expected)
+
+
+def test_models_the_fast_path_does_not_know_keep_scikit_learn(champion_model) -> None:
+    frame = ChurnWorld().features(START)
+    labels = ChurnWorld().labels(START, frame)["churned"].to_numpy()
+    logistic = build_pipeline(TrainingParams(model_kind=ModelKind.logistic_regression), declared_features(CONTRACT))
+    logistic.fit(model_input(frame, champion_model), labels)
+    assert compile_model(logistic) is None
+    slot = ModelSlot.of("champion", "m", "1", logistic)
+    rows = frame[FEATURES].to_dict("records")[:3]
+    expected = churn_probability(logistic, model_input(pd.DataFrame(rows), logistic))
+    assert np.array_equal(slot.probabilities(rows, FEATURES), expected)
+
+
+def test_predictor_answers_alike_on_both_paths_with_deterministic_variants(champion_model, tmp_path: Path) -> None:
+    frame = ChurnWorld().features(DAY)
+    store = SqliteOnlineStore(tmp_path / "online.sqlite")
+    store.publish(frame, day=DAY, entity_columns=CONTRACT.entity, feature_names=FEATURES, delta_version=None)
+    champion = ModelSlot.of("champion", "churn_model", "1", champion_model)
+    challenger = ModelSlot.of("challenger", "churn_model", "2", champion_model)
+    policy = ServingPolicy(experiment="e", challenger_share=0.5, shadow=True)
+    predictor = Predictor(store, LoadedModels(champion, challenger), RiskBands(*CONTRACT.risk_bands), policy)
+    keys = list(frame[CONTRACT.entity[0]].iloc[: 4 * MAX_ROWS])
+    together = predictor.predict(keys)  # more rows than the fast path takes: scikit-learn's path
+    one_by_one = [predictor.predict([key]).predictions[0] for key in keys]  # the fast path
+    assert [p.probability for p in together.predictions] == [p.probability for p in one_by_one]
+    assert [p.variant for p in together.predictions] == [assign_variant("e", k, 0.5) for k in keys]
+    assert {p.model_version for p in together.predictions if p.variant == "challenger"} == {"2"}
+    shadow = predictor.shadow(together)
+    assert shadow is not None and shadow.model_version == "2"
+    assert np.array_equal(shadow.probabilities, [p.probability for p in together.predictions])
+    with pytest.raises(UnknownEntitiesError, match="nobody"):
+        predictor.predict([keys[0], "nobody"])
+
+
+def test_the_prediction_log_keeps_rows_through_failed_flushes(tmp_path: Path) -> None:
+    blocked = tmp_path / "lake"
+    blocked.write_text("a file where the lake's folder should be")  # every write fails
+    writer = PredictionLogWriter(blocked, flush_rows=1_000, flush_seconds=60)
+    stamp = dt.datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
+    writer.append([_row(i, stamp) for i in range(5)])
+    assert writer.flush() == 0
+    stats = writer.stats()
+    assert (stats.failed_flushes, stats.rows_buffered, stats.rows_written) == (1, 5, 0)
+    assert stats.last_error is not None
+    blocked.unlink()  # the lake is back: the next flush writes what the failed one kept
+    writer.append([_row(5, stamp)])
+    assert writer.close().rows_written == 6
+    log = read_prediction_log(blocked, DAY)
+    assert list(log["entity_key"]) == [f"c{i}" for i in range(6)]
+    assert log["requested_at"].iloc[0] == pd.Timestamp(stamp)  # microseconds kept
+
+
+def test_the_prediction_log_flushes_by_rows_in_the_background(tmp_path: Path) -> None:
+    writer = PredictionLogWriter(tmp_path, flush_rows=10, flush_seconds=60).start()
+    stamp = dt.datetime.now(dt.UTC)
+    writer.append([_row(i, stamp) for i in range(25)])
+    deadline = time.monotonic() + 10  # the full buffer woke the writer: no minute-long wait
+    while writer.stats().rows_written < 25 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert writer.stats().rows_written == 25
+    assert writer.close().files_written == 1
+    assert len(read_prediction_log(tmp_path, DAY)) == 25
+
+
+def _row(i: int, stamp: dt.datetime) -> dict:
+    return {
+        "request_id": "r",
+        "entity_key": f"c{i}",
+        "features": "{}",
+        "overrides": "{}",
+        "model_name": "m",
+        "model_version": "1",
+        "variant": "champion",
+        "probability": 0.5,
+        "risk_band": "high",
+        "shadow_model_version": None,
+        "shadow_probability": None,
+        "latency_ms": 1.0,
+        "requested_at": stamp + dt.timedelta(microseconds=i),
+        "feature_snapshot_date": DAY,
+    }
