@@ -16,8 +16,6 @@ P (it depends on ``serving/online_store`` P) and reports on two earlier days:
 A day without traffic is materialized with the reason; its check is skipped, not faked.
 """
 
-from __future__ import annotations
-
 import datetime as dt
 import json
 import math
@@ -263,7 +261,9 @@ def build_online_predictions(
             summary.share_of_drifted_features = drift_result.share_of_drifted_features
             report_path = lake_layout.online_drift_report_path(lake.root, served_day)
             notes = drifts.report_notes(drift_result, f"the validation rows of {mlflow.model_name} v{version}")
-            notes.insert(0, f"The features the online champion was served on feature day {served_day}, one row per entity.")
+            notes.insert(
+                0, f"The features the online champion was served on feature day {served_day}, one row per entity."
+            )
             drifts.save_report(drift_result, report_path, f"Online data drift on {served_day}: v{version}", notes)
 
         matured_day = date - dt.timedelta(days=horizon_days(matured))

@@ -11,8 +11,6 @@ scoring's input path; this check proves both, on the day the store holds:
   ``POST /predict``), with the model version that made the day's batch scores, equals their batch score to 1e-9.
 """
 
-from __future__ import annotations
-
 import datetime as dt
 import math
 from dataclasses import dataclass, field
@@ -50,7 +48,9 @@ class SkewReport:
     unexpected_online: int = 0  # in the store, not in the snapshot
     compared_entities: int = 0
     compared_values: int = 0
-    feature_mismatches: list[tuple[str, str, Any, Any]] = field(default_factory=list)  # entity, feature, online, offline
+    feature_mismatches: list[tuple[str, str, Any, Any]] = field(
+        default_factory=list
+    )  # entity, feature, online, offline
     scored_version: str | None = None
     compared_probabilities: int = 0
     max_probability_difference: float | None = None
