@@ -114,7 +114,8 @@ def test_online_predictions_judges_the_served_traffic_and_the_matured_comparison
     assert check.check_name == ONLINE_DRIFT_CHECK and check.severity == dg.AssetCheckSeverity.WARN
     assert check.metadata["entities"].value == world.customers - 1  # the champion's answers, one per entity
 
-    # The comparison (metadata rounds to 6 digits): the champion-answered rows of the matured day, last prediction per entity, with their labels.
+    # The comparison (metadata rounds to 6 digits): the champion-answered rows of the matured day, the last
+    # prediction per entity, with their labels.
     labels = world.labels(MATURED)[["customer_id", "churned"]]
     last = matured.drop_duplicates("entity_key", keep="last")
     same_rows = last[last["variant"] == "champion"].merge(labels, left_on="entity_key", right_on="customer_id")
