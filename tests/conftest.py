@@ -9,6 +9,7 @@ import pytest
 # PostgreSQL-backed Dagster and MLflow with one night run on them, shared by tests/deploy and tests/ui.
 from deployed_platform import deployed_platform, postgres_server  # noqa: F401  (fixtures)
 from redis_server import redis_server, redis_url  # noqa: F401  (fixtures: a real redis-server per worker)
+from spark_cluster import spark_cluster, spark_connect_server  # noqa: F401  (fixtures: a standalone cluster, Connect)
 
 from dagster_project.resources import MlflowResource
 from dagster_project.settings import Settings, get_settings

@@ -56,6 +56,7 @@ def test_artifact_names(name: str, artifact: str):
 def test_settings_per_master():
     local = session.session_conf("local[3]", "3g", [Path("/jars/a.jar")])
     assert local["spark.sql.shuffle.partitions"] == "6" and local["spark.driver.memory"] == "3g"
+    assert local["spark.sql.sources.parallelPartitionDiscovery.parallelism"] == "6"  # VACUUM's listing job
     assert local["spark.jars"] == "/jars/a.jar"
     cluster = session.session_conf("spark://master:7077", "3g", [Path("/jars/a.jar")])
     assert "spark.sql.shuffle.partitions" not in cluster and "spark.driver.host" not in cluster
