@@ -28,7 +28,7 @@ from dagster_project.lake import partition_path, table_dir
 from dagster_project.settings import Settings
 from spark_jobs.paths import OfflineStorePaths
 
-pytestmark = pytest.mark.spark
+pytestmark = [pytest.mark.spark, pytest.mark.scale_out]
 
 WORLD = ChurnWorld(customers=300, horizon=3)
 DAYS = days(START, 5)
