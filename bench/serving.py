@@ -208,7 +208,12 @@ def service(setup: Setup, backend: str, redis_url: str | None, *, shadow: bool) 
     }
     if redis_url:
         env["PLATFORM_SERVING__REDIS_URL"] = redis_url
-    process = subprocess.Popen([sys.executable, "-m", "dagster_project.service"], cwd=REPO, env=env)
+    log_path = Path(setup.data_root) / f"service-{backend}{'-shadow' if shadow else ''}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = log_path.open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dagster_project.service"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             deadline = time.monotonic() + 180
@@ -220,13 +225,14 @@ def service(setup: Setup, backend: str, redis_url: str | None, *, shadow: bool) 
                             break
                 except httpx.TransportError:
                     pass
-                assert process.poll() is None, f"the service exited with {process.returncode}"
-                assert time.monotonic() < deadline, "the service did not get ready within 180 s"
+                assert process.poll() is None, f"the service exited with {process.returncode}: see {log_path}"
+                assert time.monotonic() < deadline, f"the service did not get ready within 180 s: see {log_path}"
                 time.sleep(0.2)
         yield port
     finally:
         process.terminate()
         process.wait(timeout=60)
+        log.close()
 
 
 def stage_histograms(port: int) -> dict[str, tuple[float, float, list[tuple[float, float]]]]:
@@ -518,6 +524,7 @@ def main() -> None:
     parser.add_argument("--p99-limit-ms", type=float, default=50.0, help="the p99 a sustained rate stays under")
     parser.add_argument("--no-search", action="store_true", help="skip the search for the highest sustained rate")
     args = parser.parse_args()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = set(backends) - {"sqlite", "redis"}
     if unknown:
