@@ -550,6 +550,7 @@ def run_all(setup: Setup, backends: list[str], args: argparse.Namespace) -> None
     from dagster_project.online_store import RedisOnlineStore, SqliteOnlineStore
 
     keys = SqliteOnlineStore(setup.sqlite_path).entity_keys()
+    rate = f"{args.rate:g}/s"
     rows: list[tuple[str, str, str, str]] = []  # backend, case, figure, target
     base_sklearn: dict[int, np.ndarray] = {}
     for backend in backends:
@@ -570,7 +571,7 @@ def run_all(setup: Setup, backends: list[str], args: argparse.Namespace) -> None
                 for per_request in (1, BATCH):
                     result = load(port, keys, per_request, args.rate, args.seconds)
                     plain[per_request] = result
-                    print(f"== {backend}: {per_request} entities a request at {args.rate:g} req/s: {result.summary()}")
+                    print(f"== {backend}: {_entities(per_request)} a request at {rate}: {result.summary()}")
                     print_stages(result)
                 best = None
                 if not args.no_search:
@@ -582,17 +583,16 @@ def run_all(setup: Setup, backends: list[str], args: argparse.Namespace) -> None
                 for per_request in (1, BATCH):
                     result = load(port, keys, per_request, args.rate, args.seconds)
                     shadowed[per_request] = result
-                    print(f"== {backend}: shadow on, {per_request} entities at {args.rate:g} req/s: {result.summary()}")
+                    print(f"== {backend}: shadow on, {_entities(per_request)} at {rate}: {result.summary()}")
                     print_stages(result)
 
-        rate = f"{args.rate:g}/s"
         for per_request, target in ((1, TARGET_ONE_P99_MS), (BATCH, TARGET_BATCH_P99_MS)):
             r = plain[per_request]
             raw = float(np.percentile(base_sklearn[per_request], 50))
             path = float(np.percentile(figures["model path"][per_request], 50))
             aim = f" (aim {AIM_ONE_P99_MS:g})" if per_request == 1 else ""
             rows.append((
-                backend, f"{per_request} entit{'y' if per_request == 1 else 'ies'} @ {rate}",
+                backend, f"{_entities(per_request)} @ {rate}",
                 f"p50 {r.p(50):.2f} p95 {r.p(95):.2f} p99 {r.p(99):.2f} ms; p50 = {r.p(50) / raw:.1f}x sklearn "
                 f"({raw:.2f}), {r.p(50) / path:.1f}x model path ({path:.3f})",
                 f"p99 <= {target:g} ms{aim}: {verdict(r.p(99), target)}",
@@ -612,6 +612,10 @@ def run_all(setup: Setup, backends: list[str], args: argparse.Namespace) -> None
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in [("backend", "case", "figure", "target"), *rows]:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _entities(count: int) -> str:
+    return f"{count} entit{'y' if count == 1 else 'ies'}"
 
 
 @contextmanager
