@@ -12,13 +12,16 @@ The request path is kept lean, as the service answers one entity in a few millis
 pydantic from bytes, the handler runs on the event loop (the work is CPU-bound under the GIL and the store's reads
 take well under a millisecond, so a hop to a worker thread would only add its own latency), the model runs on
 one OpenMP thread (for a handful of rows, waking a thread team costs more than it saves and makes the tail long),
-and everything after the answer (the shadow's scoring, the log rows) is handed to one background thread.
+and everything after the answer (the shadow's scoring, the log rows) is handed to one background thread. What is
+alive once the service has started and whenever it has loaded models (the imports' and the models' objects, half a
+million of them) is frozen out of the garbage collector's scans (``gc.freeze``): a full collection over them takes a
+few hundred milliseconds, a pause in the middle of whichever request's allocations set it off.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
+import gc
 import logging
 import threading
 import time
@@ -28,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
@@ -37,6 +41,7 @@ from dagster_project.defs.scoring.scores import RiskBands
 from dagster_project.defs.serving.prediction_log import PredictionLogWriter
 from dagster_project.defs.serving.predictor import (
     InvalidOverrideError,
+    LoadedModels,
     NoModelError,
     PredictionBatch,
     Predictor,
@@ -65,8 +70,10 @@ class PredictRequest(BaseModel):
 
 
 def _json(status: int, body: dict[str, Any], request_id: str | None = None) -> Response:
+    """A JSON answer, written by orjson: a hundred predictions in a tenth of ``json.dumps``'s time, floats alike
+    (the shortest text that reads back to the same double)."""
     headers = {"x-request-id": request_id} if request_id else None
-    return Response(json.dumps(body), status_code=status, media_type="application/json", headers=headers)
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
 class Service:
@@ -82,7 +89,7 @@ class Service:
             mlflow,
             reload_seconds=serving.reload_seconds,
             with_challenger=serving.challenger_share > 0 or serving.shadow,
-            on_swap=self.metrics.models_swapped,
+            on_swap=self.models_swapped,
         )
         self.predictor = Predictor(self.store, self.watcher.current, bands, self.policy)
         self.log = PredictionLogWriter(
@@ -100,6 +107,12 @@ class Service:
         self._thread_limits = threadpool_limits(limits=1, user_api="openmp")
         self.log.start()
         self.watcher.start()
+        gc.freeze()
+
+    def models_swapped(self, old: LoadedModels | None, new: LoadedModels) -> None:
+        """After a model set is loaded: its objects join the ones the garbage collector no longer scans."""
+        self.metrics.models_swapped(old, new)
+        gc.freeze()
 
     def stop(self) -> None:
         self.watcher.stop()
@@ -138,8 +151,8 @@ class Service:
                     {
                         "request_id": request_id,
                         "entity_key": prediction.entity,
-                        "features": json.dumps(batch.features_used(i)),
-                        "overrides": json.dumps(overrides.get(prediction.entity, {})),
+                        "features": orjson.dumps(batch.features_used(i)).decode(),
+                        "overrides": orjson.dumps(overrides.get(prediction.entity, {})).decode(),
                         "model_name": prediction.model_name,
                         "model_version": prediction.model_version,
                         "variant": prediction.variant,

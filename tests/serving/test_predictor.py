@@ -20,7 +20,7 @@ from dagster_project.defs.ml.training import (
     model_input,
 )
 from dagster_project.defs.scoring.scores import RiskBands
-from dagster_project.defs.serving.compiled import MAX_ROWS, compile_model
+from dagster_project.defs.serving.compiled import MAX_ARRAY_ROWS, MAX_ROWS, compile_model
 from dagster_project.defs.serving.prediction_log import PredictionLogWriter, read_prediction_log
 from dagster_project.defs.serving.predictor import (
     LoadedModels,
@@ -50,7 +50,16 @@ def test_the_compiled_path_equals_scikit_learn_to_the_bit(champion_model) -> Non
     for i in range(0, 40, 3):  # missing values and unknown categories, as a request-time override brings them
         rows[i] = {**rows[i], "logins_30d": None, "plan": None, "region": "atlantis"}
     expected = churn_probability(champion_model, model_input(pd.DataFrame(rows), champion_model))
+    assert np.array_equal(compiled.walked(rows), expected)  # the trees walked in Python (a few rows)
+    assert np.array_equal(compiled.array(rows), expected)  # one array through the trees' own code (a request's)
     assert np.array_equal(compiled.probabilities(rows), expected)
+    # Every size a slot meets takes the path it should and gets the same numbers: scikit-learn's above the array's.
+    slot = ModelSlot.of("champion", "churn_model", "1", champion_model)
+    assert slot.compiled is not None
+    many = (rows * 2)[: MAX_ARRAY_ROWS + 1]
+    wanted = churn_probability(champion_model, model_input(pd.DataFrame(many), champion_model))
+    for size in (1, MAX_ROWS, MAX_ROWS + 1, 100, MAX_ARRAY_ROWS, MAX_ARRAY_ROWS + 1):
+        assert np.array_equal(slot.probabilities(many[:size], FEATURES), wanted[:size]), size
 
 
 def test_models_the_fast_path_does_not_know_keep_scikit_learn(champion_model) -> None:
@@ -74,8 +83,8 @@ def test_predictor_answers_alike_on_both_paths_with_deterministic_variants(champ
     policy = ServingPolicy(experiment="e", challenger_share=0.5, shadow=True)
     predictor = Predictor(store, LoadedModels(champion, challenger), RiskBands(*CONTRACT.risk_bands), policy)
     keys = list(frame[CONTRACT.entity[0]].iloc[: 4 * MAX_ROWS])
-    together = predictor.predict(keys)  # more rows than the fast path takes: scikit-learn's path
-    one_by_one = [predictor.predict([key]).predictions[0] for key in keys]  # the fast path
+    together = predictor.predict(keys)  # more rows than the trees are walked for: the array path
+    one_by_one = [predictor.predict([key]).predictions[0] for key in keys]  # the trees walked
     assert [p.probability for p in together.predictions] == [p.probability for p in one_by_one]
     assert [p.variant for p in together.predictions] == [assign_variant("e", k, 0.5) for k in keys]
     assert {p.model_version for p in together.predictions if p.variant == "challenger"} == {"2"}

@@ -8,6 +8,7 @@ copy of the registry.
 """
 
 import datetime as dt
+import gc
 import json
 import shutil
 import threading
@@ -373,6 +374,19 @@ def test_ab_split_is_deterministic_and_the_shadow_is_logged_never_returned(world
     # Version 2 is version 1 registered again: the shadow's probability is the champion's, to the bit.
     assert np.allclose(rows["shadow_probability"], rows["probability"], rtol=0, atol=1e-12)
     assert set(rows.loc[rows["variant"] == CHAMPION, "model_version"]) == {"1"}
+
+
+def test_the_started_service_keeps_what_it_loaded_out_of_the_collectors_scans(world: World, tmp_path: Path) -> None:
+    """A full garbage collection over the imports' and the models' objects would pause a request for hundreds of
+    milliseconds: the service freezes them once started and once its models are loaded."""
+    gc.unfreeze()
+    settings = service_settings(tmp_path)
+    world.publish(settings.serving.online_store_path)
+    with running(settings, world.registry(tmp_path)) as client:
+        ready(client)
+        assert gc.get_freeze_count() > 100_000
+        answer = client.post("/predict", json={"entities": entities(world, 3)})
+        assert answer.status_code == 200, answer.text
 
 
 def test_predict_from_the_redis_store(world: World, tmp_path: Path, redis_url: str) -> None:

@@ -34,8 +34,7 @@ from dagster_project.defs.ml.registry import load_version
 from dagster_project.defs.ml.tracking import CHALLENGER, CHAMPION
 from dagster_project.defs.ml.training import churn_probability, fitted_features, model_input
 from dagster_project.defs.scoring.scores import RiskBands
-from dagster_project.defs.serving.compiled import MAX_ROWS as COMPILED_MAX_ROWS
-from dagster_project.defs.serving.compiled import CompiledModel, compile_model
+from dagster_project.defs.serving.compiled import MAX_ARRAY_ROWS, CompiledModel, compile_model
 from dagster_project.online_store import Lookup, OnlineStore
 from dagster_project.resources import MlflowResource
 
@@ -85,11 +84,12 @@ class ModelSlot:
     def probabilities(self, rows: Sequence[Mapping[str, Any]], feature_names: Sequence[str]) -> np.ndarray:
         """The positive class's probability per row (feature name -> value, as the online store holds them).
 
-        A few rows take the compiled fast path, equal to the bit; more go through batch scoring's own input path
-        (``model_input``), with scikit-learn's input checks skipped: ``model_input`` already typed every column, and
-        for a small batch the checks cost more than the prediction. Skipping them changes no number.
+        Up to ``MAX_ARRAY_ROWS`` rows (a request's) take the compiled fast path, equal to the bit; more, or a model
+        without a fast path, go through batch scoring's own input path (``model_input``), with scikit-learn's input
+        checks skipped: ``model_input`` already typed every column, and for a small batch the checks cost more than
+        the prediction. Skipping them changes no number.
         """
-        if self.compiled is not None and len(rows) <= COMPILED_MAX_ROWS:
+        if self.compiled is not None and len(rows) <= MAX_ARRAY_ROWS:
             return self.compiled.probabilities(rows)
         frame = pd.DataFrame(list(rows), columns=list(feature_names))
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
