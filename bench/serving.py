@@ -356,15 +356,16 @@ async def open_loop(port: int, requests: list[bytes], rate: float, seconds: floa
         request = requests[i % len(requests)]
         connection = idle.pop() if idle else None  # the most recently used: the least likely to have timed out
         for attempt in range(2):
-            if connection is None:
-                connection = await _Connection.open(port)
-                opened += 1
             sent[i] = time.perf_counter()
             try:
+                if connection is None:
+                    connection = await _Connection.open(port)  # refused when an overloaded server's backlog is full
+                    opened += 1
                 status, payload = await connection.post(request)
                 break
-            except (asyncio.IncompleteReadError, ConnectionError):  # the server closed an idle connection
-                connection.close()
+            except (asyncio.IncompleteReadError, OSError):  # the server closed an idle connection, or refused one
+                if connection is not None:
+                    connection.close()
                 connection = None
                 if attempt:
                     errors += 1
