@@ -147,31 +147,14 @@ def _free_port() -> int:
 @contextmanager
 def redis_server(setup: Setup) -> Iterator[str]:
     """A ``redis-server`` on a free port (persistence off) holding the setup's snapshot; its URL."""
-    import redis
     from churn_world import CONTRACT
+    from redis_server import running_redis
 
     from dagster_project.defs.scoring.scores import read_feature_snapshot
     from dagster_project.online_store import RedisOnlineStore
 
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is not installed: apt-get install -y redis-server"
-    folder = Path(tempfile.mkdtemp(prefix="bench-serving-redis-"))
-    port = _free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                redis.Redis(port=port).ping()
-                break
-            except redis.ConnectionError:
-                assert process.poll() is None and time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-        url = f"redis://127.0.0.1:{port}/0"
+    with running_redis() as server:
+        url = server.url
         day = dt.date.fromisoformat(setup.day)
         snapshot = read_feature_snapshot(setup.lake_root, day, CONTRACT)
         store = RedisOnlineStore(url)
@@ -181,10 +164,6 @@ def redis_server(setup: Setup) -> Iterator[str]:
         store.close()
         print(f"redis: {result.snapshot.entities:,} entities published in {result.seconds:.1f} s")
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 # --- the service ---------------------------------------------------------------------------------------------------
