@@ -21,10 +21,24 @@ DEPLOYED_GROUP = "deployed_platform"
 DEPLOYED_FOLDERS = ("deploy", "ui")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups to name the tests
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if Path(item.path).parent.name in DEPLOYED_FOLDERS:
             item.add_marker(pytest.mark.xdist_group(DEPLOYED_GROUP))
+
+
+def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
+    """Fail fast when xdist's ``loadgroup`` no longer groups (a pytest whose test ids xdist cannot rename): the
+    deployed platform's tests would be spread over the workers, and each worker would start it again."""
+    if getattr(node, "config", None) is None or node.config.getoption("dist") != "loadgroup":
+        return
+    ungrouped = [i for i in ids if Path(i.split("::")[0]).parent.name in DEPLOYED_FOLDERS and "@" not in i]
+    if ungrouped:
+        raise pytest.UsageError(
+            f"pytest-xdist's loadgroup did not group {len(ungrouped)} tests (e.g. {ungrouped[0]}): "
+            f"pytest {pytest.__version__} and this pytest-xdist do not work together"
+        )
 
 
 @pytest.fixture(autouse=True)
