@@ -316,16 +316,19 @@ class SparkResource(dg.ConfigurableResource):
     master: str
     driver_memory: str
     jars_cache: str
+    driver_java_options: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "SparkResource":
         return cls(master=settings.spark_master, driver_memory=settings.spark_driver_memory,
-                   jars_cache=str(settings.jars_cache))  # fmt: skip
+                   jars_cache=str(settings.jars_cache),
+                   driver_java_options=settings.spark_driver_java_options)  # fmt: skip
 
     def get_session(self) -> "SparkSession":
         from spark_jobs.session import get_spark  # pyspark loads only when a Spark asset runs
 
-        return get_spark(master=self.master, driver_memory=self.driver_memory, jars_cache=Path(self.jars_cache))
+        return get_spark(master=self.master, driver_memory=self.driver_memory, jars_cache=Path(self.jars_cache),
+                         driver_java_options=self.driver_java_options)  # fmt: skip
 
 
 class OnlineStoreResource(dg.ConfigurableResource):

@@ -133,6 +133,10 @@ class Settings(BaseSettings):
     source: Source = Source.simulator
     spark_master: str = "local[*]"  # or spark://host:7077, k8s://..., sc://host:15002 (Spark Connect)
     spark_driver_memory: str = "2g"
+    # JVM flags of the driver (a classic session's own JVM): e.g. -XX:TieredStopAtLevel=1, which compiles with the
+    # quick compiler only, a quarter off the seconds of short jobs on small data (the test suite's), at the cost of
+    # long ones (tests/conftest.py).
+    spark_driver_java_options: str = ""
     dbt_target: str = "dev"
 
     simulator: SimulatorSettings = SimulatorSettings()

@@ -178,7 +178,7 @@ def _local_cores(master: str) -> int:
     return os.cpu_count() or 2
 
 
-def session_conf(master: str, driver_memory: str, jars: list[Path]) -> dict[str, str]:
+def session_conf(master: str, driver_memory: str, jars: list[Path], driver_java_options: str = "") -> dict[str, str]:
     """Every setting of a classic (non-Connect) session, as a plain dict (printed by ``--show-conf``)."""
     conf = {
         **DELTA_CONF,
@@ -189,6 +189,8 @@ def session_conf(master: str, driver_memory: str, jars: list[Path]) -> dict[str,
         # Delta's VACUUM deletes files in parallel on the executors instead of one by one on the driver.
         "spark.databricks.delta.vacuum.parallelDelete.enabled": "true",
     }
+    if driver_java_options.strip():
+        conf["spark.driver.extraJavaOptions"] = driver_java_options
     if master.startswith("local"):
         # A shuffle of this project's data fits a few tasks per core; Spark's default of 200 mostly waits on
         # scheduling. Clusters keep the default and let adaptive execution coalesce.
@@ -234,11 +236,12 @@ def build_session(
     jars_cache: Path,
     app_name: str = APP_NAME,
     extra_conf: dict[str, str] | None = None,
+    driver_java_options: str = "",
 ) -> SparkSession:
     """Start (or join) the process's Spark session, configured for Delta.
 
-    ``driver_memory`` and ``jars_cache`` configure a classic session; Spark Connect (``sc://``) ignores them (the
-    server owns its memory and its class path).
+    ``driver_memory``, ``jars_cache`` and ``driver_java_options`` (flags of the driver's JVM) configure a classic
+    session; Spark Connect (``sc://``) ignores them (the server owns its JVM, its memory and its class path).
     """
     from pyspark.sql import SparkSession
 
@@ -252,7 +255,7 @@ def build_session(
     if master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # no host-name lookup, and no warning about it
     builder = SparkSession.builder.master(master).appName(app_name)
-    conf = session_conf(master, driver_memory, jars)
+    conf = session_conf(master, driver_memory, jars, driver_java_options)
     for key, value in {**conf, **(extra_conf or {})}.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
@@ -269,6 +272,7 @@ def get_spark(
     driver_memory: str | None = None,
     jars_cache: Path | None = None,
     extra_conf: dict[str, str] | None = None,
+    driver_java_options: str = "",
 ) -> SparkSession:
     """The one session of this process: created on first use, then reused by every job and asset.
 
@@ -283,7 +287,9 @@ def get_spark(
                     "no Spark session in this process yet: the first get_spark() call must name master, "
                     f"driver_memory and jars_cache (got {master!r}, {driver_memory!r}, {jars_cache!r})"
                 )
-            _session = build_session(master, driver_memory, jars_cache, extra_conf=extra_conf)
+            _session = build_session(
+                master, driver_memory, jars_cache, extra_conf=extra_conf, driver_java_options=driver_java_options
+            )
         return _session
 
 
@@ -304,10 +310,16 @@ def add_session_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--master", required=True, help="local[*], local[N], spark://..., k8s://... or sc://...")
     group.add_argument("--driver-memory", required=True, help="e.g. 2g (a classic session's driver)")
     group.add_argument("--jars-cache", type=Path, required=True, help="the folder the Delta jars are cached in")
+    group.add_argument(
+        "--driver-java-options",
+        default="",
+        help="flags of a classic session's driver JVM (--driver-java-options=-X...)",
+    )
 
 
 def session_from_arguments(args: argparse.Namespace) -> SparkSession:
-    return get_spark(master=args.master, driver_memory=args.driver_memory, jars_cache=args.jars_cache)
+    return get_spark(master=args.master, driver_memory=args.driver_memory, jars_cache=args.jars_cache,
+                     driver_java_options=args.driver_java_options)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

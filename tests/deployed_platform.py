@@ -198,6 +198,8 @@ def platform_environment(server: PostgresServer, data_root: Path, dagster_home: 
             "PLATFORM_MLFLOW_TRACKING_URI": server.url(MLFLOW_DB, driver="postgresql+psycopg2"),
             "PLATFORM_SIMULATOR__CUSTOMERS": str(CUSTOMERS),
             "PLATFORM_THRESHOLDS__CHURN_HORIZON_DAYS": str(HORIZON_DAYS),
+            # The suite's JVM flags (tests/conftest.py), not a setting of the deployment.
+            "PLATFORM_SPARK_DRIVER_JAVA_OPTIONS": os.environ.get("PLATFORM_SPARK_DRIVER_JAVA_OPTIONS", ""),
         }
     )
     return env

@@ -27,6 +27,16 @@ def test_the_session_runs_delta_from_the_cached_jars_in_utc(spark: SparkSession)
     assert session.get_spark() is spark  # one session per process: later calls need no arguments
 
 
+@pytest.mark.spark
+def test_the_driver_jvm_gets_the_java_options_of_the_settings(spark: SparkSession):
+    flags = get_settings().spark_driver_java_options
+    assert flags, "the suite runs its drivers with JVM flags (tests/conftest.py)"
+    assert session.session_conf("local[2]", "1g", [], flags)["spark.driver.extraJavaOptions"] == flags
+    assert "spark.driver.extraJavaOptions" not in session.session_conf("local[2]", "1g", [], " ")
+    runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    assert set(flags.split()) <= set(runtime.getInputArguments()), "the JVM that runs the session has them"
+
+
 def test_a_complete_cache_is_used_as_is_and_an_interrupted_one_is_not(tmp_path: Path):
     jars = session.delta_jars(tmp_path)
     assert jars.coordinate.startswith(f"io.delta:delta-spark_{session.spark_minor_version()}_2.13:")
