@@ -5,12 +5,14 @@ launchpad shows the values in force; a run may still override them.
 """
 
 import datetime as dt
+import importlib.metadata
 import json
 import os
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +21,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 from dagster_dbt import DbtCliInvocation, DbtCliResource
+from packaging.version import Version
 
 from dagster_project import lake
 from dagster_project.problem import problem_environment
@@ -263,6 +266,14 @@ class DbtResource(DbtCliResource):
     history_start_date: str  # the first day of history (the first daily partition)
     problem_dir: str  # the problem's folder, where dbt reads its models (dbt_project.yml)
     label_horizon_days: int  # the contract's: the label model's declared horizon, or the settings' override
+
+    @cached_property
+    def _cli_version(self) -> Version:
+        # dagster-dbt runs `dbt --version` before a resource's first invocation, to tell dbt Core from the Fusion
+        # engine: a second dbt process (about 1.5 s) per run. This environment's own dbt is the dbt-core package.
+        if Path(self.dbt_executable) == Path(sys.executable).with_name("dbt"):
+            return Version(importlib.metadata.version("dbt-core"))
+        return DbtCliResource._cli_version.func(self)  # another dbt: ask it, as dagster-dbt does
 
     def cli(self, args: Sequence[str], *, target_path: Path | None = None, **kwargs: Any) -> DbtCliInvocation:
         if target_path is None:

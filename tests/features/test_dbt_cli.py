@@ -2,9 +2,12 @@
 
 import datetime as dt
 import json
+import re
+import subprocess
 
 from feature_support import SIMULATED_DAYS, SimulatedBase, query, run_dbt, write_raw
 
+from dagster_project.resources import DbtResource
 from dagster_project.settings import Settings
 
 
@@ -82,3 +85,10 @@ def test_source_freshness_reads_the_newest_partition_day(settings: Settings) -> 
     status = {r["unique_id"].rsplit(".", 1)[-1]: r["status"] for r in sources["results"]}
     # Empty partitions count: freshness is about what was loaded, not about rows.
     assert status == {"customers": "pass", "activity_events": "pass", "cancellations": "error"}
+
+
+def test_the_dbt_resource_knows_the_version_the_dbt_executable_reports(settings: Settings) -> None:
+    # The resource reads it from the dbt-core package instead of running `dbt --version` before each run.
+    resource = DbtResource.from_settings(settings)
+    reported = subprocess.run([resource.dbt_executable, "--version"], capture_output=True, text=True, check=True)
+    assert str(resource._cli_version) == re.search(r"(\d+\.\d+\.\d+)", reported.stdout).group(1)
