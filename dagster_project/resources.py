@@ -233,7 +233,8 @@ class WarehouseResource(dg.ConfigurableResource):
 
 # The dbt of this Python environment: the one installed beside the interpreter, so that dbt is found (and is the
 # right one) even when the virtual environment is not activated; otherwise whatever `dbt` is on PATH.
-DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt")) if Path(sys.executable).with_name("dbt").exists() else "dbt"
+ENVIRONMENT_DBT = Path(sys.executable).with_name("dbt")  # the dbt-core package's own script
+DBT_EXECUTABLE = str(ENVIRONMENT_DBT) if ENVIRONMENT_DBT.exists() else "dbt"
 
 
 @contextmanager
@@ -271,7 +272,7 @@ class DbtResource(DbtCliResource):
     def _cli_version(self) -> Version:
         # dagster-dbt runs `dbt --version` before a resource's first invocation, to tell dbt Core from the Fusion
         # engine: a second dbt process (about 1.5 s) per run. This environment's own dbt is the dbt-core package.
-        if Path(self.dbt_executable) == Path(sys.executable).with_name("dbt"):
+        if Path(self.dbt_executable) == ENVIRONMENT_DBT:
             return Version(importlib.metadata.version("dbt-core"))
         return DbtCliResource._cli_version.func(self)  # another dbt: ask it, as dagster-dbt does
 
