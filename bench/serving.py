@@ -60,7 +60,8 @@ TRAIN_DAYS = 60
 SNAPSHOT_DAY_OFFSET = 75
 BATCH = 100  # entities per request of the batch case
 SETUP_FILE = "setup.json"
-STAGES = ("parse", "lookup", "predict", "log")
+STAGES = ("parse", "lookup", "predict")  # before the answer
+AFTER_ANSWER = ("shadow", "log")  # on the event loop once the answer is sent
 TARGET_ONE_P99_MS, AIM_ONE_P99_MS, TARGET_BATCH_P99_MS, TARGET_SHADOW_RATIO = 10.0, 5.0, 40.0, 1.20
 
 
@@ -240,9 +241,12 @@ def stage_histograms(port: int) -> dict[str, tuple[float, float, list[tuple[floa
 
 def stage_breakdown(before: dict, after: dict) -> dict[str, tuple[float, float]]:
     """Per stage over a run: (mean ms, p99 ms as the histogram's bucket bound), from two /metrics readings;
-    ``other``: the request's mean less the stages' (HTTP parsing and framing, encoding the answer, middleware)."""
+    ``other``: the request's mean less the stages' before the answer (HTTP parsing and framing, encoding the answer,
+    middleware); ``shadow`` and ``log`` run after the answer, on the same event loop."""
     result = {}
-    for name in (*STAGES, "request"):
+    for name in (*STAGES, "request", *AFTER_ANSWER):
+        if name not in after:
+            continue
         total = after[name][0] - before[name][0]
         count = after[name][1] - before[name][1]
         if count <= 0:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import math
 import sqlite3
@@ -33,7 +34,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,13 @@ class SnapshotInfo:
         )
 
 
+@functools.lru_cache(maxsize=16)
+def snapshot_info(text: str | bytes) -> SnapshotInfo:
+    """``SnapshotInfo.from_json``, once per snapshot: every lookup reads the snapshot's description, which changes
+    once a publish."""
+    return SnapshotInfo.from_json(text)
+
+
 @dataclass(frozen=True)
 class Lookup:
     """The stored features of the entities asked for, all from one snapshot; keys not stored are ``missing``."""
@@ -93,6 +101,7 @@ class Lookup:
     snapshot: SnapshotInfo
     features: dict[str, dict[str, Any]]  # entity key -> feature name -> value
     missing: tuple[str, ...]
+    payloads: dict[str, str] = field(default_factory=dict)  # entity key -> its stored JSON, as read
 
 
 @dataclass(frozen=True)
@@ -396,6 +405,7 @@ class SqliteOnlineStore(OnlineStore):
     def lookup(self, keys: Sequence[str]) -> Lookup:
         connection = self._connection()
         found: dict[str, dict[str, Any]] = {}
+        payloads: dict[str, str] = {}
         try:
             connection.execute("BEGIN")  # one read transaction: the snapshot row and the features agree
             try:
@@ -412,14 +422,16 @@ class SqliteOnlineStore(OnlineStore):
                         f"SELECT entity, payload FROM features WHERE entity IN ({marks})", chunk
                     ):
                         found[entity] = decode_features(payload)
+                        payloads[entity] = payload
             finally:
                 connection.execute("COMMIT")
         except sqlite3.Error as error:
             raise OnlineStoreUnavailableError(f"the online store {self.path} cannot be read: {error}") from error
         return Lookup(
-            snapshot=SnapshotInfo.from_json(row[0]),
+            snapshot=snapshot_info(row[0]),
             features=found,
             missing=tuple(k for k in dict.fromkeys(keys) if k not in found),
+            payloads=payloads,
         )
 
     def ping(self) -> None:
@@ -565,10 +577,12 @@ class RedisOnlineStore(OnlineStore):
 
         unique = list(dict.fromkeys(keys))
         found: dict[str, dict[str, Any]] = {}
+        payloads: dict[str, str] = {}
         snapshot: SnapshotInfo | None = None
         try:
             for attempt in range(3):
                 found.clear()
+                payloads.clear()
                 snapshot = None
                 consistent = True
                 for start in range(0, max(len(unique), 1), LOOKUP_BATCH):
@@ -578,15 +592,16 @@ class RedisOnlineStore(OnlineStore):
                         raise NoOnlineSnapshotError(
                             f"the online store at {self._safe_url} holds no snapshot: materialize serving/online_store"
                         )
-                    pointer, payloads = answer
-                    info = SnapshotInfo.from_json(pointer)
+                    pointer, replies = answer
+                    info = snapshot_info(pointer)
                     if snapshot is not None and info.generation != snapshot.generation:
                         consistent = False  # a publish swapped between two chunks: read again, all from one
                         break
                     snapshot = info
-                    for key, payload in zip(chunk, payloads, strict=True):
+                    for key, payload in zip(chunk, replies, strict=True):
                         if payload is not None:
                             found[key] = decode_features(payload)
+                            payloads[key] = payload.decode()
                 if consistent:
                     break
                 if attempt == 2:
@@ -594,7 +609,9 @@ class RedisOnlineStore(OnlineStore):
         except (redis.ConnectionError, redis.TimeoutError) as error:
             raise self._unavailable(error) from error
         assert snapshot is not None
-        return Lookup(snapshot=snapshot, features=found, missing=tuple(k for k in unique if k not in found))
+        return Lookup(
+            snapshot=snapshot, features=found, missing=tuple(k for k in unique if k not in found), payloads=payloads
+        )
 
     def ping(self) -> None:
         import redis

@@ -12,7 +12,9 @@ The request path is kept lean, as the service answers one entity in a few millis
 pydantic from bytes, the handler runs on the event loop (the work is CPU-bound under the GIL and the store's reads
 take well under a millisecond, so a hop to a worker thread would only add its own latency), the model runs on
 one OpenMP thread (for a handful of rows, waking a thread team costs more than it saves and makes the tail long),
-and everything after the answer (the shadow's scoring, the log rows) is handed to one background thread. What is
+and everything after the answer (the shadow's scoring, the log rows) waits for a moment when no request is in
+flight (``idle.py``): a shadow that doubles the model's work does not double the requests' wait. The log's writer
+thread only joins Arrow batches and writes Parquet, work outside the GIL. What is
 alive once the service has started and whenever it has loaded models (the imports' and the models' objects, half a
 million of them) is frozen out of the garbage collector's scans (``gc.freeze``): a full collection over them takes a
 few hundred milliseconds, a pause in the middle of whichever request's allocations set it off.
@@ -23,11 +25,9 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import logging
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 
 from dagster_project.defs.ml.tracking import CHALLENGER, CHAMPION
 from dagster_project.defs.scoring.scores import RiskBands
-from dagster_project.defs.serving.prediction_log import PredictionLogWriter
+from dagster_project.defs.serving.prediction_log import PredictionLogWriter, log_batch
 from dagster_project.defs.serving.predictor import (
     InvalidOverrideError,
     LoadedModels,
@@ -50,13 +50,15 @@ from dagster_project.defs.serving.predictor import (
 )
 from dagster_project.online_store import NoOnlineSnapshotError, OnlineStoreUnavailableError, entity_key
 from dagster_project.resources import MlflowResource, OnlineStoreResource
+from dagster_project.service.idle import AfterAnswers
 from dagster_project.service.metrics import ServiceMetrics
 from dagster_project.service.watcher import ModelWatcher
 from dagster_project.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-MAX_PENDING = 1_000  # batches waiting for the background thread before requests log inline (``Service.hand_off``)
+# Rows waiting for the shadow and the log before a request does its own on its path (``idle.AfterAnswers``).
+MAX_PENDING_ROWS = 50_000
 ENDPOINTS = ("/predict", "/healthz", "/readyz", "/model", "/metrics")
 KeyValue = StrictStr | StrictInt
 FeatureValue = StrictBool | StrictInt | StrictFloat | StrictStr | None
@@ -95,9 +97,7 @@ class Service:
         self.log = PredictionLogWriter(
             str(settings.lake_root), flush_rows=serving.log_flush_rows, flush_seconds=serving.log_flush_seconds
         )
-        self.after_response = ThreadPoolExecutor(max_workers=1, thread_name_prefix="after-response")
-        self._pending = 0  # batches handed to the background thread and not yet logged
-        self._pending_lock = threading.Lock()
+        self.after_answers = AfterAnswers(lambda item: self.record(*item), max_pending_rows=MAX_PENDING_ROWS)
         self.metrics.watch(self.log.stats, lambda: (self.watcher.reloads, self.watcher.failures))
         self._thread_limits: Any = None
 
@@ -107,6 +107,7 @@ class Service:
         self._thread_limits = threadpool_limits(limits=1, user_api="openmp")
         self.log.start()
         self.watcher.start()
+        self.after_answers.start()
         gc.freeze()
 
     def models_swapped(self, old: LoadedModels | None, new: LoadedModels) -> None:
@@ -116,56 +117,58 @@ class Service:
 
     def stop(self) -> None:
         self.watcher.stop()
-        self.after_response.shutdown(wait=True)  # the last requests' rows reach the buffer...
-        stats = self.log.close()  # ...and the buffer the lake
+        stats = self.log.close()  # the buffered rows reach the lake
         logger.info("prediction log: %s", stats)
         self.store.close()
         if self._thread_limits is not None:
             self._thread_limits.restore_original_limits()
 
-    def hand_off(self, batch: PredictionBatch, request_id: str, requested_at: dt.datetime, latency_ms: float) -> None:
-        """Log the batch after the answer, on the background thread; when that thread lags by ``MAX_PENDING``
-        batches (an overload), log on the request's own path instead: slower answers rather than a growing queue."""
-        with self._pending_lock:
-            lagging = self._pending >= MAX_PENDING
-            if not lagging:
-                self._pending += 1
-        if lagging:
-            self.record(batch, request_id, requested_at, latency_ms)
-            return
-        future = self.after_response.submit(self.record, batch, request_id, requested_at, latency_ms)
-        future.add_done_callback(self._done)
-
-    def _done(self, _: object) -> None:
-        with self._pending_lock:
-            self._pending -= 1
+    def after_answer(
+        self, batch: PredictionBatch, request_id: str, requested_at: dt.datetime, latency_ms: float
+    ) -> None:
+        """The shadow's scores and the batch's log rows, done when no request waits (``idle.AfterAnswers``)."""
+        self.after_answers.submit((batch, request_id, requested_at, latency_ms), len(batch.keys))
 
     def record(self, batch: PredictionBatch, request_id: str, requested_at: dt.datetime, latency_ms: float) -> None:
-        """Log the batch's rows, with the shadow's scores: runs on the background thread, after the answer."""
+        """Score the shadow and buffer the batch's log rows, a column at a time; a failure is counted and logged,
+        never raised (the answer is already sent)."""
+        started = time.perf_counter()
         try:
             shadow = self.predictor.shadow(batch)
+            shadowed = time.perf_counter()
+            predictions = batch.predictions
             overrides = batch.overrides
-            rows = []
-            for i, prediction in enumerate(batch.predictions):
-                rows.append(
-                    {
-                        "request_id": request_id,
-                        "entity_key": prediction.entity,
-                        "features": orjson.dumps(batch.features_used(i)).decode(),
-                        "overrides": orjson.dumps(overrides.get(prediction.entity, {})).decode(),
-                        "model_name": prediction.model_name,
-                        "model_version": prediction.model_version,
-                        "variant": prediction.variant,
-                        "probability": prediction.probability,
-                        "risk_band": prediction.risk_band,
-                        "shadow_model_version": None if shadow is None else shadow.model_version,
-                        "shadow_probability": None if shadow is None else float(shadow.probabilities[i]),
-                        "latency_ms": latency_ms,
-                        "requested_at": requested_at,
-                        "feature_snapshot_date": prediction.feature_snapshot_date,
-                    }
-                )
+            stored = batch.lookup.payloads
+            dumps = orjson.dumps
+            rows = log_batch(
+                {
+                    "request_id": request_id,
+                    "entity_key": batch.keys,
+                    # As stored, unless overridden: the store's JSON is orjson's, which reads back to the same values.
+                    "features": [
+                        dumps(row).decode() if key in overrides else stored[key]
+                        for key, row in zip(batch.keys, batch.rows, strict=True)
+                    ],
+                    "overrides": [dumps(overrides[key]).decode() if key in overrides else "{}" for key in batch.keys]
+                    if overrides
+                    else "{}",
+                    "model_name": [p.model_name for p in predictions],
+                    "model_version": [p.model_version for p in predictions],
+                    "variant": [p.variant for p in predictions],
+                    "probability": [p.probability for p in predictions],
+                    "risk_band": [p.risk_band for p in predictions],
+                    "shadow_model_version": None if shadow is None else shadow.model_version,
+                    "shadow_probability": None if shadow is None else shadow.probabilities,
+                    "latency_ms": latency_ms,
+                    "requested_at": requested_at,
+                    "feature_snapshot_date": batch.lookup.snapshot.day,
+                },
+                len(batch.keys),
+            )
             self.log.append(rows)
+            if shadow is not None:
+                self.metrics.stages["shadow"].observe(shadowed - started)
+            self.metrics.stages["log"].observe(time.perf_counter() - shadowed)
         except Exception:
             self.metrics.errors.labels("prediction_log").inc()
             logger.exception("request %s: its prediction log rows could not be made", request_id)
@@ -187,11 +190,12 @@ def create_app(settings: Settings, *, bands: RiskBands | None = None, mlflow: Ml
         try:
             yield
         finally:
+            await service.after_answers.drain()
             service.stop()
 
     app = FastAPI(title="Churn prediction service", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.service = service
-    app.add_middleware(_MetricsMiddleware, metrics=service.metrics)
+    app.add_middleware(_MetricsMiddleware, metrics=service.metrics, after_answers=service.after_answers)
 
     def error(status: int, kind: str, detail: str, request_id: str, **extra: Any) -> Response:
         service.metrics.errors.labels(kind).inc()
@@ -231,14 +235,12 @@ def create_app(settings: Settings, *, bands: RiskBands | None = None, mlflow: Ml
         except Exception:
             logger.exception("request %s failed", request_id)
             return error(500, "internal_error", "the prediction failed; the service log has the details", request_id)
-        predicted_at = time.perf_counter()
-        latency_ms = (predicted_at - received) * 1000
-        service.hand_off(batch, request_id, requested_at, latency_ms)
+        latency_ms = (time.perf_counter() - received) * 1000
+        service.after_answer(batch, request_id, requested_at, latency_ms)
         stages = service.metrics.stages
         stages["parse"].observe(parsed_at - received)
         stages["lookup"].observe(batch.lookup_seconds)
         stages["predict"].observe(batch.predict_seconds)
-        stages["log"].observe(time.perf_counter() - predicted_at)
         variants = [p.variant for p in batch.predictions]
         for variant in (CHAMPION, CHALLENGER):
             count = variants.count(variant)
@@ -246,7 +248,7 @@ def create_app(settings: Settings, *, bands: RiskBands | None = None, mlflow: Ml
                 service.metrics.predictions.labels(variant).inc(count)
         return _json(
             200,
-            {"request_id": request_id, "predictions": [p.as_json() for p in batch.predictions]},
+            {"request_id": request_id, "predictions": batch.predictions},  # orjson writes the dataclasses itself
             request_id,
         )
 
@@ -311,11 +313,13 @@ def create_app(settings: Settings, *, bands: RiskBands | None = None, mlflow: Ml
 
 
 class _MetricsMiddleware:
-    """Counts every request by endpoint and status and times it (plain ASGI: no per-request task or body copy)."""
+    """Counts every request by endpoint and status and times it to its answer's last byte, and tells the work after
+    the answers which requests are in flight (plain ASGI: no per-request task or body copy)."""
 
-    def __init__(self, app: Any, metrics: ServiceMetrics) -> None:
+    def __init__(self, app: Any, metrics: ServiceMetrics, after_answers: AfterAnswers) -> None:
         self.app = app
         self.metrics = metrics
+        self.after_answers = after_answers
         self.seconds = {e: metrics.request_seconds.labels(e) for e in (*ENDPOINTS, "other")}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -325,15 +329,22 @@ class _MetricsMiddleware:
         endpoint = scope["path"] if scope["path"] in ENDPOINTS else "other"
         status = 500
         started = time.perf_counter()
+        answered = False
+        self.after_answers.started()
 
         async def send_status(message: dict[str, Any]) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
                 status = message["status"]
             await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                answered = True
+                self.after_answers.answered()
 
         try:
             await self.app(scope, receive, send_status)
         finally:
+            if not answered:
+                self.after_answers.answered()
             self.seconds[endpoint].observe(time.perf_counter() - started)
             self.metrics.requests.labels(endpoint, str(status)).inc()

@@ -2,7 +2,8 @@
 the tests, do not collide).
 
 - ``serving_requests_total{endpoint,status}`` and ``serving_request_seconds{endpoint}``: every HTTP request;
-- ``serving_stage_seconds{stage}``: where a prediction's time goes (parse, lookup, predict, log);
+- ``serving_stage_seconds{stage}``: where a prediction's time goes (parse, lookup, predict; after the
+  answer, the shadow and the log rows);
 - ``serving_errors_total{kind}``: the errors answered, by kind (unknown_entity, invalid_request, ...);
 - ``serving_predictions_total{variant}``: entities answered by the champion or the challenger;
 - ``serving_model_info{role,name,version}``: 1 for each model in service; ``serving_model_reloads_total`` and
@@ -23,7 +24,7 @@ from dagster_project.defs.serving.predictor import LoadedModels
 
 # Fine buckets below 10 ms, where a one-entity prediction should land.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-STAGES = ("parse", "lookup", "predict", "log")
+STAGES = ("parse", "lookup", "predict", "shadow", "log")
 
 
 class _Collected(Collector):

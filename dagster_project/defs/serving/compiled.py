@@ -31,6 +31,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -90,6 +91,15 @@ class CompiledModel:
     def feature_names(self) -> list[str]:
         return [c.name for c in self.columns]
 
+    @cached_property
+    def encoding(self) -> tuple[Any, ...]:
+        """What ``encode`` makes of a row: two models with the same encoding read the same array (a challenger
+        retrained on the same categories), so a request's rows are encoded once for both (``EncodedRows``)."""
+        return tuple(
+            (c.name, None if c.codes is None else tuple(c.codes.items()), "nan" if math.isnan(c.missing) else c.missing)
+            for c in self.columns
+        )
+
     def inputs(self, row: Mapping[str, Any]) -> list[float]:
         values = []
         try:
@@ -142,10 +152,36 @@ class CompiledModel:
         return self._positive(np.array([self.raw(row) for row in rows], dtype=np.float64))
 
     def array(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """The rows encoded into one array and scored by the fitted trees' own code, on one thread, each tree's
-        values added onto the baseline in scikit-learn's order (``BaseHistGradientBoosting._predict_iterations``)."""
-        X = np.array([self.inputs(row) for row in rows], dtype=np.float64).reshape(len(rows), len(self.columns))
-        raw = np.full(len(rows), self.baseline, dtype=np.float64)
+        """The rows encoded into one array and scored by the fitted trees' own code (``score``)."""
+        return self.score(self.encode(rows))
+
+    def encode(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """The rows as the trees read them, one float64 row each, built a column at a time: what ``inputs`` makes
+        of each row, in a quarter of its time for a hundred rows."""
+        X = np.empty((len(rows), len(self.columns)), dtype=np.float64)
+        try:
+            for j, column in enumerate(self.columns):
+                name = column.name
+                values = [row[name] for row in rows]
+                if column.codes is None:
+                    X[:, j] = np.array(values, dtype=np.float64)  # None becomes NaN, as in ``inputs``
+                else:
+                    codes, missing = column.codes, column.missing
+                    X[:, j] = [
+                        missing if v is None or (isinstance(v, float) and v != v) else codes.get(v, missing)
+                        for v in values
+                    ]
+        except KeyError as error:
+            raise KeyError(
+                f"the rows lack features the model was trained on: [{error.args[0]!r}]; the features changed since it "
+                "was trained: retrain it (the retrain job)"
+            ) from error
+        return X
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        """Encoded rows scored by the fitted trees' own code, on one thread, each tree's values added onto the
+        baseline in scikit-learn's order (``BaseHistGradientBoosting._predict_iterations``)."""
+        raw = np.full(len(X), self.baseline, dtype=np.float64)
         for predictor in self.predictors:
             raw += predictor.predict(X, self.known_bitsets, self.f_idx_map, 1)
         return self._positive(raw)

@@ -34,7 +34,7 @@ from dagster_project.defs.ml.registry import load_version
 from dagster_project.defs.ml.tracking import CHALLENGER, CHAMPION
 from dagster_project.defs.ml.training import churn_probability, fitted_features, model_input
 from dagster_project.defs.scoring.scores import RiskBands
-from dagster_project.defs.serving.compiled import MAX_ARRAY_ROWS, CompiledModel, compile_model
+from dagster_project.defs.serving.compiled import MAX_ARRAY_ROWS, MAX_ROWS, CompiledModel, compile_model
 from dagster_project.online_store import Lookup, OnlineStore
 from dagster_project.resources import MlflowResource
 
@@ -81,19 +81,47 @@ class ModelSlot:
             compiled if compiled is not None else compile_model(model),
         )
 
-    def probabilities(self, rows: Sequence[Mapping[str, Any]], feature_names: Sequence[str]) -> np.ndarray:
+    def probabilities(
+        self, rows: Sequence[Mapping[str, Any]] | EncodedRows, feature_names: Sequence[str]
+    ) -> np.ndarray:
         """The positive class's probability per row (feature name -> value, as the online store holds them).
 
         Up to ``MAX_ARRAY_ROWS`` rows (a request's) take the compiled fast path, equal to the bit; more, or a model
         without a fast path, go through batch scoring's own input path (``model_input``), with scikit-learn's input
         checks skipped: ``model_input`` already typed every column, and for a small batch the checks cost more than
-        the prediction. Skipping them changes no number.
+        the prediction. Skipping them changes no number. ``EncodedRows`` share their encoded array between models.
         """
+        encoded = rows if isinstance(rows, EncodedRows) else None
+        rows = encoded.rows if encoded is not None else rows
+        if self.compiled is not None and len(rows) <= MAX_ROWS:
+            return self.compiled.walked(rows)
         if self.compiled is not None and len(rows) <= MAX_ARRAY_ROWS:
-            return self.compiled.probabilities(rows)
+            return self.compiled.score(encoded.array(self.compiled) if encoded else self.compiled.encode(rows))
         frame = pd.DataFrame(list(rows), columns=list(feature_names))
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
             return churn_probability(self.model, model_input(frame, self.model))
+
+
+class EncodedRows:
+    """A request's rows and their encoded arrays, one per distinct encoding (``CompiledModel.encoding``): the
+    champion and a challenger retrained on the same categories read the same array, so the shadow does not encode
+    the rows again."""
+
+    def __init__(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        self.rows = rows
+        self._arrays: list[tuple[tuple[Any, ...], np.ndarray]] = []
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def array(self, compiled: CompiledModel) -> np.ndarray:
+        encoding = compiled.encoding
+        for known, X in self._arrays:
+            if known is encoding or known == encoding:
+                return X
+        X = compiled.encode(self.rows)
+        self._arrays.append((encoding, X))
+        return X
 
 
 def load_slot(store: MlflowResource, alias: str) -> ModelSlot | None:
@@ -147,6 +175,9 @@ def assign_variant(experiment: str, key: str, challenger_share: float) -> str:
 
 @dataclass(frozen=True)
 class Prediction:
+    """One entity's answer, as the service returns it: orjson writes the dataclass as is (its fields in order, the
+    day as ISO text)."""
+
     entity: str  # the online store's key of the entity (``online_store.entity_key``)
     probability: float
     risk_band: str
@@ -154,17 +185,6 @@ class Prediction:
     model_version: str
     variant: str  # CHAMPION | CHALLENGER
     feature_snapshot_date: dt.date
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "entity": self.entity,
-            "probability": self.probability,
-            "risk_band": self.risk_band,
-            "model_name": self.model_name,
-            "model_version": self.model_version,
-            "variant": self.variant,
-            "feature_snapshot_date": self.feature_snapshot_date.isoformat(),
-        }
 
 
 @dataclass(frozen=True)
@@ -179,6 +199,7 @@ class PredictionBatch:
     models: LoadedModels
     lookup_seconds: float
     predict_seconds: float
+    encoded: EncodedRows  # ``rows`` as the models read them (for the shadow)
 
     def features_used(self, index: int) -> dict[str, Any]:
         """The features entity ``index`` was scored on, overrides applied."""
@@ -236,11 +257,12 @@ class Predictor:
         rows = [{**stored[key], **checked[key]} if key in checked else stored[key] for key in keys]
         names = lookup.snapshot.feature_names
         variants = [self._variant(key, models) for key in keys]
+        encoded = EncodedRows(rows)
         probability = np.empty(len(keys), dtype="float64")
         for slot, variant in ((models.champion, CHAMPION), (models.challenger, CHALLENGER)):
             chosen = [i for i, v in enumerate(variants) if v == variant]
             if chosen and slot is not None:
-                subset = rows if len(chosen) == len(keys) else [rows[i] for i in chosen]
+                subset = encoded if len(chosen) == len(keys) else [rows[i] for i in chosen]
                 probability[chosen] = slot.probabilities(subset, names)
         bands = self.bands.assign(probability)
         day = lookup.snapshot.day
@@ -268,6 +290,7 @@ class Predictor:
             models=models,
             lookup_seconds=looked_up - started,
             predict_seconds=time.perf_counter() - looked_up,
+            encoded=encoded,
         )
 
     def _variant(self, key: str, models: LoadedModels) -> str:
@@ -284,7 +307,7 @@ class Predictor:
         probability = np.array([p.probability for p in batch.predictions], dtype="float64")
         chosen = [i for i, p in enumerate(batch.predictions) if p.variant != CHALLENGER]
         if chosen:
-            subset = batch.rows if len(chosen) == len(batch.keys) else [batch.rows[i] for i in chosen]
+            subset = batch.encoded if len(chosen) == len(batch.keys) else [batch.rows[i] for i in chosen]
             probability[chosen] = challenger.probabilities(subset, batch.lookup.snapshot.feature_names)
         return ShadowScores(challenger.name, challenger.version, probability)
 
