@@ -23,6 +23,7 @@ from dagster_project.defs.scoring.scores import RiskBands
 from dagster_project.defs.serving.compiled import MAX_ARRAY_ROWS, MAX_ROWS, compile_model
 from dagster_project.defs.serving.prediction_log import PredictionLogWriter, read_prediction_log
 from dagster_project.defs.serving.predictor import (
+    EncodedRows,
     LoadedModels,
     ModelSlot,
     Predictor,
@@ -60,6 +61,34 @@ def test_the_compiled_path_equals_scikit_learn_to_the_bit(champion_model) -> Non
     wanted = churn_probability(champion_model, model_input(pd.DataFrame(many), champion_model))
     for size in (1, MAX_ROWS, MAX_ROWS + 1, 100, MAX_ARRAY_ROWS, MAX_ARRAY_ROWS + 1):
         assert np.array_equal(slot.probabilities(many[:size], FEATURES), wanted[:size]), size
+
+
+def test_a_requests_rows_are_encoded_once_for_models_that_read_them_alike(champion_model) -> None:
+    frame = ChurnWorld(drift_start=START).features(DAY)
+    rows = frame[FEATURES].astype(object).to_dict("records")[:50]
+    rows[0] = {**rows[0], "logins_30d": None, "plan": None, "region": "atlantis"}
+    rows[1] = {**rows[1], "logins_30d": float("nan"), "plan": float("nan")}
+    champion = ModelSlot.of("champion", "m", "1", champion_model)
+    challenger = ModelSlot.of("challenger", "m", "2", champion_model)  # the same categories: the same encoding
+    assert champion.compiled is not None and challenger.compiled is not None
+    # The column-at-a-time encoding is the row-at-a-time one, to the bit (NaN where missing).
+    assert np.array_equal(
+        champion.compiled.encode(rows), np.array([champion.compiled.inputs(r) for r in rows]), equal_nan=True
+    )
+    encoded = EncodedRows(rows)
+    first = encoded.array(champion.compiled)
+    assert encoded.array(challenger.compiled) is first
+    # A model fitted on other categories reads the rows otherwise: its own array, and its own right answer.
+    fewer = frame[frame["region"] != frame["region"].iloc[0]]
+    labels = ChurnWorld().labels(DAY, fewer)["churned"].to_numpy()
+    other = build_pipeline(TrainingParams(), declared_features(CONTRACT))
+    other.fit(model_input(fewer, champion_model), labels)
+    retrained = ModelSlot.of("challenger", "m", "3", other)
+    assert retrained.compiled is not None and retrained.compiled.encoding != champion.compiled.encoding
+    assert encoded.array(retrained.compiled) is not first
+    expected = churn_probability(other, model_input(pd.DataFrame(rows), other))
+    assert np.array_equal(retrained.probabilities(encoded, FEATURES), expected)
+    assert np.array_equal(champion.probabilities(encoded, FEATURES), champion.probabilities(rows, FEATURES))
 
 
 def test_models_the_fast_path_does_not_know_keep_scikit_learn(champion_model) -> None:
@@ -123,6 +152,34 @@ def test_the_prediction_log_flushes_by_rows_in_the_background(tmp_path: Path) ->
     assert writer.stats().rows_written == 25
     assert writer.close().files_written == 1
     assert len(read_prediction_log(tmp_path, DAY)) == 25
+
+
+def test_a_full_prediction_log_drops_its_oldest_rows_and_counts_them(tmp_path: Path) -> None:
+    blocked = tmp_path / "lake"
+    blocked.write_text("a file where the lake's folder should be")
+    writer = PredictionLogWriter(blocked, flush_rows=1_000, flush_seconds=60, max_buffered_rows=7)
+    stamp = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
+    for start in (0, 5, 10):  # three requests of five rows: the buffer keeps the newest seven
+        writer.append([_row(i, stamp) for i in range(start, start + 5)])
+    assert writer.flush() == 0
+    stats = writer.stats()
+    assert (stats.rows_buffered, stats.rows_dropped) == (7, 8)
+    blocked.unlink()
+    assert writer.close().rows_written == 7
+    assert list(read_prediction_log(blocked, DAY)["entity_key"]) == [f"c{i}" for i in range(8, 15)]
+
+
+def test_the_prediction_log_writes_a_file_per_feature_day(tmp_path: Path) -> None:
+    writer = PredictionLogWriter(tmp_path, flush_rows=1_000, flush_seconds=60)
+    stamp = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
+    other_day = DAY + dt.timedelta(days=1)
+    rows = [_row(i, stamp) for i in range(6)]
+    for row in rows[::2]:
+        row["feature_snapshot_date"] = other_day  # a snapshot published in the middle of the buffer
+    writer.append(rows)
+    assert writer.close().files_written == 2
+    assert list(read_prediction_log(tmp_path, DAY)["entity_key"]) == ["c1", "c3", "c5"]
+    assert list(read_prediction_log(tmp_path, other_day)["entity_key"]) == ["c0", "c2", "c4"]
 
 
 def _row(i: int, stamp: dt.datetime) -> dict:
