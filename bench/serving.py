@@ -12,7 +12,8 @@ embedded SQLite store. Each run starts its own ``redis-server`` on a free port o
 publishes the same snapshot into it.
 
 The service runs as ``make serve`` runs it (``python -m dagster_project.service``, its own process) once per
-backend, and again with ``PLATFORM_SERVING__SHADOW=true``. The load generator is an open loop: request i is due at
+backend, and beside it a second one with ``PLATFORM_SERVING__SHADOW=true``; the runs alternate between the two
+(an idle service costs nothing). The load generator is an open loop: request i is due at
 ``start + i / rate`` whatever the answers before it did, sent on an idle keep-alive connection (a new one if none
 is idle), and its latency counted from when it was due to when its answer was read. A slow answer so delays no
 later request and hides nothing of the tail (no coordinated omission). The client is a plain asyncio HTTP/1.1
@@ -313,7 +314,7 @@ class RunResult:
     errors: int
     connections: int
     stages: dict[str, tuple[float, float]] = field(default_factory=dict)
-    p99_of_runs: list[float] = field(default_factory=list)  # every run's p99, when repeated (``load_repeated``)
+    p99_of_runs: list[float] = field(default_factory=list)  # every run's p99, when repeated (``median_run``)
 
     def p(self, q: float) -> float:
         return float(np.percentile(self.latency_ms, q)) if len(self.latency_ms) else float("nan")
@@ -405,17 +406,15 @@ def load(port: int, keys: list[str], per_request: int, rate: float, seconds: flo
     return result
 
 
-def load_repeated(port: int, keys: list[str], per_request: int, rate: float, seconds: float, repeats: int) -> RunResult:
-    """``repeats`` runs of ``load``, each with its own requests; the run of the median p99, with every run's p99.
+def median_run(runs: list[RunResult]) -> RunResult:
+    """The run of the median p99, with every run's p99.
 
     One run's p99 is its 1 % slowest answers: a single stall of the machine (another process, a page cache flush)
     moves it by milliseconds, so a comparison of two single runs (the shadow's ratio) can say more of the stall
     than of the service. The median of three does not."""
-    runs = sorted(
-        (load(port, keys, per_request, rate, seconds, seed=seed) for seed in range(repeats)), key=lambda r: r.p(99)
-    )
-    median = runs[len(runs) // 2]
-    median.p99_of_runs = [r.p(99) for r in runs]
+    ordered = sorted(runs, key=lambda r: r.p(99))
+    median = ordered[len(ordered) // 2]
+    median.p99_of_runs = [r.p(99) for r in ordered]
     return median
 
 
@@ -579,25 +578,32 @@ def run_all(setup: Setup, backends: list[str], args: argparse.Namespace) -> None
                     for size, ms in by_size.items()
                 ))  # fmt: skip
             plain: dict[int, RunResult] = {}
-            with service(setup, backend, redis_url, shadow=False) as port:
-                warm_up(port, keys, args.rate)
+            shadowed: dict[int, RunResult] = {}
+            with (
+                service(setup, backend, redis_url, shadow=False) as port,
+                service(setup, backend, redis_url, shadow=True) as shadow_port,
+            ):
+                for warmed in (port, shadow_port):
+                    warm_up(warmed, keys, args.rate)
                 for per_request in (1, BATCH):
-                    result = load_repeated(port, keys, per_request, args.rate, args.seconds, args.repeats)
-                    plain[per_request] = result
-                    print(f"== {backend}: {_entities(per_request)} a request at {rate}: {result.summary()}")
-                    print_stages(result)
+                    # Interleaved, plain then shadow, ``--repeats`` times: the machine's drift over the minutes
+                    # of a benchmark falls on both alike, and the ratio compares the shadow, not the minute.
+                    runs: dict[int, list[RunResult]] = {port: [], shadow_port: []}
+                    for seed in range(args.repeats):
+                        for target_port in runs:
+                            runs[target_port].append(
+                                load(target_port, keys, per_request, args.rate, args.seconds, seed=seed)
+                            )
+                    plain[per_request], shadowed[per_request] = median_run(runs[port]), median_run(runs[shadow_port])
+                    print(f"== {backend}: {_entities(per_request)} a request at {rate}: {plain[per_request].summary()}")
+                    print_stages(plain[per_request])
+                    shadow_summary = shadowed[per_request].summary()
+                    print(f"== {backend}: shadow on, {_entities(per_request)} at {rate}: {shadow_summary}")
+                    print_stages(shadowed[per_request])
                 best = None
                 if not args.no_search:
                     print(f"== {backend}: highest rate with p99 < {args.p99_limit_ms:g} ms (1 entity)")
                     best, _ = sustained_rate(port, keys, args.rate, args.search_seconds, args.p99_limit_ms)
-            shadowed: dict[int, RunResult] = {}
-            with service(setup, backend, redis_url, shadow=True) as port:
-                warm_up(port, keys, args.rate)
-                for per_request in (1, BATCH):
-                    result = load_repeated(port, keys, per_request, args.rate, args.seconds, args.repeats)
-                    shadowed[per_request] = result
-                    print(f"== {backend}: shadow on, {_entities(per_request)} at {rate}: {result.summary()}")
-                    print_stages(result)
 
         for per_request, target in ((1, TARGET_ONE_P99_MS), (BATCH, TARGET_BATCH_P99_MS)):
             r = plain[per_request]

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 
 from dagster_project.defs.ml.tracking import CHALLENGER, CHAMPION
 from dagster_project.defs.scoring.scores import RiskBands
-from dagster_project.defs.serving.prediction_log import PredictionLogWriter, log_batch
+from dagster_project.defs.serving.prediction_log import GatheredRows, PredictionLogWriter
 from dagster_project.defs.serving.predictor import (
     InvalidOverrideError,
     LoadedModels,
@@ -59,6 +59,8 @@ logger = logging.getLogger(__name__)
 
 # Rows waiting for the shadow and the log before a request does its own on its path (``idle.AfterAnswers``).
 MAX_PENDING_ROWS = 50_000
+# Gathered log rows go to the writer by this many, or when the service is idle and they have waited this long.
+HAND_OVER_ROWS, HAND_OVER_SECONDS = 2_000, 0.5
 ENDPOINTS = ("/predict", "/healthz", "/readyz", "/model", "/metrics")
 KeyValue = StrictStr | StrictInt
 FeatureValue = StrictBool | StrictInt | StrictFloat | StrictStr | None
@@ -97,7 +99,14 @@ class Service:
         self.log = PredictionLogWriter(
             str(settings.lake_root), flush_rows=serving.log_flush_rows, flush_seconds=serving.log_flush_seconds
         )
-        self.after_answers = AfterAnswers(lambda item: self.record(*item), max_pending_rows=MAX_PENDING_ROWS)
+        self.gathered = GatheredRows()  # log rows not yet handed to the writer
+        self._handed_at = time.monotonic()
+        self.after_answers = AfterAnswers(
+            lambda item: self.record(*item),
+            max_pending_rows=MAX_PENDING_ROWS,
+            when_idle=lambda: self.hand_rows_over(HAND_OVER_SECONDS),
+            idle_seconds=HAND_OVER_SECONDS,
+        )
         self.metrics.watch(self.log.stats, lambda: (self.watcher.reloads, self.watcher.failures))
         self._thread_limits: Any = None
 
@@ -117,7 +126,8 @@ class Service:
 
     def stop(self) -> None:
         self.watcher.stop()
-        stats = self.log.close()  # the buffered rows reach the lake
+        self.hand_rows_over()  # the gathered rows reach the writer's buffer...
+        stats = self.log.close()  # ...and the buffer the lake
         logger.info("prediction log: %s", stats)
         self.store.close()
         if self._thread_limits is not None:
@@ -128,6 +138,14 @@ class Service:
     ) -> None:
         """The shadow's scores and the batch's log rows, done when no request waits (``idle.AfterAnswers``)."""
         self.after_answers.submit((batch, request_id, requested_at, latency_ms), len(batch.keys))
+
+    def hand_rows_over(self, older_than: float = 0.0) -> None:
+        """Give the gathered log rows to the writer, if any have waited ``older_than`` seconds since the last time."""
+        if self.gathered.rows and time.monotonic() - self._handed_at >= older_than:
+            batch = self.gathered.take()
+            if batch is not None:
+                self.log.append(batch)
+            self._handed_at = time.monotonic()
 
     def record(self, batch: PredictionBatch, request_id: str, requested_at: dt.datetime, latency_ms: float) -> None:
         """Score the shadow and buffer the batch's log rows, a column at a time; a failure is counted and logged,
@@ -140,7 +158,7 @@ class Service:
             overrides = batch.overrides
             stored = batch.lookup.payloads
             dumps = orjson.dumps
-            rows = log_batch(
+            self.gathered.add(
                 {
                     "request_id": request_id,
                     "entity_key": batch.keys,
@@ -165,7 +183,8 @@ class Service:
                 },
                 len(batch.keys),
             )
-            self.log.append(rows)
+            if self.gathered.rows >= HAND_OVER_ROWS:
+                self.hand_rows_over()
             if shadow is not None:
                 self.metrics.stages["shadow"].observe(shadowed - started)
             self.metrics.stages["log"].observe(time.perf_counter() - shadowed)

@@ -31,9 +31,18 @@ SETTLE_TURNS = 3
 class AfterAnswers:
     """A queue of ``(rows, item)`` done by ``work(item)`` on the event loop while no request is in flight."""
 
-    def __init__(self, work: Callable[[Any], None], *, max_pending_rows: int) -> None:
+    def __init__(
+        self,
+        work: Callable[[Any], None],
+        *,
+        max_pending_rows: int,
+        when_idle: Callable[[], None] | None = None,
+        idle_seconds: float = 0.5,
+    ) -> None:
         self.work = work
         self.max_pending_rows = max_pending_rows
+        self.when_idle = when_idle  # called once the queue is empty, and every ``idle_seconds`` while it stays so
+        self.idle_seconds = idle_seconds
         self.in_flight = 0  # requests started and not yet answered (``started`` / ``answered``)
         self.done_inline = 0  # items done on a request's path because the queue was full
         self._items: deque[tuple[int, Any]] = deque()
@@ -78,7 +87,9 @@ class AfterAnswers:
         while True:
             if not self._items:
                 self._queued.clear()
-                await self._queued.wait()
+                self._call_when_idle()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._queued.wait(), timeout=self.idle_seconds)
                 continue
             await self._idle.wait()
             for _ in range(SETTLE_TURNS):
@@ -86,6 +97,13 @@ class AfterAnswers:
             if self.in_flight or not self._items:
                 continue
             self._do_one()
+
+    def _call_when_idle(self) -> None:
+        if self.when_idle is not None:
+            try:
+                self.when_idle()
+            except Exception:
+                logger.exception("work when idle failed")
 
     def _do_one(self) -> None:
         rows, item = self._items.popleft()
@@ -104,3 +122,4 @@ class AfterAnswers:
             self._task = None
         while self._items:
             self._do_one()
+        self._call_when_idle()

@@ -74,6 +74,26 @@ def test_a_failing_item_does_not_stop_the_work_after_it() -> None:
     asyncio.run(scenario())
 
 
+def test_the_idle_hook_runs_once_the_queue_empties_and_then_every_interval() -> None:
+    async def scenario() -> None:
+        events: list[str] = []
+        after = AfterAnswers(
+            events.append, max_pending_rows=10, when_idle=lambda: events.append("idle"), idle_seconds=0.05
+        )
+        after.start()
+        await _turns()
+        events.clear()
+        after.submit("item", rows=1)
+        await _turns()
+        assert events[:2] == ["item", "idle"]
+        await asyncio.sleep(0.2)  # idle: the hook again, every interval
+        assert events.count("idle") >= 3
+        await after.drain()
+        assert events[-1] == "idle"  # and once more at shutdown
+
+    asyncio.run(scenario())
+
+
 def test_without_a_running_worker_the_work_is_done_at_once() -> None:
     done: list[str] = []
     after = AfterAnswers(done.append, max_pending_rows=10)  # not started: as in a process with no event loop yet

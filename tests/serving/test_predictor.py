@@ -21,7 +21,7 @@ from dagster_project.defs.ml.training import (
 )
 from dagster_project.defs.scoring.scores import RiskBands
 from dagster_project.defs.serving.compiled import MAX_ARRAY_ROWS, MAX_ROWS, compile_model
-from dagster_project.defs.serving.prediction_log import PredictionLogWriter, read_prediction_log
+from dagster_project.defs.serving.prediction_log import GatheredRows, PredictionLogWriter, read_prediction_log
 from dagster_project.defs.serving.predictor import (
     EncodedRows,
     LoadedModels,
@@ -180,6 +180,27 @@ def test_the_prediction_log_writes_a_file_per_feature_day(tmp_path: Path) -> Non
     assert writer.close().files_written == 2
     assert list(read_prediction_log(tmp_path, DAY)["entity_key"]) == ["c1", "c3", "c5"]
     assert list(read_prediction_log(tmp_path, other_day)["entity_key"]) == ["c0", "c2", "c4"]
+
+
+def test_gathered_rows_become_one_batch_with_every_value_in_place(tmp_path: Path) -> None:
+    gathered = GatheredRows()
+    stamp = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
+    for request, keys in enumerate((["a", "b"], ["c"], ["d", "e", "f"])):
+        columns = {**_row(0, stamp), "request_id": f"r{request}", "entity_key": keys}
+        columns["probability"] = np.linspace(0.1, 0.3, len(keys))  # an array, as the predictor gives it
+        columns["shadow_probability"] = None  # one value for every row of the request
+        gathered.add(columns, len(keys))
+    assert gathered.rows == 6
+    batch = gathered.take()
+    assert batch is not None and gathered.rows == 0 and gathered.take() is None
+    writer = PredictionLogWriter(tmp_path, flush_rows=1_000, flush_seconds=60)
+    writer.append(batch)
+    writer.close()
+    log = read_prediction_log(tmp_path, DAY)
+    assert list(log["entity_key"]) == list("abcdef")
+    assert list(log["request_id"]) == ["r0", "r0", "r1", "r2", "r2", "r2"]
+    assert list(log["probability"]) == [0.1, 0.3, 0.1, 0.1, 0.2, 0.3]
+    assert log["shadow_probability"].isna().all() and set(log["feature_snapshot_date"]) == {DAY}
 
 
 def _row(i: int, stamp: dt.datetime) -> dict:
