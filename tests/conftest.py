@@ -34,6 +34,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if Path(item.path).parent.name in DEPLOYED_FOLDERS:
             item.add_marker(pytest.mark.xdist_group(DEPLOYED_GROUP))
+    # The end-to-end scenarios (minutes each) first: the workers hand out tests in this order, so a long one taken
+    # last would leave the other worker idle while it runs. The short ones fill the end. (Stable: the order is
+    # otherwise the collection's, and the same on every worker.)
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:

@@ -41,6 +41,7 @@ def _assets(settings, *domains) -> list:
 
 
 @pytest.mark.spark
+@pytest.mark.slow
 def test_simulated_history_trains_a_model_in_the_realistic_auc_band(chain_settings) -> None:
     settings = chain_settings
     resources = build_resources(settings)

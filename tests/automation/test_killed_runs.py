@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
@@ -82,7 +83,11 @@ def _record_id(instance: dg.DagsterInstance, run_id: str) -> int:
 
 
 def _resolved(instance: dg.DagsterInstance, run_id: str) -> AssetCheckExecutionResolvedStatus:
-    return asyncio.run(_record(instance, run_id).resolve_status(LoadingContextForTest(instance)))
+    # On a thread of its own: an earlier test of this worker may hold an event loop running in the main thread
+    # (Playwright's sync API, the UI tests' session fixture, keeps one for the session).
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        resolving = _record(instance, run_id).resolve_status(LoadingContextForTest(instance))
+        return thread.submit(asyncio.run, resolving).result()
 
 
 def _slot_holders(instance: dg.DagsterInstance) -> set[str]:
