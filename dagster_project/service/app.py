@@ -142,10 +142,16 @@ class Service:
     def hand_rows_over(self, older_than: float = 0.0) -> None:
         """Give the gathered log rows to the writer, if any have waited ``older_than`` seconds since the last time."""
         if self.gathered.rows and time.monotonic() - self._handed_at >= older_than:
-            batch = self.gathered.take()
+            rows = self.gathered.rows
+            self._handed_at = time.monotonic()
+            try:
+                batch = self.gathered.take()
+            except Exception:
+                self.metrics.errors.labels("prediction_log").inc()
+                logger.exception("%d prediction log rows could not be made into a batch: not logged", rows)
+                return
             if batch is not None:
                 self.log.append(batch)
-            self._handed_at = time.monotonic()
 
     def record(self, batch: PredictionBatch, request_id: str, requested_at: dt.datetime, latency_ms: float) -> None:
         """Score the shadow and buffer the batch's log rows, a column at a time; a failure is counted and logged,

@@ -191,6 +191,9 @@ def test_gathered_rows_become_one_batch_with_every_value_in_place(tmp_path: Path
         columns["shadow_probability"] = None  # one value for every row of the request
         gathered.add(columns, len(keys))
     assert gathered.rows == 6
+    with pytest.raises(ValueError, match="'entity_key' has 1 values for 2 rows"):  # refused whole: no column grows
+        gathered.add({**_row(0, stamp), "entity_key": ["g"]}, 2)
+    assert gathered.rows == 6
     batch = gathered.take()
     assert batch is not None and gathered.rows == 0 and gathered.take() is None
     writer = PredictionLogWriter(tmp_path, flush_rows=1_000, flush_seconds=60)

@@ -71,26 +71,31 @@ class GatheredRows:
     def add(self, columns: dict[str, Any], rows: int) -> None:
         """Gather ``rows`` rows: per column a sequence (or array) of ``rows`` values, or one value for a column that
         is the same on every row (the request id, its latency, its time, its feature day)."""
-        for name, gathered in self._columns.items():
+        extensions = {}
+        for name in COLUMNS:  # every column checked before any grows: the columns stay row for row
             values = columns[name]
             if isinstance(values, np.ndarray):
-                gathered.extend(values.tolist())
+                values = values.tolist()
             elif isinstance(values, str | float | int | dt.date | dt.datetime) or values is None:
-                gathered.extend(itertools.repeat(values, rows))
-            else:
-                gathered.extend(values)
+                values = list(itertools.repeat(values, rows))
+            elif not isinstance(values, list):
+                values = list(values)
+            if len(values) != rows:
+                raise ValueError(f"log column {name!r} has {len(values)} values for {rows} rows")
+            extensions[name] = values
+        for name, values in extensions.items():
+            self._columns[name].extend(values)
         self.rows += rows
 
     def take(self) -> pa.RecordBatch | None:
-        """The gathered rows as one record batch (None if there are none); the gathering starts again."""
+        """The gathered rows as one record batch (None if there are none); the gathering starts again, also when
+        the rows cannot be made into a batch (the caller counts them)."""
         if not self.rows:
             return None
-        batch = pa.RecordBatch.from_arrays(
-            [pa.array(self._columns[field.name], type=field.type) for field in SCHEMA], schema=SCHEMA
+        columns, self._columns, self.rows = self._columns, {name: [] for name in COLUMNS}, 0
+        return pa.RecordBatch.from_arrays(
+            [pa.array(columns[field.name], type=field.type) for field in SCHEMA], schema=SCHEMA
         )
-        self._columns = {name: [] for name in COLUMNS}
-        self.rows = 0
-        return batch
 
 
 @dataclass(frozen=True)
