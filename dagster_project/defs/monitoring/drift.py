@@ -2,8 +2,11 @@
 
 The day's features and churn probabilities (the *current* data) are compared with the champion's reference: the
 sample of its validation rows (the most recent data it was judged on), with its own predictions on them, that the
-training run logged to MLflow. One Evidently ``Report`` holds a ``DataDriftPreset`` over the model's features and
-a ``ValueDrift`` on the prediction; its tests give Evidently's own per-column verdict.
+training run logged to MLflow. One Evidently ``Report`` holds a ``ValueDrift`` per feature and on the prediction,
+and a ``DriftedColumnsCount`` over the features; its tests give Evidently's own per-column verdict. Not the
+``DataDriftPreset``: it holds the same ``ValueDrift`` metrics, then renders its table from legacy metrics that
+compute every column's drift twice more and build a second set of plotly figures (for sixty features, 4.6 s of a
+report where these metrics take 2.6 s, with the same scores).
 
 Methods are fixed rather than left to Evidently's size-dependent default (which switches from p-value tests to
 distances at 1,000 rows): a normed Wasserstein distance for numbers, a Jensen-Shannon distance for categories,
@@ -128,8 +131,7 @@ def compute_drift(
     ``max_current_rows`` when larger; ``None`` compares every row.
     """
     from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import ValueDrift
-    from evidently.presets import DataDriftPreset
+    from evidently.metrics import DriftedColumnsCount, ValueDrift
 
     features = types.all
     for name, frame in (("reference", reference), ("current", current)):
@@ -145,14 +147,19 @@ def compute_drift(
     reference_data, current_data = _prepare(reference, types), _prepare(current, types)
 
     definition = DataDefinition(numerical_columns=[*types.numeric, PREDICTION], categorical_columns=types.categorical)
+    numeric = set(types.numeric)
     report = Report(
         [
-            DataDriftPreset(
+            DriftedColumnsCount(
                 columns=features,
                 drift_share=drift_share,
                 num_method=NUM_METHOD,
                 cat_method=CAT_METHOD,
                 threshold=column_threshold,
+            ),
+            *(
+                ValueDrift(column=c, method=NUM_METHOD if c in numeric else CAT_METHOD, threshold=column_threshold)
+                for c in features
             ),
             ValueDrift(column=PREDICTION, method=NUM_METHOD, threshold=column_threshold),
         ],
@@ -222,7 +229,8 @@ def save_report(result: DriftResult, path: Path, title: str, notes: list[str]) -
 
 
 def report_notes(result: DriftResult, reference_description: str) -> list[str]:
-    """The banner's lines: what was compared with what, how, and whether the current day was sampled."""
+    """The banner's lines: what was compared with what, how, whether the current day was sampled, and the drifted
+    features, most drifted first (the report below shows every feature, in the model's order)."""
     compared = (
         f"Current: {result.current_rows_compared:,} rows sampled at random (seeded) from the day's "
         f"{result.current_rows:,} scored customers; distances barely move under sampling."
@@ -235,7 +243,9 @@ def report_notes(result: DriftResult, reference_description: str) -> list[str]:
         f"Methods: {NUM_METHOD} distance (normed) for numbers, {CAT_METHOD} distance for categories; a column "
         f"drifts at a score >= {result.prediction.threshold:g}.",
         f"Drifted features: {len(result.drifted_features)} of {len(result.features)} "
-        f"({result.share_of_drifted_features:.0%}); the drift check fails at >= "
+        f"({result.share_of_drifted_features:.0%})"
+        + "".join(f", {name} {result.features[name].score:.3f}" for name in result.drifted_features)
+        + "; the drift check fails at >= "
         f"{result.drift_share_threshold:.0%}. Prediction drift score {result.prediction.score:.3f}"
         f"{' (drifted)' if result.prediction.drifted else ''}.",
         *(
