@@ -1,8 +1,18 @@
 """The work after the answers (``service/idle.py``): done while no request is in flight, never lost, bounded."""
 
 import asyncio
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from dagster_project.service.idle import AfterAnswers
+
+
+def _run(scenario: Coroutine[Any, Any, None]) -> None:
+    """``asyncio.run`` on a thread of its own: an earlier test of this worker may hold an event loop running in the
+    main thread (Playwright's sync API, the UI tests' session fixture, keeps one for the session)."""
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        thread.submit(asyncio.run, scenario).result()
 
 
 def _turns(count: int = 20):
@@ -34,7 +44,7 @@ def test_work_waits_for_the_requests_in_flight() -> None:
         assert done == ["first", "second"]
         await after.drain()
 
-    asyncio.run(scenario())
+    _run(scenario())
 
 
 def test_a_full_queue_does_the_work_on_the_requests_path_and_drain_does_the_rest() -> None:
@@ -51,7 +61,7 @@ def test_a_full_queue_does_the_work_on_the_requests_path_and_drain_does_the_rest
         await after.drain()  # shutdown with a request still in flight: nothing is left behind
         assert done == ["c", "a", "b"] and after.pending == 0
 
-    asyncio.run(scenario())
+    _run(scenario())
 
 
 def test_a_failing_item_does_not_stop_the_work_after_it() -> None:
@@ -71,7 +81,7 @@ def test_a_failing_item_does_not_stop_the_work_after_it() -> None:
         assert done == ["good"]
         await after.drain()
 
-    asyncio.run(scenario())
+    _run(scenario())
 
 
 def test_the_idle_hook_runs_once_the_queue_empties_and_then_every_interval() -> None:
@@ -91,7 +101,7 @@ def test_the_idle_hook_runs_once_the_queue_empties_and_then_every_interval() -> 
         await after.drain()
         assert events[-1] == "idle"  # and once more at shutdown
 
-    asyncio.run(scenario())
+    _run(scenario())
 
 
 def test_without_a_running_worker_the_work_is_done_at_once() -> None:

@@ -228,9 +228,13 @@ def save_report(result: DriftResult, path: Path, title: str, notes: list[str]) -
     return lake.write_text_atomically(path, page)
 
 
+BANNER_NAMES = 10  # drifted features named in the report's banner, most drifted first
+
+
 def report_notes(result: DriftResult, reference_description: str) -> list[str]:
     """The banner's lines: what was compared with what, how, whether the current day was sampled, and the drifted
-    features, most drifted first (the report below shows every feature, in the model's order)."""
+    features, the ``BANNER_NAMES`` most drifted first (the report below shows every feature, in the model's
+    order)."""
     compared = (
         f"Current: {result.current_rows_compared:,} rows sampled at random (seeded) from the day's "
         f"{result.current_rows:,} scored customers; distances barely move under sampling."
@@ -244,7 +248,12 @@ def report_notes(result: DriftResult, reference_description: str) -> list[str]:
         f"drifts at a score >= {result.prediction.threshold:g}.",
         f"Drifted features: {len(result.drifted_features)} of {len(result.features)} "
         f"({result.share_of_drifted_features:.0%})"
-        + "".join(f", {name} {result.features[name].score:.3f}" for name in result.drifted_features)
+        + "".join(f", {name} {result.features[name].score:.3f}" for name in result.drifted_features[:BANNER_NAMES])
+        + (
+            f" and {len(result.drifted_features) - BANNER_NAMES} more"
+            if len(result.drifted_features) > BANNER_NAMES
+            else ""
+        )
         + "; the drift check fails at >= "
         f"{result.drift_share_threshold:.0%}. Prediction drift score {result.prediction.score:.3f}"
         f"{' (drifted)' if result.prediction.drifted else ''}.",
