@@ -201,10 +201,6 @@ class PredictionBatch:
     predict_seconds: float
     encoded: EncodedRows  # ``rows`` as the models read them (for the shadow)
 
-    def features_used(self, index: int) -> dict[str, Any]:
-        """The features entity ``index`` was scored on, overrides applied."""
-        return self.rows[index]
-
 
 @dataclass(frozen=True)
 class ShadowScores:
