@@ -112,10 +112,7 @@ class CompiledModel:
                 else:
                     values.append(column.codes.get(value, column.missing))
         except KeyError as error:
-            raise KeyError(
-                f"the rows lack features the model was trained on: [{error.args[0]!r}]; the features changed since it "
-                "was trained: retrain it (the retrain job)"
-            ) from error
+            raise _lacking(error) from error
         return values
 
     def raw(self, row: Mapping[str, Any]) -> float:
@@ -172,10 +169,7 @@ class CompiledModel:
                         for v in values
                     ]
         except KeyError as error:
-            raise KeyError(
-                f"the rows lack features the model was trained on: [{error.args[0]!r}]; the features changed since it "
-                "was trained: retrain it (the retrain job)"
-            ) from error
+            raise _lacking(error) from error
         return X
 
     def score(self, X: np.ndarray) -> np.ndarray:
@@ -189,6 +183,14 @@ class CompiledModel:
     def _positive(self, raw: np.ndarray) -> np.ndarray:
         positive = self.inverse_link(raw)
         return positive if self.positive_column == 1 else 1 - positive
+
+
+def _lacking(error: KeyError) -> KeyError:
+    """The error for rows without a feature the model reads: the features changed since it was trained."""
+    return KeyError(
+        f"the rows lack features the model was trained on: [{error.args[0]!r}]; the features changed since it "
+        "was trained: retrain it (the retrain job)"
+    )
 
 
 def _bitset(words: np.ndarray) -> frozenset[int]:

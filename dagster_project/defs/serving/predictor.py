@@ -111,13 +111,10 @@ class EncodedRows:
         self.rows = rows
         self._arrays: list[tuple[tuple[Any, ...], np.ndarray]] = []
 
-    def __len__(self) -> int:
-        return len(self.rows)
-
     def array(self, compiled: CompiledModel) -> np.ndarray:
         encoding = compiled.encoding
         for known, X in self._arrays:
-            if known is encoding or known == encoding:
+            if known == encoding:  # equal tuples: the same object, or a model read alike
                 return X
         X = compiled.encode(self.rows)
         self._arrays.append((encoding, X))
