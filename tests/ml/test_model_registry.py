@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from mlflow.types.utils import _infer_schema  # MLflow's own inference: the reference
 from synthetic_churn import synthetic_contract
 
 from dagster_project import asset_keys
@@ -75,6 +76,11 @@ def test_a_run_logs_everything_and_the_first_model_becomes_champion(
         assert (source["path"], source.get("delta_table_version", 0)) == (str(training_set[0]), 0)
         assert "training_set-v0-" in dataset_input.dataset.name
         contexts[dataset_input.tags[0].value] = dataset_input.dataset.name
+        if dataset_input.tags[0].value == "validation":  # the schema MLflow itself infers from the logged rows
+            logged = result.X_validation.assign(**{CONTRACT.label: result.y_validation})
+            with tracking._quiet_dataset_schema_hint():
+                expected = _infer_schema(logged).to_dict()
+            assert json.loads(dataset_input.dataset.schema) == {"mlflow_colspec": expected}
     assert set(contexts) == {"training", "validation"}
 
     artifacts = {a.path for a in client.list_artifacts(registered.run_id, "plots")}
@@ -120,6 +126,23 @@ def test_a_run_logs_everything_and_the_first_model_becomes_champion(
     tags = client.get_model_version(mlflow_store.model_name, "1").tags
     assert (tags["promotion.decision"], tags["promotion.passed"]) == ("promoted", "true")
     assert "promotion.rechecked_at" in tags
+
+
+def test_the_logged_schema_is_mlflows_own_with_nulls_found_past_the_sample() -> None:
+    rows = tracking.SCHEMA_SAMPLE_ROWS * 2
+    frame = pd.DataFrame(
+        {
+            "tenure_days": np.arange(rows, dtype="float64"),
+            "late_gap": np.r_[np.ones(rows - 1), np.nan],  # its only null is past the sampled rows
+            "plan": pd.Series(["basic", "premium"] * (rows // 2), dtype=object),
+            "churned": np.zeros(rows, dtype="int64"),
+        }
+    )
+    with tracking._quiet_dataset_schema_hint():
+        expected = _infer_schema(frame)
+        fast = tracking.dataset_schema(frame)
+    assert fast == expected
+    assert [spec.name for spec in fast.inputs if not spec.required] == ["late_gap"]
 
 
 def test_a_model_trained_on_shuffled_labels_is_registered_but_never_promoted(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import os
 import subprocess
 import tempfile
@@ -142,14 +143,40 @@ def _quiet_dataset_schema_hint() -> Iterator[None]:
         yield
 
 
+# The rows MLflow infers a logged dataset's column types from; which columns may be null is read off every row.
+SCHEMA_SAMPLE_ROWS = 1_000
+
+
+def dataset_schema(frame: pd.DataFrame) -> Any:
+    """The schema MLflow would infer for ``frame``, in a fraction of the time.
+
+    MLflow tests every value of every column in Python to decide which columns are required (non-null): 7 s for
+    a story's training set of 60 features, longer than the model's fit. Here the types come from MLflow's own
+    inference on a sample, and a column is optional when any of its rows is null, counted by pandas.
+    """
+    from mlflow.models import infer_signature
+    from mlflow.types.schema import ColSpec, Schema
+
+    sampled = infer_signature(frame.head(SCHEMA_SAMPLE_ROWS)).inputs
+    nullable = frame.isna().any()
+    return Schema(
+        [ColSpec(type=spec.type, name=spec.name, required=not bool(nullable[spec.name])) for spec in sampled.inputs]
+    )
+
+
 def _dataset(frame: pd.DataFrame, result: TrainingResult, name: str) -> Any:
-    import mlflow
     from mlflow.data.delta_dataset_source import DeltaDatasetSource
+    from mlflow.data.pandas_dataset import PandasDataset
+
+    class TrainingSetDataset(PandasDataset):
+        @functools.cached_property
+        def schema(self) -> Any:
+            return dataset_schema(self.df)
 
     # Note: MLflow 3.17 drops a Delta version of 0 from the source it shows (a falsy check); the version is also
     # in the dataset's name and the run's training_set.version tag.
     source = DeltaDatasetSource(path=result.training_set.path, delta_table_version=result.training_set.version)
-    return mlflow.data.from_pandas(frame, source=source, targets=result.split.label, name=name)
+    return TrainingSetDataset(frame, source=source, targets=result.split.label, name=name)
 
 
 def log_and_register(
