@@ -116,6 +116,58 @@ def test_sampling_the_day_keeps_the_verdicts_and_the_report_says_so(tmp_path: Pa
     assert not list(path.parent.glob(".*.tmp"))
 
 
+def test_the_scores_are_evidentlys_own_value_drift_with_missing_and_infinite_values() -> None:
+    """The columns' scores and verdicts equal those of a report of Evidently's ``ValueDrift`` metrics, the metric the
+    check was first built on, to the bit: the same test on the same cleaned values."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
+
+    world = ChurnWorld(customers=2000, drift_start=DRIFT_START)
+    reference = _with_prediction(world.features(START + dt.timedelta(days=10)))
+    current = _with_prediction(world.features(DRIFTED)).reset_index(drop=True)
+    current.loc[:40, NUMERIC[0]] = np.nan
+    current[NUMERIC[1]] = current[NUMERIC[1]].astype("float64")
+    current.loc[41:60, NUMERIC[1]] = np.inf
+    current.loc[:30, CATEGORICAL[0]] = None
+    result = drifts.compute_drift(reference, current, TYPES, drift_share=0.3)
+
+    numeric = [*NUMERIC, "prediction"]
+    definition = DataDefinition(numerical_columns=numeric, categorical_columns=list(CATEGORICAL))
+    metrics = [
+        ValueDrift(column=c, method=drifts.NUM_METHOD if c in numeric else drifts.CAT_METHOD, threshold=0.1)
+        for c in [*FEATURES, "prediction"]
+    ]
+    snapshot = Report(metrics, include_tests=True).run(
+        Dataset.from_pandas(drifts._prepare(current, TYPES), data_definition=definition),
+        Dataset.from_pandas(drifts._prepare(reference, TYPES), data_definition=definition),
+    )
+    evidently = snapshot.dict()
+    scores = {m["config"]["column"]: float(m["value"]) for m in evidently["metrics"]}
+    verdicts = {t["metric_config"]["params"]["column"]: t["status"] == "FAIL" for t in evidently["tests"]}
+    ours = {**result.features, "prediction": result.prediction}
+    assert {c: d.score for c, d in ours.items()} == scores
+    assert {c: d.drifted for c, d in ours.items()} == verdicts
+    assert set(result.drifted_features) == SHIFTED
+
+
+def test_the_report_draws_the_prediction_the_drifted_and_the_key_features(tmp_path: Path) -> None:
+    world = ChurnWorld(customers=1500, drift_start=DRIFT_START)
+    reference = _with_prediction(world.features(START + dt.timedelta(days=10)))
+    calm_key = sorted(set(FEATURES) - SHIFTED)[0]
+    result = drifts.compute_drift(
+        reference, _with_prediction(world.features(DRIFTED)), TYPES, drift_share=0.3, key_features=[calm_key]
+    )
+    assert drifts.report_columns(result) == ["prediction", *result.drifted_features, calm_key]
+    page = drifts.save_report(result, tmp_path / "report.html", "Data drift", drifts.report_notes(result, "ref"))
+    text = page.read_text()
+    for feature in FEATURES:  # every feature in the table, drifted or not
+        assert f"<td>{feature}{' (key)' if feature == calm_key else ''}</td>" in text
+    for feature in drifts.report_columns(result):  # a card each (its title is in the page's widget data)
+        assert f"Drift in column '{feature}'" in text
+    quiet = sorted(set(FEATURES) - SHIFTED - {calm_key})
+    assert quiet and all(f"Drift in column '{feature}'" not in text for feature in quiet)
+
+
 def test_drift_refuses_inputs_without_the_columns() -> None:
     frame = _with_prediction(ChurnWorld(customers=30).features(CALM))
     with pytest.raises(KeyError, match="prediction"):

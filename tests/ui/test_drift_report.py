@@ -39,7 +39,7 @@ def test_the_saved_drift_report_renders_in_the_browser(
     try:
         page.goto(path.resolve().as_uri(), wait_until="load")
         # Evidently draws its widgets with scripts embedded in the file: the title is there only once they ran.
-        page.get_by_text("Count of Drifted Columns: share").first.wait_for(state="visible", timeout=60_000)
+        page.get_by_text("Drift in column").first.wait_for(state="visible", timeout=60_000)
         text = page.inner_text("body")
         night = deployed_platform.night.isoformat()
         assert f"Data drift on {night}" in text, "the platform's banner (what was compared) is missing"
