@@ -25,11 +25,11 @@ BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_DAYS_PE
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
-def day_chunks(first: dt.date, last: dt.date) -> list[tuple[dt.date, dt.date]]:
-    """``first``..``last`` cut into the ranges one run builds: up to ``MAX_DAYS_PER_RUN`` consecutive days each."""
+def day_chunks(first: dt.date, last: dt.date, max_days: int = MAX_DAYS_PER_RUN) -> list[tuple[dt.date, dt.date]]:
+    """``first``..``last`` cut into the ranges one run builds: up to ``max_days`` consecutive days each."""
     chunks, start = [], first
     while start <= last:
-        end = min(start + dt.timedelta(days=MAX_DAYS_PER_RUN - 1), last)
+        end = min(start + dt.timedelta(days=max_days - 1), last)
         chunks.append((start, end))
         start = end + dt.timedelta(days=1)
     return chunks

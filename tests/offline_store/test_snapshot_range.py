@@ -177,3 +177,21 @@ def test_a_range_judges_each_days_schema_as_one_write_per_day_would(spark: Spark
     table = spark.read.format("delta").load(str(lake.store.feature_snapshots))
     by_day = {r["snapshot_date"]: r["nps_score"] for r in table.select("snapshot_date", "nps_score").collect()}
     assert by_day == {d: None if d < RANGE[2] else 7.0 for d in RANGE}
+
+
+def test_files_are_matched_to_their_days_whatever_characters_their_paths_hold(spark: SparkSession, data_root: Path):
+    """Spark names each file it reads by a percent-encoded URI: a path with a space, a percent sign and a plus still
+    finds its day, and one file cannot stand for two days."""
+    lake = OfflineLake(data_root / "lake")
+    odd = data_root / "exports of 50% + more"
+    pairs = []
+    for day, source in export(lake, RANGE[:3]):
+        moved = odd / f"day {day} +1%.parquet"
+        moved.parent.mkdir(parents=True, exist_ok=True)
+        source.rename(moved)
+        pairs.append((day, moved))
+    written = snapshot_days(spark, pairs, lake.store, CONTRACT)
+    assert [(w.snapshot_date, w.rows) for w in written] == [(day, len(CUSTOMERS)) for day in RANGE[:3]]
+    assert {d: day_rows(spark, lake, d).count() for d in RANGE[:3]} == dict.fromkeys(RANGE[:3], len(CUSTOMERS))
+    with pytest.raises(ValueError, match="a file of its own"):
+        snapshot_days(spark, [(RANGE[0], pairs[0][1]), (RANGE[1], pairs[0][1])], lake.store, CONTRACT)
