@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from synthetic_churn import synthetic_contract
 
-from dagster_project.defs.ml import aliases, plots, registry, tracking
+from dagster_project.defs.ml import aliases, importance, registry, tracking
 from dagster_project.defs.ml.training import TrainingParams, train_from_training_set
 from dagster_project.resources import MlflowResource
 from dagster_project.settings import REPO_ROOT, Settings
@@ -44,7 +44,7 @@ def test_a_rollback_while_the_gate_scores_is_kept_and_the_gate_says_why_it_did_n
 ) -> None:
     # One model registered three times: each version is as good as the others, so the gate promotes each in turn.
     result = train_from_training_set(str(training_set[0]), CONTRACT, training_set[1], fast_params)
-    importances = plots.permutation_importances(result)
+    importances = importance.permutation_importances(result)
 
     def register() -> str:
         return tracking.log_and_register(result, mlflow_store, "test-run", importances=importances).version

@@ -15,7 +15,7 @@ import pandas as pd
 
 from dagster_project import asset_keys
 from dagster_project import lake as lake_layout
-from dagster_project.defs.ml import plots, registry, tracking
+from dagster_project.defs.ml import importance, registry, tracking
 from dagster_project.defs.ml.training import TrainingParams, fit_on_split, load_training_set
 from dagster_project.resources import ContractResource, LakeResource, MlflowResource, ThresholdsResource
 
@@ -108,7 +108,7 @@ def churn_model(
         result = fit_on_split(training_set, params, contract.contract.horizon_days)
         training_seconds = time.perf_counter() - started  # read, split, fit, evaluate
         context.log.info(f"trained {params.model_kind.value} on {path} v{training_set.version}: {result.metrics}")
-        importances = plots.permutation_importances(result)
+        importances = importance.permutation_importances(result)
         registered = tracking.log_and_register(result, mlflow, context.run.run_id, importances=importances)
         registry.write_protected_versions(mlflow, lake.root)
         split = result.split.describe()

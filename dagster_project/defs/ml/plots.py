@@ -7,9 +7,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from sklearn.calibration import CalibrationDisplay
-from sklearn.inspection import permutation_importance
 from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay
-from threadpoolctl import threadpool_limits
 
 from dagster_project.defs.ml.training import TrainingResult
 
@@ -45,36 +43,6 @@ def calibration_figure(result: TrainingResult) -> Figure:
     )
     ax.set_title("Calibration (quantile bins), validation")
     return fig
-
-
-def permutation_importances(result: TrainingResult) -> pd.DataFrame:
-    """Drop in validation ROC AUC when one raw input column is shuffled, on a seeded sample of validation rows.
-
-    Measured on the pipeline's input columns (before encoding), so each feature gets one figure whatever its
-    encoding.
-    """
-    X, y = result.X_validation, result.y_validation
-    n = min(result.params.importance_sample_rows, len(X))
-    rows = np.random.default_rng(result.params.seed).choice(len(X), size=n, replace=False)
-    rows.sort()
-    # Hundreds of predictions on a small sample: OpenMP's thread start-up per call costs more than it saves, and
-    # on a busy machine far more. One thread is faster here and leaves the cores to the rest of the run.
-    with threadpool_limits(limits=1, user_api="openmp"):
-        found = permutation_importance(
-            result.pipeline,
-            X.iloc[rows],
-            y[rows],
-            scoring="roc_auc",
-            n_repeats=result.params.importance_repeats,
-            random_state=result.params.seed,
-        )
-    return (
-        pd.DataFrame(
-            {"feature": X.columns, "importance_mean": found.importances_mean, "importance_std": found.importances_std}
-        )
-        .sort_values("importance_mean", ascending=False, kind="mergesort")
-        .reset_index(drop=True)
-    )
 
 
 def feature_importance_figure(importances: pd.DataFrame, top: int = 25) -> Figure:

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from dagster_project.defs.ml import plots
+from dagster_project.defs.ml import importance, plots
 from dagster_project.defs.ml.aliases import move_alias
 from dagster_project.defs.ml.serialization import trusted_types_for
 from dagster_project.defs.ml.training import TrainingResult, feature_frame, reference_sample
@@ -187,7 +187,7 @@ def log_and_register(
 ) -> RegisteredModel:
     """Log ``result`` as one MLflow run, register it as a new version and point the ``challenger`` alias at it.
 
-    ``importances``: permutation importances if already computed (``plots.permutation_importances``).
+    ``importances``: permutation importances if already computed (``importance.permutation_importances``).
     Registration comes last, so a version in the registry always has its complete run behind it.
     """
     import mlflow
@@ -204,7 +204,7 @@ def log_and_register(
     example = X_validation.head(5)
     signature = infer_signature(X_validation.head(500), result.pipeline.predict_proba(X_validation.head(500)))
     if importances is None:
-        importances = plots.permutation_importances(result)
+        importances = importance.permutation_importances(result)
 
     note = (  # the run's description in the MLflow UI
         f"`{kind}` on training set `{ts.path}` **v{ts.version}** (feature store v{ts.feature_store_version or '?'}): "
@@ -262,9 +262,9 @@ def log_and_register(
             reference = Path(tmp) / Path(REFERENCE_ARTIFACT).name
             reference_sample(result).to_parquet(reference, index=False)
             mlflow.log_artifact(str(reference), str(Path(REFERENCE_ARTIFACT).parent))
-            importance = Path(tmp) / IMPORTANCE_ARTIFACT
-            importances.to_csv(importance, index=False)
-            mlflow.log_artifact(str(importance))
+            importance_csv = Path(tmp) / IMPORTANCE_ARTIFACT
+            importances.to_csv(importance_csv, index=False)
+            mlflow.log_artifact(str(importance_csv))
         run_id = run.info.run_id
 
     version_tags = {**tags, **{f"metric.{k}": repr(v) for k, v in result.metrics.items()}, "run_id": run_id}
