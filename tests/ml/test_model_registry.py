@@ -19,7 +19,13 @@ from synthetic_churn import synthetic_contract
 from dagster_project import asset_keys
 from dagster_project.defs.ml import registry, rollback, tracking
 from dagster_project.defs.ml.serialization import trusted_types_for
-from dagster_project.defs.ml.training import ModelKind, TrainingParams, TrainingResult, train_from_training_set
+from dagster_project.defs.ml.training import (
+    ModelKind,
+    TrainingParams,
+    TrainingResult,
+    frame_hash,
+    train_from_training_set,
+)
 from dagster_project.resources import MlflowResource
 from dagster_project.settings import REPO_ROOT, Settings
 
@@ -81,6 +87,8 @@ def test_a_run_logs_everything_and_the_first_model_becomes_champion(
             with tracking._quiet_dataset_schema_hint():
                 expected = _infer_schema(logged).to_dict()
             assert json.loads(dataset_input.dataset.schema) == {"mlflow_colspec": expected}
+            # Its digest is the content hash of every logged row.
+            assert dataset_input.dataset.digest == frame_hash(logged)[: tracking.DATASET_DIGEST_CHARS]
     assert set(contexts) == {"training", "validation"}
 
     artifacts = {a.path for a in client.list_artifacts(registered.run_id, "plots")}

@@ -26,7 +26,7 @@ import pandas as pd
 from dagster_project.defs.ml import importance, plots
 from dagster_project.defs.ml.aliases import move_alias
 from dagster_project.defs.ml.serialization import trusted_types_for
-from dagster_project.defs.ml.training import TrainingResult, feature_frame, reference_sample
+from dagster_project.defs.ml.training import TrainingResult, feature_frame, frame_hash, reference_sample
 from dagster_project.resources import MlflowResource
 from dagster_project.settings import REPO_ROOT
 
@@ -145,6 +145,8 @@ def _quiet_dataset_schema_hint() -> Iterator[None]:
 
 # The rows MLflow infers a logged dataset's column types from; which columns may be null is read off every row.
 SCHEMA_SAMPLE_ROWS = 1_000
+# A logged dataset's digest: the start of its content hash (MLflow's tracking store keeps up to 36 characters).
+DATASET_DIGEST_CHARS = 16
 
 
 def dataset_schema(frame: pd.DataFrame) -> Any:
@@ -176,7 +178,10 @@ def _dataset(frame: pd.DataFrame, result: TrainingResult, name: str) -> Any:
     # Note: MLflow 3.17 drops a Delta version of 0 from the source it shows (a falsy check); the version is also
     # in the dataset's name and the run's training_set.version tag.
     source = DeltaDatasetSource(path=result.training_set.path, delta_table_version=result.training_set.version)
-    return TrainingSetDataset(frame, source=source, targets=result.split.label, name=name)
+    # The digest is the hash of every row (``frame_hash``): MLflow's own hashes the first 10,000 rows but first
+    # asks the type of every value of the frame in Python, a second a training set.
+    digest = frame_hash(frame)[:DATASET_DIGEST_CHARS]
+    return TrainingSetDataset(frame, source=source, targets=result.split.label, name=name, digest=digest)
 
 
 def log_and_register(
