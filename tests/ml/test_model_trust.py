@@ -94,3 +94,15 @@ def test_a_version_whose_mlmodel_was_edited_to_trust_more_or_to_unpickle_is_refu
     _edit_mlmodel(mlflow_store, version, skops_trusted_types=[], serialization_format="cloudpickle")
     with pytest.raises(UntrustedArtifactError, match=rf"version {version}\b.*cloudpickle"):
         registry.load_version(mlflow_store, version)
+
+
+def test_a_version_is_deserialized_once_per_content_and_verified_at_every_load(
+    mlflow_store: MlflowResource,
+) -> None:
+    version = _register(mlflow_store, _pipeline(), trusted=[])
+    first = registry.load_version(mlflow_store, version)
+    assert registry.load_version(mlflow_store, version) is first  # the same verified bytes: the same pipeline
+    _edit_mlmodel(mlflow_store, version, note="edited after registration")  # other bytes, still trusted
+    again = registry.load_version(mlflow_store, version)
+    assert again is not first
+    np.testing.assert_array_equal(again.predict_proba(ROWS), first.predict_proba(ROWS))

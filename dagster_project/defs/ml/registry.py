@@ -18,10 +18,13 @@ rollback made while the gate scored stands, and the gate records ``champion_move
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -190,14 +193,40 @@ def verified_model(store: MlflowResource, version: str) -> Iterator[Path]:
         yield local
 
 
+# Models loaded in this process, by the content of their verified folder, the most recently used last: a process
+# that loads the same version night after night (the main command's story, the prediction service) deserializes it
+# once. Every load still downloads and verifies the folder; only identical bytes find their model here.
+LOADED_MODELS_KEPT = 4
+_loaded_models: collections.OrderedDict[str, Any] = collections.OrderedDict()
+_loaded_models_lock = threading.Lock()
+
+
+def _folder_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def load_version(store: MlflowResource, version: str) -> Any:
     """Load a registered version as the scikit-learn pipeline, through the registry like production does.
 
     With the platform's trust list, never the one in the version's MLmodel (``serialization``): the gate, scoring
-    and monitoring all load through here.
+    and monitoring all load through here. The pipeline is shared with every caller that loads the same bytes:
+    they predict with it and never change it.
     """
     with verified_model(store, version) as local:
-        return load_with_platform_trust(local)
+        digest = _folder_digest(local)
+        with _loaded_models_lock:
+            if digest in _loaded_models:
+                _loaded_models.move_to_end(digest)
+                return _loaded_models[digest]
+        model = load_with_platform_trust(local)
+    with _loaded_models_lock:
+        _loaded_models[digest] = model
+        while len(_loaded_models) > LOADED_MODELS_KEPT:
+            _loaded_models.popitem(last=False)
+    return model
 
 
 def holdout_for(version: Any, contract: Contract) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any]]:
