@@ -431,17 +431,10 @@ def read_days(
 def validate_days(frame: DataFrame, files: list[DayFile], contract: Contract) -> dict[dt.date, int]:
     """``validate_day`` for every day at once, in one aggregate grouped by file and day: every failing day is
     named, with its problems. Returns each day's row count."""
-    entity = [F.col(c) for c in contract.entity]
-    no_id = F.greatest(*[c.isNull() for c in entity]) if len(entity) > 1 else entity[0].isNull()
-    groups = (
-        frame.groupBy(SOURCE_FILE, contract.as_of)
-        .agg(
-            F.count(F.lit(1)).alias("rows"),
-            F.countDistinct(*entity).alias("entities"),
-            F.sum(no_id.cast("int")).alias("null_ids"),
-        )
-        .collect()
-    )
+    # The one-day checks, by file and by day: a file's rows of another day (or of none) form groups of their own,
+    # told apart below once the group's file is matched to its day.
+    checks = _snapshot_checks(contract, F.col(contract.as_of))
+    groups = frame.groupBy(SOURCE_FILE, contract.as_of).agg(*checks).collect()
     day_of = {file_key(f.source): f.day for f in files}
     by_day: dict[dt.date, dict[str, int]] = {}
     for group in groups:

@@ -63,7 +63,6 @@ class DriftResult:
     current_rows_compared: int  # after sampling
     reference_rows: int
     sampled: bool
-    types: FeatureColumns | None = field(repr=False, default=None)  # the features by kind (the report's columns)
     reference_data: pd.DataFrame | None = field(repr=False, default=None)  # as compared (the report reads them)
     current_data: pd.DataFrame | None = field(repr=False, default=None)
     key_features: list[str] = field(default_factory=list)  # the model's most important features, most first
@@ -168,7 +167,6 @@ def compute_drift(
         current_rows_compared=len(current_data),
         reference_rows=len(reference_data),
         sampled=sampled,
-        types=types,
         reference_data=reference_data,
         current_data=current_data,
     )
@@ -206,20 +204,14 @@ def _render(result: DriftResult) -> Any:
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
 
-    if result.types is None or result.reference_data is None or result.current_data is None:
+    if result.reference_data is None or result.current_data is None:
         raise ValueError("the drift result carries no data to render")
+    drifts = {**result.features, PREDICTION: result.prediction}
     shown = report_columns(result)
-    numeric = [c for c in shown if c == PREDICTION or c in result.types.numeric]
+    numeric = [c for c in shown if drifts[c].method == NUM_METHOD]
     categorical = [c for c in shown if c not in numeric]
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
-    report = Report(
-        [
-            ValueDrift(
-                column=c, method=NUM_METHOD if c in numeric else CAT_METHOD, threshold=result.prediction.threshold
-            )
-            for c in shown
-        ]
-    )
+    report = Report([ValueDrift(column=c, method=drifts[c].method, threshold=drifts[c].threshold) for c in shown])
     return report.run(
         Dataset.from_pandas(result.current_data[shown], data_definition=definition),
         Dataset.from_pandas(result.reference_data[shown], data_definition=definition),
