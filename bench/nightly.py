@@ -1,9 +1,10 @@
 """Benchmark: one nightly partition at 100,000 customers, asset by asset, with start-up costs and peak memory.
 
     .venv/bin/python bench/nightly.py [--customers 100000] [--day 91] [--data-root /tmp/bench_nightly] [--reuse]
+                                      [--spark-cluster]
 
 Setup (not timed): the simulator's history up to the day before the measured night, built the way a backfill
-would (raw tables one run per day, the dbt features and the offline store in ranged runs of up to a month), then
+would (the raw tables, the dbt features and the offline store in ranged runs of up to a month), then
 the first champion: the real ``retrain`` job builds the training set with Spark, which is then thinned to one
 customer in ``--train-every`` (at 100,000 customers the full set is 6 million rows, more than the pandas training
 step holds in memory on this machine), and the job's model and promotion steps train and promote the champion.
@@ -14,9 +15,15 @@ definitions, the Spark session, then the run the nightly schedule requests for t
 (raw, features, snapshot, scores, drift report, performance). The parent samples the memory of the whole process
 tree (Python and the Spark JVM) every 100 ms. Targets: the night under 3 minutes and 4 GB on 2 cores, Dagster
 and Spark start-up under 20% of it, the drift report for 100,000 rows under 15 s.
+
+``--spark-cluster``: the same night with ``PLATFORM_SPARK_MASTER`` pointing at a standalone cluster started here
+on 127.0.0.1 (a master and two workers of one core each, as ``tests/spark_cluster.py`` starts them): the same two
+cores, so the figure shows what the cluster's driver, executors and the network between them cost. Its daemons and
+executors count in the peak memory.
 """
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -73,6 +80,7 @@ def setup(root: Path, customers: int, night: dt.date, chunk: int, train_every: i
     from dagster_project.defs.automation.sensors import TAG_REASON
     from dagster_project.defs.ml import registry
     from dagster_project.instance import local_instance
+    from dagster_project.partitions import day_chunks
     from dagster_project.problem import load_problem
     from dagster_project.resources import MlflowResource
     from dagster_project.settings import get_settings
@@ -85,47 +93,21 @@ def setup(root: Path, customers: int, night: dt.date, chunk: int, train_every: i
     fail_abandoned_runs(instance)  # an interrupted earlier setup must not hold a pool slot
     job = defs.resolve_job_def("nightly_pipeline")
     keys = job.asset_layer.executable_asset_keys
-    raw = [k for k in keys if k.path[0] == "raw"]
-    upstream = [k for k in keys if k.path[0] not in ("raw", "scoring", "monitoring")]
+    data_keys = [k for k in keys if k.path[0] not in ("scoring", "monitoring")]
     history = [START + dt.timedelta(days=i) for i in range((night - START).days)]
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     figures: dict[str, float] = {}
 
     started = time.perf_counter()
-    for day in history:
-        if (lake / "raw" / "customers" / f"date={day}").exists():
-            continue
-        result = job.execute_in_process(
-            partition_key=day.isoformat(),
-            instance=instance,
-            asset_selection=raw,
-            run_config=quiet,
-            raise_on_error=False,
-        )
-        if not result.success:
-            raise RuntimeError(f"raw data of {day} failed")
-    figures["raw_history_seconds"] = time.perf_counter() - started
-
-    started = time.perf_counter()
     snapshots = lake / "offline_store" / "feature_snapshots"
-    for i in range(0, len(history), chunk):
-        first, last = history[i], history[min(i + chunk, len(history)) - 1]
+    for first, last in day_chunks(history[0], history[-1], chunk):
         if (snapshots / f"snapshot_date={last}").exists():
             continue
-        result = job.execute_in_process(
-            instance=instance,
-            asset_selection=upstream,
-            run_config=quiet,
-            raise_on_error=False,
-            tags={
-                "dagster/asset_partition_range_start": first.isoformat(),
-                "dagster/asset_partition_range_end": last.isoformat(),
-            },
-        )
+        result = replay.run_range(defs, instance, first, last, data_keys, "bench history", run_config=quiet)
         if not result.success:
-            raise RuntimeError(f"features and snapshots of {first}..{last} failed")
+            raise RuntimeError(f"raw data, features and snapshots of {first}..{last} failed")
         print(f"  history {first}..{last} built", flush=True)
-    figures["upstream_history_seconds"] = time.perf_counter() - started
+    figures["history_seconds"] = time.perf_counter() - started
 
     if registry.version_by_alias(MlflowResource.from_settings(settings), "champion") is None:
         request = dg.RunRequest(tags={TAG_REASON: "bootstrap"})
@@ -221,6 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", action="store_true", help="the data root already holds the history")
     parser.add_argument("--chunk", type=int, default=31, help="days per ranged history run")
     parser.add_argument("--train-every", type=int, default=10, help="the champion trains on 1 customer in N")
+    parser.add_argument(
+        "--spark-cluster",
+        action="store_true",
+        help="run the measured night's Spark on a standalone cluster started here (a master, two one-core workers)",
+    )
     parser.add_argument("--night", action="store_true", help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args(argv)
     root = args.data_root or Path(tempfile.mkdtemp(prefix="bench_nightly_"))
@@ -236,7 +223,30 @@ def main(argv: list[str] | None = None) -> int:
         setup_figures = setup(root, args.customers, day, args.chunk, args.train_every)
         print(f"setup done in {time.perf_counter() - started:.0f} s")
 
-    env = {**_env(root, args.customers), "BENCH_PROCESS_START": repr(time.time())}
+    with contextlib.ExitStack() as stack:
+        extra_env, extra_pids = {}, []
+        if args.spark_cluster:
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+            from spark_cluster import standalone_cluster
+
+            cluster = stack.enter_context(standalone_cluster(worker_memory="3g", executor_memory="2560m"))
+            extra_env = {"PLATFORM_SPARK_MASTER": cluster.master_url, **cluster.driver_env}
+            extra_pids = cluster.pids
+            print(f"the night's Spark: the standalone cluster {cluster.master_url} (2 workers of 1 core)")
+        return measure_night(root, args, day, setup_figures, extra_env, extra_pids)
+
+
+def measure_night(
+    root: Path,
+    args: argparse.Namespace,
+    day: dt.date,
+    setup_figures: dict[str, float],
+    extra_env: dict[str, str],
+    extra_pids: list[int],
+) -> int:
+    """Run the night in a child process, sampling the memory of its tree (and of ``extra_pids``' trees: a Spark
+    cluster's daemons and executors); print the figures and the targets."""
+    env = {**_env(root, args.customers), **extra_env, "BENCH_PROCESS_START": repr(time.time())}
     started = time.time()
     child = subprocess.Popen(
         [
@@ -257,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     peak = 0
     while child.poll() is None:
-        peak = max(peak, _tree_rss(child.pid))
+        peak = max(peak, sum(_tree_rss(pid) for pid in [child.pid, *extra_pids]))
         time.sleep(0.1)
     wall = time.time() - started
     output = child.stdout.read() if child.stdout else ""

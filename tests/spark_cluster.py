@@ -15,6 +15,7 @@ these runs in a subprocess (``tests/offline_store/jobs_driver.py``), as a deploy
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -109,6 +110,7 @@ class SparkCluster:
     worker_ui_ports: list[int]
     folder: Path
     env: dict[str, str] = field(repr=False)
+    pids: list[int] = field(default_factory=list)  # the master's and the workers' (executors are the workers' children)
 
     @property
     def master_url(self) -> str:
@@ -118,21 +120,32 @@ class SparkCluster:
         """The master's own account (``/json/``): its workers, and the applications running and finished."""
         return _get_json(f"http://127.0.0.1:{self.ui_port}/json/")
 
+    @property
+    def driver_env(self) -> dict[str, str]:
+        """What a driver process adds to its environment to use this cluster's defaults (executor memory, sizes)
+        and its loopback address."""
+        return {k: self.env[k] for k in ("SPARK_CONF_DIR", "SPARK_LOCAL_IP", "PYSPARK_PYTHON")}
+
     def worker_states(self) -> list[dict]:
         """Each worker's account (``/json/``): among it the executors it ran, with their application."""
         return [_get_json(f"http://127.0.0.1:{port}/json/") for port in self.worker_ui_ports]
 
 
-@pytest.fixture(scope="session")
-def spark_cluster() -> Iterator[SparkCluster]:
-    """One master and two one-core workers from pyspark's ``spark-class``; stopped at the end of the session."""
+@contextlib.contextmanager
+def standalone_cluster(
+    workers: int = WORKERS,
+    worker_cores: int = WORKER_CORES,
+    worker_memory: str = WORKER_MEMORY,
+    executor_memory: str = EXECUTOR_MEMORY,
+) -> Iterator[SparkCluster]:
+    """A master and ``workers`` workers from pyspark's ``spark-class``, on 127.0.0.1; stopped on the way out."""
     folder = Path(tempfile.mkdtemp(prefix="platform-spark-cluster-"))
     conf_dir = folder / "conf"
     _write_defaults(
         conf_dir,
         {
             "spark.master.rest.enabled": "false",  # no submission server (it would take the fixed port 6066)
-            "spark.executor.memory": EXECUTOR_MEMORY,
+            "spark.executor.memory": executor_memory,
             # Sized for two cores, as the session builder sizes local[N] (spark_jobs.session.session_conf): the
             # defaults (200 shuffle partitions, 50 for Delta's log state) are for clusters of hundreds of cores.
             **SMALL_CLUSTER_CONF,
@@ -141,7 +154,7 @@ def spark_cluster() -> Iterator[SparkCluster]:
     env = _spark_env(folder, conf_dir)
     spark_class = str(spark_home() / "bin" / "spark-class")
     port, ui_port = free_port(), free_port()
-    worker_ui_ports = [free_port() for _ in range(WORKERS)]
+    worker_ui_ports = [free_port() for _ in range(workers)]
     master_cmd = [spark_class, "org.apache.spark.deploy.master.Master",
                   "--host", "127.0.0.1", "--port", str(port), "--webui-port", str(ui_port)]  # fmt: skip
     processes = [_start(master_cmd, env, folder / "master.log")]
@@ -149,15 +162,23 @@ def spark_cluster() -> Iterator[SparkCluster]:
     try:
         for i, worker_ui_port in enumerate(worker_ui_ports):
             worker_cmd = [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
-                          "--cores", str(WORKER_CORES), "--memory", WORKER_MEMORY,
+                          "--cores", str(worker_cores), "--memory", worker_memory,
                           "--webui-port", str(worker_ui_port), "--work-dir", str(folder / f"work-{i}"),
                           cluster.master_url]  # fmt: skip
             processes.append(_start(worker_cmd, env, folder / f"worker-{i}.log"))
-        _wait(lambda: cluster.state()["aliveworkers"] == WORKERS, "the standalone cluster", processes, folder)
+        cluster.pids.extend(process.pid for process in processes)
+        _wait(lambda: cluster.state()["aliveworkers"] == workers, "the standalone cluster", processes, folder)
         yield cluster
     finally:
         _stop(processes[::-1])  # the workers first, then the master
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def spark_cluster() -> Iterator[SparkCluster]:
+    """One master and two one-core workers, for the whole test session."""
+    with standalone_cluster() as cluster:
+        yield cluster
 
 
 def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
