@@ -156,12 +156,14 @@ def ui(port: int) -> int:
 
 
 def jars() -> int:
-    """Fetch the Delta jars into the settings' cache (``PLATFORM_JARS_CACHE``) once; later Spark sessions start
-    offline. ``spark_jobs`` reads no settings, so this is where the settings meet its jar cache."""
-    from spark_jobs.session import fetch_delta_jars
+    """Fetch the Delta jars, and the s3a connector a lake on object storage needs, into the settings' cache
+    (``PLATFORM_JARS_CACHE``) once; later Spark sessions start offline. ``spark_jobs`` reads no settings, so this
+    is where the settings meet its jar cache."""
+    from spark_jobs.session import fetch_delta_jars, fetch_s3a_jars
 
-    found = fetch_delta_jars(get_settings().jars_cache)
-    print(f"{len(found)} Delta jars cached in {found[0].parent}")
+    for name, fetch in (("Delta", fetch_delta_jars), ("s3a", fetch_s3a_jars)):
+        found = fetch(get_settings().jars_cache)
+        print(f"{len(found)} {name} jars cached in {found[0].parent}")
     return 0
 
 

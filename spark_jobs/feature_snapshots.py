@@ -43,8 +43,9 @@ from pyspark.sql import types as T
 
 from spark_jobs import tables
 from spark_jobs.contract import DBT_MODEL_CHECKSUM, DBT_MODEL_CHECKSUMS, Contract
+from spark_jobs.object_store import Location, ObjectStore, exists, location_argument, parquet_schema
 from spark_jobs.paths import OfflineStorePaths
-from spark_jobs.session import add_session_arguments, session_from_arguments
+from spark_jobs.session import add_session_arguments, object_store_from_arguments, session_from_arguments
 
 JOB = "feature_snapshots"
 
@@ -138,9 +139,11 @@ def commit_days(metadata: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-def read_features(spark: SparkSession, source: str | Path, contract: Contract) -> DataFrame:
+def read_features(
+    spark: SparkSession, source: Location, contract: Contract, object_store: ObjectStore | None = None
+) -> DataFrame:
     """The day's export of the feature model, its day column typed as a date."""
-    if isinstance(source, Path) and not source.exists():
+    if not exists(source, object_store):
         raise FileNotFoundError(f"no {contract.features_model} file at {source}")
     frame = spark.read.parquet(str(source))
     keys = contract.snapshot_keys
@@ -157,12 +160,10 @@ def _provenance(schema_metadata: dict[bytes, bytes] | None) -> dict[str, str]:
     return {k: v for k, v in decoded.items() if k.startswith("dbt_") or k == "feature_set_version"}
 
 
-def source_provenance(source: Path) -> dict[str, str]:
+def source_provenance(source: Location, object_store: ObjectStore | None = None) -> dict[str, str]:
     """What the dbt export wrote into the file's Parquet metadata (model, ``DBT_MODEL_CHECKSUM``, feature set
     version); {} for a file it did not write."""
-    import pyarrow.parquet as pq
-
-    return _provenance(pq.read_schema(source).metadata)
+    return _provenance(parquet_schema(source, object_store).metadata)
 
 
 def _snapshot_checks(contract: Contract, expected_day: Column) -> list[Column]:
@@ -287,15 +288,16 @@ def write_feature_snapshot(
 def snapshot_day(
     spark: SparkSession,
     snapshot_date: dt.date,
-    source: Path,
+    source: Location,
     store: OfflineStorePaths,
     contract: Contract,
     dagster_run_id: str | None = None,
     evolve_schema: bool = False,
+    object_store: ObjectStore | None = None,
 ) -> SnapshotWrite:
     """The whole job for one day: read ``source``, the dbt export of ``snapshot_date`` (one Parquet file), and
     write it into the store's ``feature_snapshots`` table, with the lineage the file itself carries."""
-    frame = read_features(spark, source, contract)
+    frame = read_features(spark, source, contract, object_store)
     return write_feature_snapshot(
         spark,
         frame,
@@ -305,7 +307,7 @@ def snapshot_day(
         dagster_run_id=dagster_run_id,
         evolve_schema=evolve_schema,
         source=str(source),
-        source_metadata=source_provenance(source),
+        source_metadata=source_provenance(source, object_store),
     )
 
 
@@ -330,28 +332,28 @@ class DayFile:
     """One day's export file and what its footer says, read without Spark."""
 
     day: dt.date
-    source: Path
+    source: Location
     signature: str  # its columns and their Arrow types: files alike share one Spark schema
     provenance: dict[str, str]
 
 
-def read_day_files(days_and_sources: Sequence[tuple[dt.date, Path]], contract: Contract) -> list[DayFile]:
+def read_day_files(
+    days_and_sources: Sequence[tuple[dt.date, Location]], contract: Contract, object_store: ObjectStore | None = None
+) -> list[DayFile]:
     """The footers of the days' files, oldest day first; every missing file is named with its day."""
-    import pyarrow.parquet as pq
-
-    pairs = sorted((day, Path(source)) for day, source in days_and_sources)
+    pairs = sorted(((day, location_argument(str(source))) for day, source in days_and_sources), key=lambda p: p[0])
     days = [day for day, _ in pairs]
     if not pairs or len(set(days)) != len(days):
         raise ValueError(f"give each snapshot day once, with its own file: {[str(d) for d in days]}")
     shared = [str(source) for source, count in Counter(file_key(s) for _, s in pairs).items() if count > 1]
     if shared:
         raise ValueError(f"give each snapshot day a file of its own: {', '.join(shared)} is given for several days")
-    missing = [f"{day} ({source})" for day, source in pairs if not source.exists()]
+    missing = [f"{day} ({source})" for day, source in pairs if not exists(source, object_store)]
     if missing:
         raise FileNotFoundError(f"no {contract.features_model} file for {', '.join(missing)}")
     files = []
     for day, source in pairs:
-        schema = pq.read_schema(source)
+        schema = parquet_schema(source, object_store)
         signature = ",".join(f"{f.name}:{f.type}" for f in schema)
         files.append(DayFile(day, source, signature, _provenance(schema.metadata)))
     return files
@@ -462,11 +464,12 @@ def validate_days(frame: DataFrame, files: list[DayFile], contract: Contract) ->
 
 def snapshot_days(
     spark: SparkSession,
-    days_and_sources: Sequence[tuple[dt.date, Path]],
+    days_and_sources: Sequence[tuple[dt.date, Location]],
     store: OfflineStorePaths,
     contract: Contract,
     dagster_run_id: str | None = None,
     evolve_schema: bool = False,
+    object_store: ObjectStore | None = None,
 ) -> list[SnapshotWrite]:
     """The whole job for several days in ONE commit: each ``(day, file)`` is the dbt export of that day, as
     ``snapshot_day`` takes it. Every day is validated (all failing days named) and its schema judged as one write
@@ -485,7 +488,7 @@ def snapshot_days(
     """
     started = time.monotonic()
     table_path = store.feature_snapshots
-    files = read_day_files(days_and_sources, contract)
+    files = read_day_files(days_and_sources, contract, object_store)
     frame, day_schemas = read_days(spark, files, contract)
     rows = validate_days(frame, files, contract)
     table_schema = (
@@ -556,10 +559,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m spark_jobs.feature_snapshots", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--contract", type=Path, required=True, help="the problem's contract, as JSON")
-    parser.add_argument("--store-root", type=Path, required=True, help="the offline store's folder")
+    parser.add_argument(
+        "--store-root", type=location_argument, required=True, help="the offline store's folder (or s3:// prefix)"
+    )
     parser.add_argument("--date", type=dt.date.fromisoformat, action="append", required=True, help="YYYY-MM-DD; repeat")
     parser.add_argument(
-        "--source", type=Path, action="append", required=True, help="the day's feature file, one per --date"
+        "--source", type=location_argument, action="append", required=True, help="the day's feature file (per --date)"
     )
     parser.add_argument("--run-id", default=None, help="recorded in the commit metadata")
     parser.add_argument("--evolve-schema", action="store_true", help="accept new feature columns (additive only)")
@@ -569,9 +574,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"give each --date once, with its own --source ({len(args.date)} dates, {len(args.source)} files)")
     contract = Contract.from_file(args.contract)
     store = OfflineStorePaths(store_root=args.store_root)
-    spark = session_from_arguments(args)
+    object_store = object_store_from_arguments(args, args.store_root, *args.source)
+    spark = session_from_arguments(args, object_store)
     pairs = list(zip(args.date, args.source, strict=True))
-    for done in snapshot_days(spark, pairs, store, contract, args.run_id, args.evolve_schema):
+    for done in snapshot_days(spark, pairs, store, contract, args.run_id, args.evolve_schema, object_store):
         print(f"{done.snapshot_date}: {done.rows} rows -> {done.table_path} v{done.version} ({done.seconds}s)")
     return 0
 

@@ -53,8 +53,9 @@ from urllib.parse import unquote, urlparse
 from pyspark.sql import SparkSession
 
 from spark_jobs import tables
+from spark_jobs.object_store import Location, ObjectStore, exists, location_argument, read_text
 from spark_jobs.paths import FEATURE_SNAPSHOTS, TRAINING_SET, OfflineStorePaths
-from spark_jobs.session import add_session_arguments, session_from_arguments
+from spark_jobs.session import add_session_arguments, object_store_from_arguments, session_from_arguments
 
 JOB = "maintenance"
 PROTECTED_PROPERTY = "churn_platform.protected_versions"
@@ -91,12 +92,12 @@ def _versions(value: Any, where: str) -> set[int]:
         raise ValueError(f"{where}: not a list of integer versions: {value!r}") from error
 
 
-def protected_versions_from_file(path: Path) -> dict[str, set[int]]:
+def protected_versions_from_file(path: Location, object_store: ObjectStore | None = None) -> dict[str, set[int]]:
     """The versions the ML side protects, from ``_protected_versions.json`` (empty if there is no file)."""
-    if not path.exists():
+    if not exists(path, object_store):
         return {}
     try:
-        content = json.loads(path.read_text())
+        content = json.loads(read_text(path, object_store))
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not valid JSON ({error}): refusing to vacuum on a guess") from error
     if not isinstance(content, dict):
@@ -104,9 +105,11 @@ def protected_versions_from_file(path: Path) -> dict[str, set[int]]:
     return {table: _versions(content.get(table), f"{path}[{table}]") for table in (FEATURE_SNAPSHOTS, TRAINING_SET)}
 
 
-def protected_versions(spark: SparkSession, store: OfflineStorePaths) -> dict[str, set[int]]:
+def protected_versions(
+    spark: SparkSession, store: OfflineStorePaths, object_store: ObjectStore | None = None
+) -> dict[str, set[int]]:
     """Every protected version of both tables: the file, the table properties and the training sets' inputs."""
-    from_file = protected_versions_from_file(store.protected_versions_file)
+    from_file = protected_versions_from_file(store.protected_versions_file, object_store)
     found: dict[str, set[int]] = {}
     for name, path in ((FEATURE_SNAPSHOTS, store.feature_snapshots), (TRAINING_SET, store.training_set)):
         versions = set(from_file.get(name, set()))
@@ -247,9 +250,10 @@ def run(
     vacuum: bool = True,
     dagster_run_id: str | None = None,
     dry_run: bool = False,
+    object_store: ObjectStore | None = None,
 ) -> list[TableMaintenance]:
     """Maintain both tables of the offline store."""
-    protected = protected_versions(spark, store)
+    protected = protected_versions(spark, store, object_store)
     return [
         maintain_table(
             spark,
@@ -269,7 +273,9 @@ def run(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m spark_jobs.maintenance", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store-root", type=Path, required=True, help="the offline store's folder")
+    parser.add_argument(
+        "--store-root", type=location_argument, required=True, help="the offline store's folder (or s3:// prefix)"
+    )
     parser.add_argument("--min-retention-hours", type=float, default=DEFAULT_MIN_RETENTION_HOURS)
     parser.add_argument("--headroom-hours", type=float, default=DEFAULT_HEADROOM_HOURS)
     parser.add_argument("--no-optimize", action="store_true")
@@ -280,8 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     add_session_arguments(parser)
     args = parser.parse_args(argv)
     store = OfflineStorePaths(store_root=args.store_root)
-    reports = run(session_from_arguments(args), store, args.min_retention_hours, args.headroom_hours,
-                  not args.no_optimize, True, args.run_id, dry_run=args.dry_run)  # fmt: skip
+    object_store = object_store_from_arguments(args, args.store_root)
+    reports = run(session_from_arguments(args, object_store), store, args.min_retention_hours, args.headroom_hours,
+                  not args.no_optimize, True, args.run_id, dry_run=args.dry_run, object_store=object_store)  # fmt: skip
     print(json.dumps([r.as_dict() for r in reports], indent=2, default=str))
     return 0 if all(r.protected_readable for r in reports) else 1
 

@@ -10,7 +10,8 @@ own is the inside of their store: the names of the two Delta tables and of the p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+
+from spark_jobs.object_store import Location, join
 
 FEATURE_SNAPSHOTS = "feature_snapshots"
 TRAINING_SET = "training_set"
@@ -20,18 +21,19 @@ PROTECTED_VERSIONS_FILE = "_protected_versions.json"
 
 @dataclass(frozen=True, kw_only=True)
 class OfflineStorePaths:
-    """The tables of one offline store. Keyword-only, so a lake root passed by mistake fails loudly."""
+    """The tables of one offline store, in a local folder or under an ``s3://`` prefix (then each is a URI
+    string). Keyword-only, so a lake root passed by mistake fails loudly."""
 
-    store_root: Path
-
-    @property
-    def feature_snapshots(self) -> Path:
-        return self.store_root / FEATURE_SNAPSHOTS
+    store_root: Location
 
     @property
-    def training_set(self) -> Path:
-        return self.store_root / TRAINING_SET
+    def feature_snapshots(self) -> Location:
+        return join(self.store_root, FEATURE_SNAPSHOTS)
 
     @property
-    def protected_versions_file(self) -> Path:
-        return self.store_root / PROTECTED_VERSIONS_FILE
+    def training_set(self) -> Location:
+        return join(self.store_root, TRAINING_SET)
+
+    @property
+    def protected_versions_file(self) -> Location:
+        return join(self.store_root, PROTECTED_VERSIONS_FILE)

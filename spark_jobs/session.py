@@ -34,9 +34,12 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from spark_jobs.object_store import ObjectStore, is_uri
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -52,6 +55,12 @@ SCALA_BINARY_VERSION = "2.13"
 APP_NAME = "churn-platform"
 LOG_LEVEL = "WARN"
 COMPLETE_MARKER = "jars.json"  # written last: a folder without it is an interrupted download
+# The AWS SDK (v2) that each Hadoop's hadoop-aws was built against (its hadoop-project POM), and the SDK's modules
+# that s3a uses: together 13 MB, where the SDK's all-in-one bundle that hadoop-aws names is 650 MB.
+AWS_SDK_FOR_HADOOP = {"3.5.0": "2.35.4"}
+AWS_SDK_MODULES = ("s3", "s3-transfer-manager")
+# What the s3a fetch leaves out though Spark does not ship it: the Delta jars, always loaded too, bring it.
+PROVIDED_BY_DELTA = frozenset({"commons-logging"})
 
 DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -70,8 +79,8 @@ RUNTIME_CONF = {
 
 
 @dataclass(frozen=True)
-class DeltaJars:
-    """The cached Delta jars for this pyspark's Spark and Scala versions."""
+class CachedJars:
+    """A library and its dependencies, cached from Maven Central for this pyspark (Delta; s3a for object stores)."""
 
     coordinate: str  # group:artifact:version on Maven Central
     folder: Path
@@ -100,10 +109,45 @@ def delta_coordinate() -> str:
     return f"io.delta:delta-spark_{spark_minor_version()}_{SCALA_BINARY_VERSION}:{DELTA_VERSION}"
 
 
-def delta_jars(jars_cache: Path) -> DeltaJars:
+def delta_jars(jars_cache: Path) -> CachedJars:
     """Where this pyspark's Delta jars sit in the cache folder ``jars_cache`` (fetched or not)."""
     coordinate = delta_coordinate()
-    return DeltaJars(coordinate=coordinate, folder=Path(jars_cache) / coordinate.replace(":", "_"))
+    return CachedJars(coordinate=coordinate, folder=Path(jars_cache) / coordinate.replace(":", "_"))
+
+
+def hadoop_version() -> str:
+    """The Hadoop client this pyspark ships (``hadoop-client-api-3.5.0.jar`` -> ``3.5.0``)."""
+    found = sorted(_pyspark_jars_dir().glob("hadoop-client-api-*.jar"))
+    if not found:
+        raise RuntimeError(f"no hadoop-client-api jar in {_pyspark_jars_dir()}: is pyspark installed completely?")
+    return found[-1].name.removeprefix("hadoop-client-api-").removesuffix(".jar")
+
+
+def s3a_jars(jars_cache: Path) -> CachedJars:
+    """Where the s3a connector of this pyspark's Hadoop sits in the cache folder ``jars_cache`` (fetched or not)."""
+    coordinate = f"org.apache.hadoop:hadoop-aws:{hadoop_version()}"
+    return CachedJars(coordinate=coordinate, folder=Path(jars_cache) / coordinate.replace(":", "_"))
+
+
+def _s3a_ivy_module(hadoop: str) -> str:
+    """hadoop-aws, with the AWS SDK's modules that s3a uses instead of the SDK's 650 MB all-in-one bundle."""
+    sdk = AWS_SDK_FOR_HADOOP.get(hadoop)
+    if sdk is None:
+        raise RuntimeError(
+            f"no AWS SDK version known for Hadoop {hadoop} (spark_jobs.session.AWS_SDK_FOR_HADOOP): add the one its "
+            "hadoop-project POM names (aws-java-sdk-v2.version)"
+        )
+    modules = "".join(
+        f'    <dependency org="software.amazon.awssdk" name="{name}" rev="{sdk}" conf="default->master,runtime"/>\n'
+        for name in AWS_SDK_MODULES
+    )
+    return (
+        '<ivy-module version="2.0">\n  <info organisation="local" module="s3a"/>\n'
+        '  <configurations><conf name="default"/></configurations>\n  <dependencies>\n'
+        f'    <dependency org="org.apache.hadoop" name="hadoop-aws" rev="{hadoop}" conf="default->master,runtime">\n'
+        '      <exclude org="software.amazon.awssdk" module="bundle"/>\n    </dependency>\n'
+        f"{modules}  </dependencies>\n</ivy-module>\n"
+    )
 
 
 def _pyspark_jars_dir() -> Path:
@@ -127,6 +171,31 @@ def fetch_delta_jars(jars_cache: Path, force: bool = False) -> list[Path]:
     public resolver, which is Maven Central. Idempotent: a complete cache is returned as is.
     """
     jars = delta_jars(jars_cache)
+    group, artifact, version = jars.coordinate.split(":")
+    return _fetch(jars, lambda _: ["-dependency", group, artifact, version, "-confs", "master,runtime"], force)
+
+
+def fetch_s3a_jars(jars_cache: Path, force: bool = False) -> list[Path]:
+    """Resolve Hadoop's s3a connector (``hadoop-aws`` of pyspark's Hadoop, and the AWS SDK modules it uses) into
+    the cache, once, as ``fetch_delta_jars`` does Delta: what a session needs to reach an object store."""
+    jars = s3a_jars(jars_cache)
+
+    def module(staging: Path) -> list[str]:
+        ivy_file = staging / "ivy.xml"
+        ivy_file.write_text(_s3a_ivy_module(hadoop_version()))
+        return ["-ivy", str(ivy_file), "-confs", "default"]
+
+    return _fetch(jars, module, force, also_provided=PROVIDED_BY_DELTA)
+
+
+def _fetch(
+    jars: CachedJars,
+    ivy_arguments: Callable[[Path], list[str]],
+    force: bool,
+    also_provided: frozenset[str] = frozenset(),
+) -> list[Path]:
+    """Run pyspark's Ivy with ``ivy_arguments(staging folder)`` and cache what it retrieves in ``jars.folder``,
+    minus the libraries Spark already ships; the marker file is written last."""
     if not force and (found := jars.cached()) is not None:
         return found
     ivy_jars = sorted(_pyspark_jars_dir().glob("ivy-*.jar"))
@@ -137,33 +206,32 @@ def fetch_delta_jars(jars_cache: Path, force: bool = False) -> list[Path]:
     java = str(java_home / "bin" / "java") if (java_home / "bin" / "java").exists() else shutil.which("java")
     if java is None:
         raise RuntimeError("no `java` on PATH (or in JAVA_HOME): Spark needs Java 17 or 21")
-    group, artifact, version = jars.coordinate.split(":")
+    group, artifact, _ = jars.coordinate.split(":")
     jars.folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=jars.folder.parent))
     log.warning("fetching %s and its dependencies from Maven Central into %s (once)", jars.coordinate, jars.folder)
     try:
+        retrieve = staging / "jars"
         cmd = [
-            java, "-cp", str(ivy_jars[-1]), "org.apache.ivy.Main",
-            "-dependency", group, artifact, version,
-            "-confs", "master,runtime",  # the jar itself and what it needs to run, as --packages resolves it
+            java, "-cp", str(ivy_jars[-1]), "org.apache.ivy.Main", *ivy_arguments(staging),
             "-cache", str(jars.folder.parent / "ivy-cache"),
-            "-retrieve", str(staging / "[organisation]_[artifact]-[revision](-[classifier]).[ext]"),
+            "-retrieve", str(retrieve / "[organisation]_[artifact]-[revision](-[classifier]).[ext]"),
         ]  # fmt: skip
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        retrieved = sorted(p.name for p in staging.glob("*.jar"))
+        retrieved = sorted(p.name for p in retrieve.glob("*.jar"))
         if done.returncode != 0 or not any(n.startswith(f"{group}_{artifact}-") for n in retrieved):
             raise RuntimeError(
                 f"could not fetch {jars.coordinate} from Maven Central (exit {done.returncode}):\n"
                 + "\n".join(done.stdout.splitlines()[-25:] + done.stderr.splitlines()[-10:])
             )
         # Spark already ships these libraries (often newer): a second copy would only shadow or be shadowed.
-        provided = {_artifact_name(p.name) for p in _pyspark_jars_dir().glob("*.jar")}
+        provided = {_artifact_name(p.name) for p in _pyspark_jars_dir().glob("*.jar")} | also_provided
         keep = [n for n in retrieved if _artifact_name(n, with_group=True) not in provided]
         if jars.folder.exists():
             shutil.rmtree(jars.folder)
         jars.folder.mkdir()
         for name in keep:
-            os.replace(staging / name, jars.folder / name)
+            os.replace(retrieve / name, jars.folder / name)
         skipped = sorted(set(retrieved) - set(keep))
         jars.marker.write_text(json.dumps({"coordinate": jars.coordinate, "jars": keep, "provided_by_spark": skipped}))
     finally:
@@ -237,11 +305,14 @@ def build_session(
     app_name: str = APP_NAME,
     extra_conf: dict[str, str] | None = None,
     driver_java_options: str = "",
+    object_store: ObjectStore | None = None,
 ) -> SparkSession:
     """Start (or join) the process's Spark session, configured for Delta.
 
     ``driver_memory``, ``jars_cache`` and ``driver_java_options`` (flags of the driver's JVM) configure a classic
     session; Spark Connect (``sc://``) ignores them (the server owns its JVM, its memory and its class path).
+    ``object_store``: the session also reads and writes ``s3://`` locations there, through the cached s3a jars
+    (a classic session; a Connect server is given them when it starts).
     """
     from pyspark.sql import SparkSession
 
@@ -252,11 +323,15 @@ def build_session(
         return builder.getOrCreate()
 
     jars = fetch_delta_jars(jars_cache)
+    store_conf: dict[str, str] = {}
+    if object_store is not None:
+        jars = [*jars, *fetch_s3a_jars(jars_cache)]
+        store_conf = object_store.spark_conf()
     if master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # no host-name lookup, and no warning about it
     builder = SparkSession.builder.master(master).appName(app_name)
     conf = session_conf(master, driver_memory, jars, driver_java_options)
-    for key, value in {**conf, **(extra_conf or {})}.items():
+    for key, value in {**conf, **store_conf, **(extra_conf or {})}.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel(LOG_LEVEL)
@@ -273,6 +348,7 @@ def get_spark(
     jars_cache: Path | None = None,
     extra_conf: dict[str, str] | None = None,
     driver_java_options: str = "",
+    object_store: ObjectStore | None = None,
 ) -> SparkSession:
     """The one session of this process: created on first use, then reused by every job and asset.
 
@@ -287,9 +363,8 @@ def get_spark(
                     "no Spark session in this process yet: the first get_spark() call must name master, "
                     f"driver_memory and jars_cache (got {master!r}, {driver_memory!r}, {jars_cache!r})"
                 )
-            _session = build_session(
-                master, driver_memory, jars_cache, extra_conf=extra_conf, driver_java_options=driver_java_options
-            )
+            _session = build_session(master, driver_memory, jars_cache, extra_conf=extra_conf,
+                                     driver_java_options=driver_java_options, object_store=object_store)  # fmt: skip
         return _session
 
 
@@ -315,11 +390,24 @@ def add_session_arguments(parser: argparse.ArgumentParser) -> None:
         default="",
         help="flags of a classic session's driver JVM (--driver-java-options=-X...)",
     )
+    store = parser.add_argument_group(
+        "object store (for s3:// locations; the keys come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
+        "wherever AWS's clients find them)"
+    )
+    store.add_argument("--s3-endpoint-url", help="an S3-compatible server of its own, e.g. http://127.0.0.1:9000")
+    store.add_argument("--s3-region", default="us-east-1")
 
 
-def session_from_arguments(args: argparse.Namespace) -> SparkSession:
+def object_store_from_arguments(args: argparse.Namespace, *locations: object) -> ObjectStore | None:
+    """The object store the command line names, if it names one or any of ``locations`` is an ``s3://`` URI."""
+    if args.s3_endpoint_url is None and not any(is_uri(str(location)) for location in locations):
+        return None
+    return ObjectStore(endpoint_url=args.s3_endpoint_url, region=args.s3_region)
+
+
+def session_from_arguments(args: argparse.Namespace, object_store: ObjectStore | None = None) -> SparkSession:
     return get_spark(master=args.master, driver_memory=args.driver_memory, jars_cache=args.jars_cache,
-                     driver_java_options=args.driver_java_options)  # fmt: skip
+                     driver_java_options=args.driver_java_options, object_store=object_store)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

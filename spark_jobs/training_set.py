@@ -70,8 +70,9 @@ from spark_jobs.contract import (
     Contract,
 )
 from spark_jobs.feature_snapshots import commit_days, feature_columns
+from spark_jobs.object_store import is_uri, location_argument
 from spark_jobs.paths import OfflineStorePaths
-from spark_jobs.session import add_session_arguments, session_from_arguments
+from spark_jobs.session import add_session_arguments, object_store_from_arguments, session_from_arguments
 
 JOB = "training_set"
 CUTOFF = "_cutoff"  # the latest snapshot date a label may use
@@ -506,8 +507,9 @@ def rebuild_training_set(
     meta = tables.commit(spark, store.training_set, version).user_metadata
     if meta.get("job") != JOB or meta.get("feature_store_version") is None:
         raise ValueError(f"version {version} of {store.training_set} was not written by the training-set job")
-    recorded = Path(meta["labels_path"])
-    labels_dir = recorded if recorded.exists() or labels_dir is None else labels_dir
+    recorded = location_argument(meta["labels_path"])
+    # An object store's prefix is taken as recorded (it does not move with a checkout of the lake).
+    labels_dir = recorded if labels_dir is None or is_uri(recorded) or Path(recorded).exists() else labels_dir
     labels = read_labels(
         spark,
         labels_dir,
@@ -529,9 +531,11 @@ def rebuild_training_set(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m spark_jobs.training_set", description=__doc__.split("\n\n")[0])
     parser.add_argument("--contract", type=Path, required=True, help="the problem's contract, as JSON")
-    parser.add_argument("--store-root", type=Path, required=True, help="the offline store's folder")
     parser.add_argument(
-        "--labels", type=Path, required=True, help="the label folder (date=YYYY-MM-DD/*.parquet partitions)"
+        "--store-root", type=location_argument, required=True, help="the offline store's folder (or s3:// prefix)"
+    )
+    parser.add_argument(
+        "--labels", type=location_argument, required=True, help="the label folder (date=YYYY-MM-DD/*.parquet files)"
     )
     parser.add_argument("--feature-store-version", type=int, default=None, help="default: the latest")
     parser.add_argument("--max-snapshot-age-days", type=int, default=None, help="default: no limit")
@@ -547,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     contract = Contract.from_file(args.contract)
     store = OfflineStorePaths(store_root=args.store_root)
-    spark = session_from_arguments(args)
+    spark = session_from_arguments(args, object_store_from_arguments(args, args.store_root, args.labels))
     if args.rebuild is not None:
         join, meta = rebuild_training_set(spark, args.rebuild, store, contract, args.labels)
         rebuilt = content_fingerprint(join.frame)

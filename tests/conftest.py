@@ -10,6 +10,7 @@ import pytest
 # PostgreSQL-backed Dagster and MLflow with one night run on them, shared by tests/deploy and tests/ui.
 from deployed_platform import deployed_platform, postgres_server  # noqa: F401  (fixtures)
 from redis_server import redis_server, redis_url  # noqa: F401  (fixtures: a real redis-server per worker)
+from s3_server import s3_server  # noqa: F401  (fixture: a real S3 API server, moto's, on loopback)
 from spark_cluster import spark_cluster, spark_connect_server  # noqa: F401  (fixtures: a standalone cluster, Connect)
 
 from dagster_project.resources import MlflowResource

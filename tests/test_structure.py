@@ -98,8 +98,9 @@ def _declared_names(example: Path) -> set[str]:
 
 
 # Words the platform uses in its own sense that an example also happens to name a column by: the platform's
-# `contract` (spark_jobs/contract.py, the declared problem) is not the subscription example's billing contract.
-PLATFORM_WORDS = {"contract"}
+# `contract` (spark_jobs/contract.py, the declared problem) is not the subscription example's billing contract,
+# nor an object store's AWS `region` (spark_jobs/object_store.py) its customers' region.
+PLATFORM_WORDS = {"contract", "region"}
 
 
 def _code_words(path: Path) -> set[tuple[int, str]]:

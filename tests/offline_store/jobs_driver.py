@@ -52,13 +52,14 @@ def run_steps(steps: list[dict], session: list[str]) -> list[dict]:
 
 
 def main(plan_file: str, report_file: str) -> int:
-    from spark_jobs.session import add_session_arguments, session_from_arguments
+    from spark_jobs.session import add_session_arguments, object_store_from_arguments, session_from_arguments
 
     plan = json.loads(Path(plan_file).read_text())
     parser = argparse.ArgumentParser()
     add_session_arguments(parser)
     started = time.monotonic()
-    spark = session_from_arguments(parser.parse_args(plan["session"]))  # the one session every step joins
+    args = parser.parse_args(plan["session"])
+    spark = session_from_arguments(args, object_store_from_arguments(args))  # the one session every step joins
     report = {"session_seconds": round(time.monotonic() - started, 3)}
     report["steps"] = run_steps(plan["steps"], plan["session"])
     report["ran_on"] = where_it_ran(spark)

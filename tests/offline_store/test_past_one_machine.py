@@ -17,15 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pytest
 from churn_world import START, ChurnWorld, days
 from deltalake import DeltaTable
 from jobs_driver import run_steps
 from pyspark.sql import SparkSession
+from s3_server import S3Server
 from spark_cluster import SparkCluster, SparkConnectServer
 
 from dagster_project.lake import partition_path, table_dir
 from dagster_project.settings import Settings
+from spark_jobs.object_store import bucket_key, join, location_argument
 from spark_jobs.paths import OfflineStorePaths
 
 pytestmark = [pytest.mark.spark, pytest.mark.scale_out]
@@ -44,16 +47,18 @@ class Run:
 
     store: OfflineStorePaths
     report: dict
+    storage_options: dict[str, str] | None = None  # delta-rs's, for a store on the object store
 
     def step(self, name: str) -> dict:
         return next(s for s in self.report["steps"] if s["name"] == name)
 
     def snapshot_rows(self) -> pa.Table:
-        table = DeltaTable(str(self.store.feature_snapshots)).to_pyarrow_table()
-        return _sorted(table, ["snapshot_date", "customer_id"])
+        table = DeltaTable(str(self.store.feature_snapshots), storage_options=self.storage_options)
+        return _sorted(table.to_pyarrow_table(), ["snapshot_date", "customer_id"])
 
     def training_rows(self) -> pa.Table:
-        return _sorted(DeltaTable(str(self.store.training_set)).to_pyarrow_table(), ["prediction_time", "customer_id"])
+        table = DeltaTable(str(self.store.training_set), storage_options=self.storage_options)
+        return _sorted(table.to_pyarrow_table(), ["prediction_time", "customer_id"])
 
     def maintenance(self) -> dict[str, dict]:
         return {r["table"]: r for r in json.loads(self.step("maintenance")["stdout"])}
@@ -66,23 +71,32 @@ def _sorted(table: pa.Table, keys: list[str]) -> pa.Table:
     return table.sort_by([(k, "ascending") for k in keys])
 
 
-def plan(root: Path, session: list[str]) -> dict:
-    """Write the churn world's exports under ``root`` and return the plan that runs the jobs on them."""
-    lake = root / "lake"
-    WORLD.write_feature_exports(lake, DAYS)
-    WORLD.write_labels(lake, [d + dt.timedelta(days=WORLD.horizon) for d in DAYS])
+def plan(root: Path, session: list[str], s3: S3Server | None = None) -> dict:
+    """Write the churn world's exports under ``root`` (and copy them to a prefix of ``s3``'s bucket, if given)
+    and return the plan that runs the jobs on them, in that lake."""
+    local_lake = root / "lake"
+    WORLD.write_feature_exports(local_lake, DAYS)
+    WORLD.write_labels(local_lake, [d + dt.timedelta(days=WORLD.horizon) for d in DAYS])
+    lake: str | Path = local_lake
+    if s3 is not None:
+        lake = s3.uri(root.name, "lake")
+        pafs.copy_files(str(local_lake), bucket_key(lake), destination_filesystem=s3.object_store().filesystem())
     contract = root / "contract.json"
     contract.write_text(WORLD.contract.to_json())
-    store = ["--store-root", str(lake / "offline_store")]
-    labels = ["--labels", str(table_dir(lake, "features", WORLD.contract.labels_model))]
+
+    def at(path: Path) -> str:  # a file of the local lake, in the lake the jobs run on
+        return str(join(lake, *path.relative_to(local_lake).parts))
+
+    store = ["--store-root", str(join(lake, "offline_store"))]
+    labels = ["--labels", at(table_dir(local_lake, "features", WORLD.contract.labels_model))]
 
     def snapshot(chosen: list[dt.date]) -> list[str]:
-        pairs = [(f"--date={d}", f"--source={partition_path(lake, 'features', WORLD.contract.features_model, d)}")
-                 for d in chosen]  # fmt: skip
+        sources = {d: at(partition_path(local_lake, "features", WORLD.contract.features_model, d)) for d in chosen}
+        pairs = [(f"--date={d}", f"--source={source}") for d, source in sources.items()]
         return ["--contract", str(contract), *store, *[flag for pair in pairs for flag in pair]]
 
     return {
-        "store_root": str(lake / "offline_store"),
+        "store_root": str(join(lake, "offline_store")),
         "session": session,
         "steps": [
             {"name": "snapshots_1", "job": "feature_snapshots", "argv": snapshot(FIRST)},
@@ -108,9 +122,12 @@ def local_run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> 
     return Run(OfflineStorePaths(store_root=Path(the_plan["store_root"])), report)
 
 
-def run_driver(root: Path, master: str, env: dict[str, str]) -> Run:
+def run_driver(root: Path, master: str, env: dict[str, str], s3: S3Server | None = None) -> Run:
     """The plan by ``jobs_driver.py`` in a subprocess (its own SparkContext, or none over Connect)."""
-    the_plan = plan(root, session_flags(master))
+    session = session_flags(master) + (["--s3-endpoint-url", s3.endpoint_url] if s3 is not None else [])
+    the_plan = plan(root, session, s3)
+    if s3 is not None:
+        env = {**env, **s3.aws_env()}  # the keys as AWS's clients find them: no secret on a command line
     plan_file, report_file = root / "plan.json", root / "report.json"
     plan_file.write_text(json.dumps(the_plan))
     pythonpath = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
@@ -121,7 +138,8 @@ def run_driver(root: Path, master: str, env: dict[str, str]) -> Run:
     assert done.returncode == 0 and report_file.exists(), f"the driver on {master} failed:\n{done.stderr[-6000:]}"
     report = json.loads(report_file.read_text())
     report["process_seconds"] = round(time.monotonic() - started, 3)
-    return Run(OfflineStorePaths(store_root=Path(the_plan["store_root"])), report)
+    store = OfflineStorePaths(store_root=location_argument(the_plan["store_root"]))
+    return Run(store, report, s3.object_store().delta_options() if s3 is not None else None)
 
 
 def assert_same_results(run: Run, local: Run) -> None:
@@ -174,3 +192,18 @@ def test_the_jobs_over_spark_connect_give_what_they_give_locally(
     ran_on = run.report["ran_on"]
     assert ran_on["kind"] == "connect" and ran_on["session_class"].startswith("pyspark.sql.connect.")
     assert not ran_on["jvm_in_client"]  # the plans went to the server: the client never started a JVM
+
+
+def test_the_jobs_with_the_store_and_its_inputs_on_object_storage_give_what_they_give_locally(
+    s3_server: S3Server, local_run: Run, tmp_path: Path
+):
+    """The same plan with the exports, the labels and the store under an ``s3://`` prefix of a real S3 API server:
+    Spark reads and writes them through s3a (the cached hadoop-aws jars), nothing of it on this disk."""
+    run = run_driver(tmp_path, "local[2]", dict(os.environ), s3=s3_server)
+    print(f"\nlocal {local_run.seconds()}\nobject store {run.seconds()} (process {run.report['process_seconds']} s)")
+    assert_same_results(run, local_run)
+    prefix = f"{tmp_path.name}/lake/offline_store/"
+    written = s3_server.keys(prefix)
+    assert any(key.startswith(f"{prefix}feature_snapshots/_delta_log/") for key in written)
+    assert any(key.startswith(f"{prefix}training_set/_delta_log/") for key in written)
+    assert not (tmp_path / "lake" / "offline_store").exists()  # the store is in the bucket only
