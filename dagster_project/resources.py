@@ -34,6 +34,7 @@ from dagster_project.settings import (
     get_settings,
 )
 from spark_jobs.contract import Contract
+from spark_jobs.object_store import is_uri, join
 
 if TYPE_CHECKING:  # mlflow is imported lazily: loading the definitions stays fast
     from mlflow import MlflowClient
@@ -121,7 +122,7 @@ class MlflowResource(dg.ConfigurableResource):
     tracking URI (an MLflow server) by setting ``PLATFORM_MLFLOW_TRACKING_URI``."""
 
     tracking_uri: str
-    artifact_root: str  # where runs of a local (database or file) store keep their artifacts
+    artifact_root: str  # where runs of a local (database or file) store keep their artifacts: a folder or s3://
     experiment_name: str
     model_name: str  # the one registered model; its versions carry the challenger and champion aliases
     ui_port: int = 5000  # of `mlflow ui` over a local store, for the links shown in Dagster
@@ -159,8 +160,17 @@ class MlflowResource(dg.ConfigurableResource):
         experiment = client.get_experiment_by_name(self.experiment_name)
         if experiment is not None:
             return experiment.experiment_id
-        location = None if self.is_server else (Path(self.artifact_root) / self.experiment_name).resolve().as_uri()
-        return client.create_experiment(self.experiment_name, artifact_location=location)
+        return client.create_experiment(self.experiment_name, artifact_location=self.experiment_artifact_location)
+
+    @property
+    def experiment_artifact_location(self) -> str | None:
+        """Where the experiment's runs and models keep their artifacts: a folder's ``file://`` URI, or a prefix of
+        the object store; None for a tracking server, which decides."""
+        if self.is_server:
+            return None
+        if is_uri(self.artifact_root):
+            return str(join(self.artifact_root, self.experiment_name))
+        return (Path(self.artifact_root) / self.experiment_name).resolve().as_uri()
 
     @property
     def registry_lock_file(self) -> Path:
@@ -168,6 +178,11 @@ class MlflowResource(dg.ConfigurableResource):
         beside a SQLite store's database, else beside the artifact root (both under the data root by default)."""
         if self.tracking_uri.startswith("sqlite:///"):
             return Path(self.tracking_uri.removeprefix("sqlite:///")).with_name("registry.lock")
+        if is_uri(self.artifact_root):  # a lock needs a file system: this machine's, for its processes
+            raise ValueError(
+                f"the registry lock needs a local folder, and the artifact root {self.artifact_root} is on an object "
+                "store: keep the registry in SQLite or PostgreSQL (PLATFORM_MLFLOW_TRACKING_URI)"
+            )
         return Path(self.artifact_root).parent / "registry.lock"
 
     @property

@@ -117,7 +117,9 @@ class Settings(BaseSettings):
     warehouse_path: Path | None = None
     dagster_home: Path | None = None
     mlflow_tracking_uri: str | None = None
-    mlflow_artifact_root: Path | None = None
+    # A folder, or an object-store prefix (s3://bucket/mlflow): MLflow reaches the store with boto3, which takes
+    # its endpoint and keys from AWS's own variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
+    mlflow_artifact_root: str | None = None
     mlflow_experiment: str = "churn_model"
     # The UI linked from Dagster when the tracking URI is a local store (sqlite/file): `mlflow ui --port N`.
     mlflow_ui_port: int = 5000
@@ -162,7 +164,7 @@ class Settings(BaseSettings):
         self.landing_root = self.landing_root or root / "landing"
         self.warehouse_path = self.warehouse_path or root / "warehouse" / "features.duckdb"
         self.dagster_home = self.dagster_home or root / "dagster"
-        self.mlflow_artifact_root = self.mlflow_artifact_root or root / "mlflow" / "artifacts"
+        self.mlflow_artifact_root = self.mlflow_artifact_root or str(root / "mlflow" / "artifacts")
         self.mlflow_tracking_uri = self.mlflow_tracking_uri or f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
         if self.serving.online_store_path is None:
             self.serving = self.serving.model_copy(update={"online_store_path": root / "online" / "features.sqlite"})

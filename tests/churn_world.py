@@ -260,9 +260,12 @@ class ChurnWorld:
         return DeltaTable(str(path)).version()
 
 
-def register_champion(root: Path, template_db: Path, world: ChurnWorld, snapshot_days: list[dt.date]) -> "object":
+def register_champion(
+    root: Path, template_db: Path, world: ChurnWorld, snapshot_days: list[dt.date], artifact_root: str | None = None
+) -> "object":
     """Train a model on ``world`` (a training set under ``root``'s lake), register it and promote it to champion
-    through the ML domain's own code; returns the ``MlflowResource`` of the store under ``root``."""
+    through the ML domain's own code; returns the ``MlflowResource`` of the store under ``root`` (its artifacts
+    under ``artifact_root`` if given, a folder or an object-store prefix)."""
     import shutil
 
     from dagster_project.defs.ml import registry, tracking
@@ -271,7 +274,7 @@ def register_champion(root: Path, template_db: Path, world: ChurnWorld, snapshot
 
     store = MlflowResource(
         tracking_uri=f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",
-        artifact_root=str(root / "mlflow" / "artifacts"),
+        artifact_root=artifact_root or str(root / "mlflow" / "artifacts"),
         experiment_name="churn_model",
         model_name="churn_model",
     )
