@@ -35,8 +35,8 @@ ENV PLATFORM_DATA_ROOT=/data \
     DAGSTER_HOME=/opt/dagster/home \
     SPARK_HOME=/usr/local/lib/python3.11/site-packages/pyspark
 COPY deploy/dagster.yaml /opt/dagster/home/dagster.yaml
-RUN mkdir -p /data /cache/jars /opt/dagster/home/storage /mlflow/artifacts \
- && chown -R platform:platform /data /cache /opt/dagster /mlflow
+RUN mkdir -p /data /cache/jars /opt/dagster/home/storage \
+ && chown -R platform:platform /data /cache /opt/dagster
 
 USER platform
 

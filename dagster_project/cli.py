@@ -5,6 +5,7 @@
     python -m dagster_project.cli jars
     python -m dagster_project.cli manifest
     python -m dagster_project.cli contract
+    python -m dagster_project.cli bucket s3://NAME [-- COMMAND ...]
 
 The whole story: the data layers of every simulated day are built first in ranged runs of ``nightly_pipeline``
 (as a backfill builds them); then, night by night, the nightly schedule's own request scores the day, checks drift
@@ -167,6 +168,36 @@ def jars() -> int:
     return 0
 
 
+def bucket(uri: str, then: list[str]) -> int:
+    """Create the object store's bucket of ``uri`` unless it exists (boto3, configured by AWS's own variables:
+    ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``), then replace
+    this process by ``then`` if given: how a service that writes there (MLflow's server in docker-compose) starts
+    on an empty store."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    from spark_jobs.object_store import bucket_key, is_uri
+
+    if not is_uri(uri):
+        raise SystemExit(f"not an object-store URI (s3://bucket[/prefix]): {uri}")
+    name = bucket_key(uri).split("/", 1)[0]
+    client = boto3.client("s3")
+    try:
+        client.head_bucket(Bucket=name)
+        print(f"bucket {name}: there")
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+        region = client.meta.region_name
+        where = {} if region in (None, "us-east-1") else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        client.create_bucket(Bucket=name, **where)
+        print(f"bucket {name}: created")
+    if then:
+        sys.stdout.flush()
+        os.execvp(then[0], then)
+    return 0
+
+
 def manifest() -> int:
     """Parse the problem's dbt project into its manifest ahead of time (CI, images): the definitions then load
     without running dbt."""
@@ -208,7 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("jars", help="fetch the Delta jars into PLATFORM_JARS_CACHE (once; Spark then starts offline)")
     sub.add_parser("manifest", help="parse the problem's dbt project (PLATFORM_PROBLEM_DIR) into its manifest")
     sub.add_parser("contract", help="print the problem's contract (entity, features, label) as JSON")
+    bucket_parser = sub.add_parser("bucket", help="create an object store bucket unless it exists, then run a command")
+    bucket_parser.add_argument("uri", help="s3://bucket[/prefix]")
+    bucket_parser.add_argument("then", nargs=argparse.REMAINDER, help="-- the command to run afterwards")
     args = parser.parse_args(argv)
+    if args.command == "bucket":
+        return bucket(args.uri, args.then[1:] if args.then[:1] == ["--"] else args.then)
     if args.command == "ui":
         return ui(args.port)
     if args.command == "jars":

@@ -32,7 +32,7 @@ DEPLOY_WORKSPACE = REPO_ROOT / "deploy" / "workspace.yaml"
 
 SERVICES = {
     "postgres", "dagster-webserver", "dagster-daemon", "user-code", "mlflow", "spark-master", "spark-worker",
-    "redis", "serving",
+    "redis", "serving", "object-store",
 }  # fmt: skip
 DAGSTER_SERVICES = {"dagster-webserver", "dagster-daemon", "user-code"}
 # `${NAME}`, `${NAME:-default}`, `${NAME-default}`, `${NAME:?error}`, `${NAME?error}`; `$${...}` is a literal `$`.
@@ -170,7 +170,7 @@ def test_every_service_has_a_health_check_and_waits_for_healthy_dependencies(ser
             assert condition == {"condition": "service_healthy"}, f"{name} starts before {dependency} is healthy"
     # The order that matters: storage before the services that write to it, the code before the UI.
     depends = {name: set(service.get("depends_on") or {}) for name, service in services.items()}
-    assert {"postgres"} <= depends["mlflow"]
+    assert {"postgres", "object-store"} <= depends["mlflow"]
     assert {"postgres", "user-code"} <= depends["dagster-webserver"]
     assert {"postgres", "user-code"} <= depends["dagster-daemon"]
     assert {"postgres", "mlflow", "spark-master"} <= depends["user-code"]
@@ -191,6 +191,12 @@ def test_health_checks_probe_the_ports_the_services_listen_on(services: dict[str
     assert f":{flag(command(services['dagster-webserver']), '-p')}/server_info" in probe("dagster-webserver")
     assert probe("dagster-daemon") == "CMD dagster-daemon liveness-check"
     assert probe("redis") == "CMD redis-cli ping"
+    assert probe("object-store") == "CMD mc ready local"  # MinIO's own readiness probe of its server
+    mlflow_env = environment(services["mlflow"])
+    assert (
+        mlflow_env["AWS_ENDPOINT_URL"]
+        == f"http://object-store:{flag(services['object-store']['command'], '--address').lstrip(':')}"
+    )
     assert f":{environment(services['serving'])['PLATFORM_SERVING__PORT']}/healthz" in probe("serving")
 
 
@@ -209,8 +215,12 @@ def test_state_lives_in_named_volumes(compose: dict[str, Any], services: dict[st
     used = {source for per_service in mounts.values() for source in per_service.values()}
     assert used == declared, f"declared but unused: {declared - used}"
     assert mounts["postgres"]["/var/lib/postgresql/data"] == "postgres-data"
+    # MLflow's artifacts are in the object store's bucket, which the MLflow server creates before it starts.
     artifacts = flag(command(services["mlflow"]), "--artifacts-destination")
-    assert mounts["mlflow"][artifacts] == "mlflow-artifacts"
+    assert artifacts.startswith("s3://") and "mlflow" not in mounts
+    assert services["mlflow"]["entrypoint"] == ["python", "-m", "dagster_project.cli", "bucket", artifacts, "--"]
+    assert mounts["object-store"]["/data"] == "object-store-data"
+    assert flag(services["object-store"]["command"], "server") == "/data"
     # The Spark executors write the Delta tables the driver (in user-code) reads: the same volume, the same path.
     data_root = environment(services["user-code"])["PLATFORM_DATA_ROOT"]
     assert mounts["user-code"][data_root] == mounts["spark-worker"][data_root] == "platform-data"
@@ -408,7 +418,7 @@ def test_image_runs_every_service_of_ours_and_matches_the_compose_paths(services
     assert "python -m dagster_project.cli jars" in dockerfile
     assert "python -m dagster_project.cli manifest" in dockerfile, "the image prepares the problem's dbt manifest"
     built = {name for name, service in services.items() if "build" in service}
-    assert built == SERVICES - {"postgres", "redis"}
+    assert built == SERVICES - {"postgres", "redis", "object-store"}
     assert len({services[name]["image"] for name in built}) == 1
     # What the image needs at run time is a declared dependency, not something installed by hand.
     dependencies = " ".join(tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
@@ -453,10 +463,15 @@ def test_compose_file_validates_with_a_real_compose_parser(tmp_path: Path) -> No
         assert re.search(r"^name: churn-platform$", text, re.MULTILINE)
         compose_file.write_text(re.sub(r"^name: .*$", "", text, flags=re.MULTILINE))
     base = [*cli, "--project-directory", str(REPO_ROOT), "-f", str(compose_file)]
-    clean_env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "PLATFORM_"))}
+    clean_env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "PLATFORM_", "OBJECT_STORE_"))}
 
     env_file_path = tmp_path / ".env"
-    env_file_path.write_text(ENV_EXAMPLE.read_text().replace("POSTGRES_PASSWORD=\n", "POSTGRES_PASSWORD=example\n"))
+    required = {"POSTGRES_PASSWORD": "example", "OBJECT_STORE_ACCESS_KEY_ID": "platform",
+                "OBJECT_STORE_SECRET_ACCESS_KEY": "example-secret"}  # fmt: skip
+    text = ENV_EXAMPLE.read_text()
+    for name, value in required.items():
+        text = text.replace(f"{name}=\n", f"{name}={value}\n")
+    env_file_path.write_text(text)
     done = subprocess.run(
         [*base, "--env-file", str(env_file_path), "config"], capture_output=True, text=True, env=clean_env, timeout=60
     )
@@ -472,4 +487,4 @@ def test_compose_file_validates_with_a_real_compose_parser(tmp_path: Path) -> No
         [*base, "--env-file", str(ENV_EXAMPLE), "config"], capture_output=True, text=True, env=clean_env, timeout=60
     )
     assert refused.returncode != 0
-    assert "POSTGRES_PASSWORD" in refused.stderr + refused.stdout
+    assert any(name in refused.stderr + refused.stdout for name in required)
