@@ -194,12 +194,13 @@ def test_the_jobs_over_spark_connect_give_what_they_give_locally(
     assert not ran_on["jvm_in_client"]  # the plans went to the server: the client never started a JVM
 
 
-def test_the_jobs_with_the_store_and_its_inputs_on_object_storage_give_what_they_give_locally(
-    s3_server: S3Server, local_run: Run, tmp_path: Path
+def test_the_jobs_on_the_cluster_with_their_store_and_inputs_on_object_storage_give_what_they_give_locally(
+    spark_cluster: SparkCluster, s3_server: S3Server, local_run: Run, tmp_path: Path
 ):
-    """The same plan with the exports, the labels and the store under an ``s3://`` prefix of a real S3 API server:
-    Spark reads and writes them through s3a (the cached hadoop-aws jars), nothing of it on this disk."""
-    run = run_driver(tmp_path, "local[2]", dict(os.environ), s3=s3_server)
+    """The same plan on the standalone cluster, with the exports, the labels and the store under an ``s3://``
+    prefix of a real S3 API server: no file system shared by the driver and the executors, only the bucket. Spark
+    reaches it through s3a (the cached hadoop-aws jars, shipped to the executors), nothing of it on this disk."""
+    run = run_driver(tmp_path, spark_cluster.master_url, spark_cluster.env, s3=s3_server)
     print(f"\nlocal {local_run.seconds()}\nobject store {run.seconds()} (process {run.report['process_seconds']} s)")
     assert_same_results(run, local_run)
     prefix = f"{tmp_path.name}/lake/offline_store/"
@@ -207,3 +208,6 @@ def test_the_jobs_with_the_store_and_its_inputs_on_object_storage_give_what_they
     assert any(key.startswith(f"{prefix}feature_snapshots/_delta_log/") for key in written)
     assert any(key.startswith(f"{prefix}training_set/_delta_log/") for key in written)
     assert not (tmp_path / "lake" / "offline_store").exists()  # the store is in the bucket only
+    executors = [e for w in spark_cluster.worker_states() for e in w["executors"] + w["finishedexecutors"]
+                 if e["appid"] == run.report["ran_on"]["application_id"]]  # fmt: skip
+    assert len(executors) == 2, executors  # the executors read and wrote the bucket
