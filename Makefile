@@ -53,7 +53,8 @@ $(STAMP): pyproject.toml
 manifest: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m dagster_project.cli manifest
 
-# The Delta jars, fetched once from Maven Central into PLATFORM_JARS_CACHE; later Spark sessions start offline.
+# The Delta jars and the s3a connector (for object storage), fetched once from Maven Central into PLATFORM_JARS_CACHE;
+# later Spark sessions start offline.
 jars: setup
 	$(BIN)/python -m dagster_project.cli jars
 

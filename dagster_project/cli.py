@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ui_parser = sub.add_parser("ui", help="open the Dagster UI (dagster dev) on the recorded history")
     ui_parser.add_argument("--port", type=int, default=3000)
-    sub.add_parser("jars", help="fetch the Delta jars into PLATFORM_JARS_CACHE (once; Spark then starts offline)")
+    sub.add_parser("jars", help="fetch the Delta and s3a jars into PLATFORM_JARS_CACHE, once: Spark starts offline")
     sub.add_parser("manifest", help="parse the problem's dbt project (PLATFORM_PROBLEM_DIR) into its manifest")
     sub.add_parser("contract", help="print the problem's contract (entity, features, label) as JSON")
     bucket_parser = sub.add_parser("bucket", help="create an object store bucket unless it exists, then run a command")
