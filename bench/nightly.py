@@ -1,7 +1,7 @@
 """Benchmark: one nightly partition at 100,000 customers, asset by asset, with start-up costs and peak memory.
 
     .venv/bin/python bench/nightly.py [--customers 100000] [--day 91] [--data-root /tmp/bench_nightly] [--reuse]
-                                      [--spark-cluster]
+                                      [--spark-cluster | --spark-connect]
 
 Setup (not timed): the simulator's history up to the day before the measured night, built the way a backfill
 would (the raw tables, the dbt features and the offline store in ranged runs of up to a month), then
@@ -15,6 +15,10 @@ definitions, the Spark session, then the run the nightly schedule requests for t
 (raw, features, snapshot, scores, drift report, performance). The parent samples the memory of the whole process
 tree (Python and the Spark JVM) every 100 ms. Targets: the night under 3 minutes and 4 GB on 2 cores, Dagster
 and Spark start-up under 20% of it, the drift report for 100,000 rows under 15 s.
+
+``--spark-connect``: the night twice, with ``PLATFORM_SPARK_MASTER`` pointing at a Spark Connect server started
+here (local[2], 2 GB): the first night finds the server's JVM cold, the second warm, as a long-lived server of a
+deployment serves every night but its first. The server's JVM counts in the peak memory.
 
 ``--spark-cluster``: the same night with ``PLATFORM_SPARK_MASTER`` pointing at a standalone cluster started here
 on 127.0.0.1 (a master and two workers of one core each, as ``tests/spark_cluster.py`` starts them): the same two
@@ -208,6 +212,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run the measured night's Spark on a standalone cluster started here (a master, two one-core workers)",
     )
+    parser.add_argument(
+        "--spark-connect",
+        action="store_true",
+        help="run the night twice against a Spark Connect server started here (local[2]): cold, then warm",
+    )
     parser.add_argument("--night", action="store_true", help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args(argv)
     root = args.data_root or Path(tempfile.mkdtemp(prefix="bench_nightly_"))
@@ -233,6 +242,15 @@ def main(argv: list[str] | None = None) -> int:
             extra_env = {"PLATFORM_SPARK_MASTER": cluster.master_url, **cluster.driver_env}
             extra_pids = cluster.pids
             print(f"the night's Spark: the standalone cluster {cluster.master_url} (2 workers of 1 core)")
+        if args.spark_connect:
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+            from spark_cluster import connect_server
+
+            server = stack.enter_context(connect_server(master="local[2]", driver_memory="2g"))
+            extra_env, extra_pids = {"PLATFORM_SPARK_MASTER": f"sc://127.0.0.1:{server.port}"}, server.pids
+            print(f"the night's Spark: a Spark Connect server on 127.0.0.1:{server.port}; first night (cold server):")
+            measure_night(root, args, day, setup_figures, extra_env, extra_pids)
+            print("\nthe same night again, the server warm:")
         return measure_night(root, args, day, setup_figures, extra_env, extra_pids)
 
 

@@ -191,6 +191,7 @@ class SparkConnectServer:
     port: int
     folder: Path
     env: dict[str, str] = field(repr=False)
+    pids: list[int] = field(default_factory=list)  # the server's JVM (spark-submit's process)
 
     @property
     def url(self) -> str:
@@ -201,10 +202,10 @@ class SparkConnectServer:
         return self.folder / "connect-server.log"
 
 
-@pytest.fixture(scope="session")
-def spark_connect_server() -> Iterator[SparkConnectServer]:
+@contextlib.contextmanager
+def connect_server(master: str = CONNECT_SERVER_MASTER, driver_memory: str = "1g") -> Iterator[SparkConnectServer]:
     """A Spark Connect server with Delta from the cached jars, as ``python -m spark_jobs.session
-    --connect-server-conf --jars-cache DIR`` prints its arguments; stopped at the end of the session."""
+    --connect-server-conf --jars-cache DIR`` prints its arguments, on a free port of 127.0.0.1; stopped on exit."""
     from dagster_project.settings import Settings
     from spark_jobs.session import connect_server_arguments
 
@@ -217,7 +218,8 @@ def spark_connect_server() -> Iterator[SparkConnectServer]:
         str(spark_home() / "bin" / "spark-submit"),
         "--class", "org.apache.spark.sql.connect.service.SparkConnectServer",
         "--name", "platform-connect-server",
-        "--master", CONNECT_SERVER_MASTER,
+        "--master", master,
+        "--driver-memory", driver_memory,
         *connect_server_arguments(Settings().jars_cache),
         "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
         "--conf", f"spark.connect.grpc.binding.port={port}",
@@ -227,12 +229,20 @@ def spark_connect_server() -> Iterator[SparkConnectServer]:
     ]  # fmt: skip
     server = SparkConnectServer(port, folder, env)
     process = _start(cmd, env, server.log)
+    server.pids.append(process.pid)
     try:
         _wait(lambda: _listening(port), "the Spark Connect server", [process], folder)
         yield server
     finally:
         _stop([process])
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def spark_connect_server() -> Iterator[SparkConnectServer]:
+    """One Connect server for the whole test session."""
+    with connect_server() as server:
+        yield server
 
 
 def _listening(port: int) -> bool:
