@@ -234,8 +234,9 @@ def main(argv: list[str] | None = None) -> int:
 
     with contextlib.ExitStack() as stack:
         extra_env, extra_pids = {}, []
-        if args.spark_cluster:
+        if args.spark_cluster or args.spark_connect:  # started as the tests start them
             sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        if args.spark_cluster:
             from spark_cluster import standalone_cluster
 
             cluster = stack.enter_context(standalone_cluster(worker_memory="3g", executor_memory="2560m"))
@@ -243,7 +244,6 @@ def main(argv: list[str] | None = None) -> int:
             extra_pids = cluster.pids
             print(f"the night's Spark: the standalone cluster {cluster.master_url} (2 workers of 1 core)")
         if args.spark_connect:
-            sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
             from spark_cluster import connect_server
 
             server = stack.enter_context(connect_server(master="local[2]", driver_memory="2g"))

@@ -29,11 +29,10 @@ from deployed_platform import STEP_TIMEOUT_S, DeployedPlatform
 from spark_cluster import SparkCluster
 
 from dagster_project import lake
+from dagster_project.defs.features.assets import WAREHOUSE_POOL
 from dagster_project.settings import REPO_ROOT
 
 pytestmark = [pytest.mark.spark, pytest.mark.scale_out]
-
-WAREHOUSE_POOL = "duckdb_warehouse"
 
 
 @dataclass(frozen=True)
