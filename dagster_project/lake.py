@@ -17,25 +17,42 @@ Layout, under the lake root (``settings.lake_root``)::
     monitoring/online_drift_reports/date=YYYY-MM-DD/report.html   the Evidently report of a day's online traffic
     serving/prediction_log/date=YYYY-MM-DD/part-<flush>.parquet  the prediction service's log, by feature day
 
-Parquet partitions are one file per day, replaced with an atomic rename, so a reader (or a crash) sees either the
-old partition or the new one, never half of either. A raw day and its quarantine are one commit: the raw file is
+Parquet partitions are one file per day, replaced atomically, so a reader (or a crash) sees either the old
+partition or the new one, never half of either. A raw day and its quarantine are one commit: the raw file is
 written last and names the quarantine file written with it. dbt reads the same layout (``dbt_project/macros/lake.sql``).
 The names inside ``offline_store/`` belong to ``spark_jobs.paths``: the Spark jobs are handed that folder.
+
+The root is a local folder or an object-store prefix (``s3://bucket/prefix``); every location below it is then a
+``Path`` or a URI string (``spark_jobs.object_store.Location``), and every read and write here goes through the
+file system of its location. The store is reached as AWS's own clients reach it (``settings.object_store``). An
+object store has no rename, but a PUT is atomic: the new object replaces the old whole, for every later request.
+A Parquet reader makes several requests of one file (footer, then column chunks), so one that reads a day while
+the same day is rewritten can fail; it never reads two versions as one (the footer's offsets do not fit the
+other file's chunks), and a rerun reads the new file whole.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from dagster_project import faults
+from dagster_project.settings import object_store
+from spark_jobs.object_store import Location, filesystem_and_path, is_uri, join
 from spark_jobs.paths import OfflineStorePaths
+
+if TYPE_CHECKING:
+    from deltalake import DeltaTable
 
 # Layers: the first folder below the lake root.
 RAW = "raw"
@@ -62,60 +79,153 @@ ONLINE_PREDICTIONS_TABLE = "online_predictions"
 ONLINE_DRIFT_REPORTS_TABLE = "online_drift_reports"
 
 
-def table_dir(root: str | Path, layer: str, table: str) -> Path:
-    return Path(root) / layer / table
+def table_dir(root: Location, layer: str, table: str) -> Location:
+    return join(root, layer, table)
 
 
-def partition_dir(root: str | Path, layer: str, table: str, date: dt.date) -> Path:
-    return table_dir(root, layer, table) / f"date={date.isoformat()}"
+def partition_dir(root: Location, layer: str, table: str, date: dt.date) -> Location:
+    return join(table_dir(root, layer, table), f"date={date.isoformat()}")
 
 
-def partition_path(root: str | Path, layer: str, table: str, date: dt.date) -> Path:
-    return partition_dir(root, layer, table, date) / PARTITION_FILE
+def partition_path(root: Location, layer: str, table: str, date: dt.date) -> Location:
+    return join(partition_dir(root, layer, table, date), PARTITION_FILE)
 
 
-def offline_store(root: str | Path) -> OfflineStorePaths:
+def offline_store(root: Location) -> OfflineStorePaths:
     """The offline store's tables (Delta feature snapshots, training sets, the protected-versions file): what every
     caller of ``spark_jobs`` is handed."""
-    return OfflineStorePaths(store_root=Path(root) / OFFLINE_STORE)
+    return OfflineStorePaths(store_root=join(root, OFFLINE_STORE))
 
 
-def batch_scores_path(root: str | Path) -> Path:
+def batch_scores_path(root: Location) -> Location:
     """The Delta table of nightly scores."""
     return table_dir(root, SCORING, BATCH_SCORES_TABLE)
 
 
-def top_risk_path(root: str | Path, date: dt.date) -> Path:
-    return partition_dir(root, SCORING, TOP_RISK_TABLE, date) / TOP_RISK_FILE
+def top_risk_path(root: Location, date: dt.date) -> Location:
+    return join(partition_dir(root, SCORING, TOP_RISK_TABLE, date), TOP_RISK_FILE)
 
 
-def drift_report_path(root: str | Path, date: dt.date) -> Path:
-    return partition_dir(root, MONITORING, DRIFT_REPORTS_TABLE, date) / DRIFT_REPORT_FILE
+def drift_report_path(root: Location, date: dt.date) -> Location:
+    return join(partition_dir(root, MONITORING, DRIFT_REPORTS_TABLE, date), DRIFT_REPORT_FILE)
 
 
-def online_predictions_path(root: str | Path, date: dt.date) -> Path:
+def online_predictions_path(root: Location, date: dt.date) -> Location:
     return partition_path(root, MONITORING, ONLINE_PREDICTIONS_TABLE, date)
 
 
-def online_drift_report_path(root: str | Path, date: dt.date) -> Path:
-    return partition_dir(root, MONITORING, ONLINE_DRIFT_REPORTS_TABLE, date) / DRIFT_REPORT_FILE
+def online_drift_report_path(root: Location, date: dt.date) -> Location:
+    return join(partition_dir(root, MONITORING, ONLINE_DRIFT_REPORTS_TABLE, date), DRIFT_REPORT_FILE)
 
 
-def prediction_log_dir(root: str | Path, date: dt.date) -> Path:
+def prediction_log_dir(root: Location, date: dt.date) -> Location:
     """The prediction service's log of the predictions made on ``date``'s features: one Parquet file per flush."""
     return partition_dir(root, SERVING, PREDICTION_LOG_TABLE, date)
 
 
-def model_performance_path(root: str | Path, date: dt.date) -> Path:
+def model_performance_path(root: Location, date: dt.date) -> Location:
     return partition_path(root, MONITORING, MODEL_PERFORMANCE_TABLE, date)
 
 
-def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write`` on a temporary file in ``path``'s folder, then rename it into place.
+# Reading and writing, whichever file system a location is on.
 
-    The rename is atomic on POSIX within one file system: readers, and a run killed at any point, see the old file
-    or the new one. The temporary file is removed when ``write`` fails.
+
+def filesystem(location: Location) -> tuple[pafs.FileSystem, str]:
+    """pyarrow's file system of ``location`` and the path on it."""
+    return filesystem_and_path(location, object_store() if is_uri(location) else None)
+
+
+def exists(location: Location) -> bool:
+    fs, path = filesystem(location)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def name(location: Location) -> str:
+    """The last part of a location: a file's name."""
+    return str(location).rstrip("/").rsplit("/", 1)[-1]
+
+
+def list_files(folder: Location, prefix: str = "part-", suffix: str = ".parquet") -> list[Location]:
+    """The files of ``folder`` (not below it) named ``prefix...suffix``, sorted by name; none if it is absent.
+    Temporary files start with a dot, so no prefix of the layout matches them."""
+    fs, path = filesystem(folder)
+    infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    names = sorted(n for n in (name(i.path) for i in infos if i.type == pafs.FileType.File)
+                   if n.startswith(prefix) and n.endswith(suffix))  # fmt: skip
+    return [join(folder, n) for n in names]
+
+
+def delete(location: Location) -> None:
+    """Delete a file; nothing if it is absent."""
+    fs, path = filesystem(location)
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        fs.delete_file(path)
+
+
+def read_parquet(location: Location, **options: Any) -> pa.Table:
+    fs, path = filesystem(location)
+    return pq.read_table(path, filesystem=fs, **options)
+
+
+def read_parquet_metadata(location: Location) -> pq.FileMetaData:
+    """A Parquet file's footer only: its row count and schema, no data."""
+    fs, path = filesystem(location)
+    with fs.open_input_file(path) as source:
+        return pq.read_metadata(source)
+
+
+def read_text(location: Location) -> str:
+    fs, path = filesystem(location)
+    with fs.open_input_stream(path) as stream:
+        return stream.read().decode("utf-8")
+
+
+def duckdb_filesystem(root: Location) -> Any | None:
+    """The file system DuckDB reads an object-store lake through (``connection.register_filesystem``), or None
+    for a local one: pyarrow's S3 client as an fsspec file system for ``s3://`` (DuckDB's own, httpfs, would be
+    downloaded at run time)."""
+    if not is_uri(root):
+        return None
+    from fsspec.implementations.arrow import ArrowFSWrapper
+
+    class S3(ArrowFSWrapper):
+        protocol = "s3"
+
+    return S3(filesystem(root)[0])
+
+
+def delta_options(location: Location) -> dict[str, str] | None:
+    """delta-rs's storage options for a table at ``location``: the object store's, or none for a local table."""
+    return object_store().delta_options() if is_uri(location) else None
+
+
+def delta_table(location: Location, version: int | None = None) -> DeltaTable:
+    """The Delta table at ``location`` (delta-rs), at ``version`` or its latest."""
+    from deltalake import DeltaTable
+
+    return DeltaTable(str(location), version=version, storage_options=delta_options(location))
+
+
+def delta_to_arrow(table: DeltaTable, location: Location, **options: Any) -> pa.Table:
+    """A Delta table's rows as Arrow. On the object store the files are read by pyarrow's own S3 client: delta-rs's
+    default wraps its store in Python callbacks, which can abort the interpreter at exit under a pending read."""
+    if is_uri(location):
+        fs, path = filesystem(location)
+        options["filesystem"] = pafs.SubTreeFileSystem(path, fs)
+    return pa.table(table.to_pyarrow_table(**options))
+
+
+def write_atomically(path: Location, write: Callable[[Path], None]) -> Location:
+    """Call ``write`` on a temporary file, then put it in place at ``path`` in one step.
+
+    Locally the temporary file is in ``path``'s folder and renamed into place, atomic on POSIX within one file
+    system. On the object store it is a local file, uploaded as one object: the store makes the object visible
+    whole, at the end of the upload. Either way readers, and a run killed at any point, see the old file or the
+    new one. The temporary file is removed when ``write`` fails.
     """
+    if is_uri(path):
+        return _upload(path, write)
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
@@ -126,11 +236,21 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
-def write_text_atomically(path: Path, text: str) -> Path:
+def _upload(uri: str, write: Callable[[Path], None]) -> str:
+    fs, key = filesystem(uri)
+    with tempfile.TemporaryDirectory(prefix="platform-upload-") as folder:
+        tmp = Path(folder) / name(uri)
+        write(tmp)
+        with tmp.open("rb") as source, fs.open_output_stream(key) as target:
+            shutil.copyfileobj(source, target, length=8 << 20)
+    return uri
+
+
+def write_text_atomically(path: Location, text: str) -> Location:
     return write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def write_partition_atomically(table: pa.Table, path: Path) -> Path:
+def write_partition_atomically(table: pa.Table, path: Location) -> Location:
     """Write ``table`` to ``path`` as Parquet, timestamps in microseconds (what Spark reads), atomically."""
     return write_atomically(
         path, lambda tmp: pq.write_table(table, tmp, coerce_timestamps="us", allow_truncated_timestamps=False)
@@ -138,8 +258,8 @@ def write_partition_atomically(table: pa.Table, path: Path) -> Path:
 
 
 def write_raw_day(
-    root: str | Path, table: str, date: dt.date, kept: pa.Table, quarantined: pa.Table
-) -> tuple[Path, Path]:
+    root: Location, table: str, date: dt.date, kept: pa.Table, quarantined: pa.Table
+) -> tuple[Location, Location]:
     """Write a raw day and its quarantine as one commit; returns (raw path, quarantine path).
 
     Two files cannot be renamed into place at once, so the quarantine goes first, to a file of its own write, and
@@ -149,31 +269,31 @@ def write_raw_day(
     are removed once the commit is done, or by the next write.
     """
     folder = partition_dir(root, QUARANTINE, table, date)
-    quarantine_path = folder / f"part-{uuid.uuid4().hex}.parquet"
+    quarantine_path = join(folder, f"part-{uuid.uuid4().hex}.parquet")
     write_partition_atomically(quarantined, quarantine_path)
     faults.write_point(faults.QUARANTINE)
-    metadata = {**(kept.schema.metadata or {}), QUARANTINE_FILE_KEY: quarantine_path.name.encode()}
+    metadata = {**(kept.schema.metadata or {}), QUARANTINE_FILE_KEY: name(quarantine_path).encode()}
     raw_path = write_partition_atomically(
         kept.replace_schema_metadata(metadata), partition_path(root, RAW, table, date)
     )
     faults.write_point(faults.RAW)
-    for stale in folder.glob("part-*.parquet"):
-        if stale != quarantine_path:
-            stale.unlink(missing_ok=True)
+    for stale in list_files(folder):
+        if name(stale) != name(quarantine_path):
+            delete(stale)
     return raw_path, quarantine_path
 
 
-def committed_quarantine_path(root: str | Path, table: str, date: dt.date) -> Path | None:
+def committed_quarantine_path(root: Location, table: str, date: dt.date) -> Location | None:
     """The quarantine file that goes with the day's raw partition; None if the day has no raw partition."""
     raw = partition_path(root, RAW, table, date)
-    if not raw.exists():
+    if not exists(raw):
         return None
-    named = (pq.read_schema(raw).metadata or {}).get(QUARANTINE_FILE_KEY)
+    named = (read_parquet_metadata(raw).metadata or {}).get(QUARANTINE_FILE_KEY)  # the file's key-value metadata
     # A raw partition written before quarantines were named pairs with the one file of the old layout.
-    return partition_dir(root, QUARANTINE, table, date) / (named.decode() if named else PARTITION_FILE)
+    return join(partition_dir(root, QUARANTINE, table, date), named.decode() if named else PARTITION_FILE)
 
 
-def read_quarantine(root: str | Path, table: str, date: dt.date) -> pa.Table | None:
+def read_quarantine(root: Location, table: str, date: dt.date) -> pa.Table | None:
     """The rows quarantined with the day's committed raw partition (None if the day has none)."""
     path = committed_quarantine_path(root, table, date)
-    return pq.read_table(path) if path is not None and path.exists() else None
+    return read_parquet(path) if path is not None and exists(path) else None

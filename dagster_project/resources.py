@@ -32,9 +32,10 @@ from dagster_project.settings import (
     Source,
     Thresholds,
     get_settings,
+    object_store,
 )
 from spark_jobs.contract import Contract
-from spark_jobs.object_store import is_uri, join
+from spark_jobs.object_store import Location, ObjectStore, is_uri, join
 
 if TYPE_CHECKING:  # mlflow is imported lazily: loading the definitions stays fast
     from mlflow import MlflowClient
@@ -44,18 +45,27 @@ if TYPE_CHECKING:  # mlflow is imported lazily: loading the definitions stays fa
 
 
 class LakeResource(dg.ConfigurableResource):
-    """The data lake: Parquet partitions of the raw and quarantine layers (Delta tables live beside them)."""
+    """The data lake: Parquet partitions of the raw and quarantine layers (Delta tables live beside them). Its
+    root is a local folder or an object-store prefix (``s3://bucket/lake``)."""
 
     root: str
 
     @property
-    def root_path(self) -> Path:
-        return Path(self.root)
+    def location(self) -> Location:
+        """The root as every lake function takes it: a ``Path``, or the URI as it is."""
+        return self.root if is_uri(self.root) else Path(self.root)
 
-    def partition_path(self, layer: str, table: str, date: dt.date) -> Path:
-        return lake.partition_path(self.root_path, layer, table, date)
+    @property
+    def object_store(self) -> ObjectStore | None:
+        """How to reach the lake's object store (None for a local lake): what the Spark jobs are handed."""
+        return object_store() if is_uri(self.root) else None
 
-    def write_partition(self, layer: str, table: str, date: dt.date, frame: pd.DataFrame, schema: pa.Schema) -> Path:
+    def partition_path(self, layer: str, table: str, date: dt.date) -> Location:
+        return lake.partition_path(self.location, layer, table, date)
+
+    def write_partition(
+        self, layer: str, table: str, date: dt.date, frame: pd.DataFrame, schema: pa.Schema
+    ) -> Location:
         path = self.partition_path(layer, table, date)
         arrow = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
         lake.write_partition_atomically(arrow, path)
@@ -69,10 +79,10 @@ class LakeResource(dg.ConfigurableResource):
         schema: pa.Schema,
         quarantined: pd.DataFrame,
         quarantine_schema: pa.Schema,
-    ) -> tuple[Path, Path]:
+    ) -> tuple[Location, Location]:
         """A raw day and its quarantine, as one commit (``lake.write_raw_day``)."""
         return lake.write_raw_day(
-            self.root_path,
+            self.location,
             table,
             date,
             pa.Table.from_pandas(kept, schema=schema, preserve_index=False),
@@ -351,11 +361,13 @@ class SparkResource(dg.ConfigurableResource):
                    jars_cache=str(settings.jars_cache),
                    driver_java_options=settings.spark_driver_java_options)  # fmt: skip
 
-    def get_session(self) -> "SparkSession":
+    def get_session(self, object_store: ObjectStore | None = None) -> "SparkSession":
+        """The process's session; ``object_store``: the lake's, when it is on one (``LakeResource.object_store``),
+        which the session that starts first must be given."""
         from spark_jobs.session import get_spark  # pyspark loads only when a Spark asset runs
 
         return get_spark(master=self.master, driver_memory=self.driver_memory, jars_cache=Path(self.jars_cache),
-                         driver_java_options=self.driver_java_options)  # fmt: skip
+                         driver_java_options=self.driver_java_options, object_store=object_store)  # fmt: skip
 
 
 class OnlineStoreResource(dg.ConfigurableResource):

@@ -9,13 +9,16 @@ generated data under ``<repo>/data`` so the embedded default needs no configurat
 from __future__ import annotations
 
 import datetime as dt
+import os
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from spark_jobs.object_store import ObjectStore, is_uri
 
 # The package sits directly below the repository root: this is the only place that relies on it.
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -112,7 +115,9 @@ class Settings(BaseSettings):
 
     data_root: Path = REPO_ROOT / "data"
     # Derived from data_root unless set explicitly (see _derive_paths).
-    lake_root: Path | None = None
+    # A folder, or an object-store prefix (s3://bucket/lake), kept as the URI it is: the store is reached as AWS's
+    # own clients reach it (``object_store``).
+    lake_root: Path | str | None = None
     landing_root: Path | None = None
     warehouse_path: Path | None = None
     dagster_home: Path | None = None
@@ -156,6 +161,13 @@ class Settings(BaseSettings):
             )
         return values
 
+    @field_validator("lake_root", mode="before")
+    @classmethod
+    def _lake_location(cls, value: Any) -> Any:
+        if value is None or value == "" or (isinstance(value, str) and is_uri(value)):
+            return value or None
+        return Path(value)
+
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
         root = self.data_root
@@ -174,6 +186,13 @@ class Settings(BaseSettings):
     def simulation(self) -> Simulation:
         """The simulator's settings with the first day of history: what the simulator runs."""
         return Simulation(**self.simulator.model_dump(), start_date=self.history_start)
+
+
+def object_store() -> ObjectStore:
+    """The object store of the lake and of MLflow's artifacts, as AWS's own clients find it in the environment
+    (``ObjectStore.from_environment``): read when a location on it is opened, so one set of variables (or a
+    test's) reaches the store from every client, boto3, delta-rs and DuckDB included."""
+    return ObjectStore.from_environment(os.environ)
 
 
 @cache

@@ -44,7 +44,7 @@ from dagster_project.defs.monitoring.assets import (
 )
 from dagster_project.partitions import day_chunks
 from dagster_project.problem import load_problem
-from dagster_project.resources import MlflowResource, SparkResource
+from dagster_project.resources import LakeResource, MlflowResource, SparkResource
 from dagster_project.settings import Settings
 
 # Days of training snapshots the first model needs beyond the label horizon and the validation window.
@@ -218,11 +218,12 @@ def run_story(
     executable = [key for key in nightly_job.asset_layer.executable_asset_keys if key not in NOT_IN_STORY]
     model_keys = [key for key in executable if key in MODEL_KEYS]
     data_keys = [key for key in executable if key not in MODEL_KEYS]
-    spark = (defs.resources or {}).get("spark")
-    if isinstance(spark, SparkResource):
+    spark, lake = ((defs.resources or {}).get(name) for name in ("spark", "lake"))
+    if isinstance(spark, SparkResource) and isinstance(lake, LakeResource):
         # The first Spark step (the snapshots) comes after the raw tables and dbt: the session starts meanwhile, on
         # the core dbt leaves free. Should it fail here, the step starts it again and reports the error.
-        threading.Thread(target=spark.get_session, name="spark-session-start", daemon=True).start()
+        threading.Thread(target=spark.get_session, args=(lake.object_store,), name="spark-session-start",
+                         daemon=True).start()  # fmt: skip
     built = _build_history(defs, instance, days, data_keys, summary, on_history)
     cursor: str | None = None
     champion = _champion_version(store)

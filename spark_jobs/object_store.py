@@ -18,6 +18,8 @@ job per table at a time.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,6 +70,17 @@ class ObjectStore:
     # Addressing by path (endpoint/bucket/key), which servers of one's own expect; AWS takes either.
     path_style: bool = True
 
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> ObjectStore:
+        """The store as AWS's own clients find it in ``environ`` (the caller's environment: this package reads
+        none): ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``, ``AWS_REGION`` or ``AWS_DEFAULT_REGION``,
+        ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY``. The same variables configure boto3 (MLflow's
+        artifacts), delta-rs and DuckDB's readers, so one set reaches the store from every client."""
+        endpoint = environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL") or None
+        region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        return cls(endpoint_url=endpoint, region=region, access_key_id=environ.get("AWS_ACCESS_KEY_ID") or None,
+                   secret_access_key=environ.get("AWS_SECRET_ACCESS_KEY") or None)  # fmt: skip
+
     @property
     def plain_http(self) -> bool:
         return bool(self.endpoint_url) and str(self.endpoint_url).startswith("http://")
@@ -104,16 +117,22 @@ class ObjectStore:
         return options
 
     def filesystem(self) -> pafs.S3FileSystem:
-        """pyarrow's S3 file system on this store (it reads no endpoint from the environment: it is given here)."""
-        import pyarrow.fs as pafs
+        """pyarrow's S3 file system on this store (it reads no endpoint from the environment: it is given here).
+        One per store and process: a client keeps its connections for the next request."""
+        return _s3_filesystem(self)
 
-        options: dict = {"region": self.region, "force_virtual_addressing": not self.path_style}
-        if self.endpoint_url:
-            scheme, _, host = str(self.endpoint_url).partition("://")
-            options |= {"endpoint_override": host, "scheme": scheme}
-        if self.access_key_id and self.secret_access_key:
-            options |= {"access_key": self.access_key_id, "secret_key": self.secret_access_key}
-        return pafs.S3FileSystem(**options)
+
+@functools.lru_cache(maxsize=8)
+def _s3_filesystem(store: ObjectStore) -> pafs.S3FileSystem:
+    import pyarrow.fs as pafs
+
+    options: dict = {"region": store.region, "force_virtual_addressing": not store.path_style}
+    if store.endpoint_url:
+        scheme, _, host = str(store.endpoint_url).partition("://")
+        options |= {"endpoint_override": host, "scheme": scheme}
+    if store.access_key_id and store.secret_access_key:
+        options |= {"access_key": store.access_key_id, "secret_key": store.secret_access_key}
+    return pafs.S3FileSystem(**options)
 
 
 def filesystem_and_path(location: Location, store: ObjectStore | None) -> tuple[pafs.FileSystem, str]:

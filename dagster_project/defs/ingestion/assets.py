@@ -171,7 +171,7 @@ def _volume_verdict(
         return None
     return volume.VolumeVerdict(
         rows=result.rows_kept,
-        trailing_rows=volume.trailing_row_counts(lake.root_path, lake_layout.RAW, spec.name, date),
+        trailing_rows=volume.trailing_row_counts(lake.location, lake_layout.RAW, spec.name, date),
         min_share=spec.min_volume_share,
         overridden=volume.accepts_low_volume(context.run.tags, spec.name),
     )

@@ -15,11 +15,9 @@ import datetime as dt
 import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-
-import pyarrow.parquet as pq
 
 from dagster_project import lake
+from spark_jobs.object_store import Location
 
 TRAILING_DAYS = 7  # a week: every weekday once, so a weekend dip is inside the median
 MIN_HISTORY_DAYS = 3  # fewer trailing days in the lake than this and there is nothing to compare with
@@ -56,13 +54,13 @@ class VolumeVerdict:
         return verdict
 
 
-def trailing_row_counts(lake_root: Path, layer: str, table: str, date: dt.date) -> tuple[int, ...]:
+def trailing_row_counts(lake_root: Location, layer: str, table: str, date: dt.date) -> tuple[int, ...]:
     """Row counts of the ``TRAILING_DAYS`` days before ``date`` that are in the lake (a missing day is skipped)."""
     counts = []
     for days_back in range(TRAILING_DAYS, 0, -1):
         path = lake.partition_path(lake_root, layer, table, date - dt.timedelta(days=days_back))
-        if path.exists():
-            counts.append(pq.read_metadata(path).num_rows)  # the footer only: no data is read
+        if lake.exists(path):
+            counts.append(lake.read_parquet_metadata(path).num_rows)  # the footer only: no data is read
     return tuple(counts)
 
 

@@ -497,7 +497,7 @@ def protected_versions(store: MlflowResource) -> dict[str, list[int]]:
     return {"feature_snapshots": sorted(feature_snapshots), "training_set": sorted(training_set)}
 
 
-def write_protected_versions(store: MlflowResource, lake_root: str | Path) -> Path:
+def write_protected_versions(store: MlflowResource, lake_root: str | Path) -> str | Path:
     """Write ``<lake_root>/offline_store/_protected_versions.json`` atomically (the maintenance job reads it)."""
     payload = json.dumps(protected_versions(store), indent=2, sort_keys=True)
     return write_text_atomically(offline_store(lake_root).protected_versions_file, payload + "\n")

@@ -49,6 +49,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, log_loss,
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
+from dagster_project import lake
 from spark_jobs.contract import DBT_MODEL_CHECKSUM, FEATURE_SNAPSHOT_DATE, LABEL_SNAPSHOT_DATE, Contract
 
 # The column of the drift reference sample (``reference_sample``) that holds the model's probability.
@@ -215,9 +216,7 @@ def commit_metadata(path: str, version: int) -> dict[str, Any]:
     Looked up in the latest table's history: delta-rs 1.6 numbers the history of a time-travelled table relative
     to the loaded version (it would return the newest commit's metadata under our number).
     """
-    from deltalake import DeltaTable
-
-    commit = next((c for c in DeltaTable(path).history() if c.get("version") == version), {})
+    commit = next((c for c in lake.delta_table(path).history() if c.get("version") == version), {})
     return parse_commit_metadata(commit)
 
 
@@ -231,12 +230,10 @@ def load_training_set(path: str, contract: Contract, version: int | None = None)
 
     Rows come back in the canonical order, so the same version always yields the same frame.
     """
-    from deltalake import DeltaTable
-
-    table = DeltaTable(path, version=version)
+    table = lake.delta_table(path, version=version)
     resolved = table.version()
     metadata = commit_metadata(path, resolved)
-    frame = table.to_pandas()
+    frame = lake.delta_to_arrow(table, path).to_pandas()
     missing = [c for c in contract.training_set_keys if c not in frame.columns]
     if missing:
         raise ValueError(f"training set {path} v{resolved} lacks the contract's columns {missing}")

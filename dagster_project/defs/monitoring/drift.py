@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +31,7 @@ import pandas as pd
 
 from dagster_project import lake
 from dagster_project.defs.ml.training import PREDICTION, FeatureColumns, feature_frame
+from spark_jobs.object_store import Location
 
 NUM_METHOD = "wasserstein"
 CAT_METHOD = "jensenshannon"
@@ -235,7 +235,7 @@ def _score_table(result: DriftResult) -> str:
     )
 
 
-def save_report(result: DriftResult, path: Path, title: str, notes: list[str]) -> Path:
+def save_report(result: DriftResult, path: Location, title: str, notes: list[str]) -> Location:
     """Write the report's HTML to ``path`` atomically: a banner that states what was compared (and sampled), the
     table of every feature's score, then Evidently's cards (``report_columns``)."""
     page = _render(result).get_html_str(as_iframe=False)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,6 +21,7 @@ from dagster_project import lake
 from dagster_project.defs.monitoring.comparison import compare_models
 from dagster_project.defs.scoring.scores import CHALLENGER_PROBABILITY, CHALLENGER_VERSION, PROBABILITY
 from spark_jobs.contract import Contract
+from spark_jobs.object_store import Location
 
 # Below this many positives (or negatives) an AUC is too noisy to act on: the check is not evaluated.
 MIN_CLASS_ROWS = 10
@@ -55,7 +55,7 @@ PERFORMANCE_SCHEMA = pa.schema(
 
 
 def read_matured_labels(
-    lake_root: str | Path, snapshot_date: dt.date, contract: Contract, partitions: list[dt.date]
+    lake_root: Location, snapshot_date: dt.date, contract: Contract, partitions: list[dt.date]
 ) -> pd.DataFrame:
     """The labels of ``snapshot_date`` found in the label export's ``partitions`` (missing partitions skipped).
 
@@ -65,11 +65,12 @@ def read_matured_labels(
     entity, label, day = list(contract.entity), contract.label, contract.label_as_of
     folders = dict.fromkeys(partitions)
     candidates = (lake.partition_path(lake_root, lake.FEATURES, contract.labels_model, d) for d in folders)
-    files = [str(path) for path in candidates if path.exists()]
+    files = [path for path in candidates if lake.exists(path)]
     empty = pd.DataFrame({**{c: pd.Series(dtype=object) for c in entity}, label: pd.Series(dtype="int64")})
     if not files:
         return empty
-    dataset = ds.dataset(files, format="parquet")
+    filesystem = lake.filesystem(files[0])[0]
+    dataset = ds.dataset([lake.filesystem(f)[1] for f in files], filesystem=filesystem, format="parquet")
     table = dataset.to_table(
         columns=[*entity, day, label], filter=ds.field(day) == pa.scalar(snapshot_date, pa.date32())
     )

@@ -62,16 +62,17 @@ def build_feature_snapshots(partitions: dg.PartitionsDefinition, problem: Proble
         rerun is idempotent), its schema must match the table's (see `evolve_schema`), and the commit names the
         Dagster run and, per day, the checksum of the dbt model that produced the day's file, as the export wrote it
         into the file (null for a file without one)."""
-        store = offline_store(lake.root_path)
+        store = offline_store(lake.location)
         days = [dt.date.fromisoformat(day) for day in context.partition_keys]
         # All the run's days (a backfill's range, or one day) in one Delta commit: one write instead of one per day.
         written = snapshots_job.snapshot_days(
-            spark.get_session(),
+            spark.get_session(lake.object_store),
             [(day, lake.partition_path(FEATURES, features_model, day)) for day in days],
             store,
             contract.contract,
             dagster_run_id=context.run.run_id,
             evolve_schema=config.evolve_schema,
+            object_store=lake.object_store,
         )
         faults.write_point(faults.SNAPSHOT)
         for done in written:
@@ -157,11 +158,11 @@ def build_training_set(problem: Problem) -> dg.AssetsDefinition:
         later one, written as a new version of the Delta table `lake/offline_store/training_set`. The version of
         `feature_snapshots` it read is recorded here and in the commit, so the set can be rebuilt identically
         (`spark_jobs.training_set.rebuild_training_set`)."""
-        session = spark.get_session()
+        session = spark.get_session(lake.object_store)
         done = training_set_job.run(
             session,
-            offline_store(lake.root_path),
-            table_dir(lake.root_path, FEATURES, labels_model),
+            offline_store(lake.location),
+            table_dir(lake.location, FEATURES, labels_model),
             contract.contract,
             feature_store_version=config.feature_store_version,
             max_snapshot_age_days=config.max_snapshot_age_days,
@@ -260,13 +261,14 @@ def table_maintenance(
     the ML side), the table property `churn_platform.protected_versions`, and the feature-store version each
     protected training set was built from. See `spark_jobs/maintenance.py` for the retention rule."""
     reports = maintenance_job.run(
-        spark.get_session(),
-        offline_store(lake.root_path),
+        spark.get_session(lake.object_store),
+        offline_store(lake.location),
         min_retention_hours=config.min_retention_hours,
         headroom_hours=config.headroom_hours,
         optimize=config.optimize,
         vacuum=config.vacuum,
         dagster_run_id=context.run.run_id,
+        object_store=lake.object_store,
     )
     metadata: dict[str, Any] = {}
     for r in reports:

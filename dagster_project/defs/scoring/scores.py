@@ -28,6 +28,7 @@ import pyarrow as pa
 from dagster_project import faults, lake
 from dagster_project.defs.ml.training import churn_probability, model_input
 from spark_jobs.contract import Contract
+from spark_jobs.object_store import Location, is_uri
 
 # Where ``read_feature_snapshot`` records the offline store's Delta table version it read (``frame.attrs``).
 SNAPSHOT_VERSION = "delta_table_version"
@@ -108,7 +109,7 @@ def _partition_filter(date: dt.date, day_column: str) -> list[tuple[str, str, dt
 
 
 def read_feature_snapshot(
-    lake_root: str | Path,
+    lake_root: Location,
     date: dt.date,
     contract: Contract,
     columns: list[str] | None = None,
@@ -119,12 +120,11 @@ def read_feature_snapshot(
     Only ``columns`` (plus the keys, plus those of ``optional`` the table has) are read when given: the scoring
     step needs the model's features only. The table version read is ``frame.attrs[SNAPSHOT_VERSION]``.
     """
-    from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
     path = lake.offline_store(lake_root).feature_snapshots
     try:
-        table = DeltaTable(str(path))
+        table = lake.delta_table(path)
     except TableNotFoundError as error:
         raise NoFeatureSnapshotError(
             f"no offline store at {path}: materialize offline_store/feature_snapshots for {date} first"
@@ -140,7 +140,7 @@ def read_feature_snapshot(
                 "was trained; retrain it (the `retrain` job)"
             )
         wanted = list(dict.fromkeys([*keys, *columns, *(c for c in optional if c in available)]))
-    arrow = pa.table(table.to_pyarrow_table(filters=_partition_filter(date, contract.as_of), columns=wanted))
+    arrow = lake.delta_to_arrow(table, path, filters=_partition_filter(date, contract.as_of), columns=wanted)
     # Each Arrow column is released as soon as it is converted: the day is never held twice in full.
     frame = arrow.to_pandas(self_destruct=True, split_blocks=True)
     del arrow
@@ -230,20 +230,19 @@ def scores_to_arrow(scores: pd.DataFrame, contract: Contract) -> pa.Table:
 
 @dataclass(frozen=True)
 class WrittenScores:
-    path: Path
+    path: Location
     table_version: int
     rows: int
     replaced_rows: int  # rows of the same day that the write replaced (0 on the first scoring of a day)
     version_before: int | None  # the table's version before the write (None: the write created the table)
 
 
-def _stored_rows(path: Path, date: dt.date, day_column: str) -> int:
+def _stored_rows(path: Location, date: dt.date, day_column: str) -> int:
     """Rows of ``date`` in the table, from the Delta log's file statistics (no data file is read)."""
-    from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
     try:
-        actions = pa.table(DeltaTable(str(path)).get_add_actions(flatten=True))
+        actions = pa.table(lake.delta_table(path).get_add_actions(flatten=True))
     except TableNotFoundError:
         return 0
     if actions.num_rows == 0:
@@ -254,21 +253,22 @@ def _stored_rows(path: Path, date: dt.date, day_column: str) -> int:
 
 
 def write_scores(
-    lake_root: str | Path,
+    lake_root: Location,
     date: dt.date,
     scores: pd.DataFrame,
     contract: Contract,
     commit_metadata: dict[str, str] | None = None,
 ) -> WrittenScores:
     """Replace the scores of ``date`` in the Delta table with ``scores``, atomically; other days are untouched."""
-    from deltalake import CommitProperties, DeltaTable, write_deltalake
+    from deltalake import CommitProperties, write_deltalake
 
     day = contract.as_of
     days = set(pd.unique(scores[day]))
     if days != {date}:
         raise ValueError(f"scores for {date} must all carry {day} {date}; got {sorted(map(str, days))[:5]}")
     path = lake.batch_scores_path(lake_root)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not is_uri(path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     replaced = _stored_rows(path, date, day)
     before = _version(path)
     metadata = {"snapshot_date": date.isoformat(), **(commit_metadata or {})}
@@ -280,8 +280,9 @@ def write_scores(
         partition_by=[day],
         schema_mode="merge",  # a table written before batch shadow gains its (null) shadow columns
         commit_properties=CommitProperties(custom_metadata={"userMetadata": json.dumps(metadata, sort_keys=True)}),
+        storage_options=lake.delta_options(path),
     )
-    table = DeltaTable(str(path))
+    table = lake.delta_table(path)
     version = table.version()
     if version > 0 and version % CHECKPOINT_EVERY == 0:
         table.create_checkpoint()
@@ -291,30 +292,30 @@ def write_scores(
     )
 
 
-def _version(path: Path) -> int | None:
-    from deltalake import DeltaTable
+def _version(path: Location) -> int | None:
     from deltalake.exceptions import TableNotFoundError
 
     try:
-        return DeltaTable(str(path)).version()
+        return lake.delta_table(path).version()
     except TableNotFoundError:
         return None
 
 
-def restore_day(lake_root: str | Path, date: dt.date, written: WrittenScores, contract: Contract) -> int:
+def restore_day(lake_root: Location, date: dt.date, written: WrittenScores, contract: Contract) -> int:
     """Put back the day's scores as they were before ``written`` (none, if the day had none); returns the version.
 
     Only the day is rewritten, from the table as of ``written.version_before``: a whole-table restore would also
     undo the scores of another day written meanwhile by another run."""
-    from deltalake import CommitProperties, DeltaTable, write_deltalake
+    from deltalake import CommitProperties, write_deltalake
 
     day = contract.as_of
     if written.version_before is None:
         earlier = scores_schema(contract).empty_table()
     else:
-        earlier = DeltaTable(str(written.path), version=written.version_before).to_pyarrow_table(
-            filters=_partition_filter(date, day)
-        )
+        earlier = lake.delta_to_arrow(
+            lake.delta_table(written.path, version=written.version_before), written.path,
+            filters=_partition_filter(date, day),
+        )  # fmt: skip
     metadata = {"snapshot_date": date.isoformat(), "restored_from_version": str(written.version_before)}
     write_deltalake(
         str(written.path),
@@ -324,23 +325,24 @@ def restore_day(lake_root: str | Path, date: dt.date, written: WrittenScores, co
         partition_by=[day],
         schema_mode="merge",
         commit_properties=CommitProperties(custom_metadata={"userMetadata": json.dumps(metadata, sort_keys=True)}),
+        storage_options=lake.delta_options(written.path),
     )
-    return DeltaTable(str(written.path)).version()
+    return lake.delta_table(written.path).version()
 
 
-def read_scores_table(lake_root: str | Path, date: dt.date, contract: Contract) -> pa.Table:
+def read_scores_table(lake_root: Location, date: dt.date, contract: Contract) -> pa.Table:
     """The stored scores of ``date`` as Arrow (empty, in the table's schema, if the day was never scored)."""
-    from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
+    path = lake.batch_scores_path(lake_root)
     try:
-        table = DeltaTable(str(lake.batch_scores_path(lake_root)))
+        table = lake.delta_table(path)
     except TableNotFoundError:
         return scores_schema(contract).empty_table()
-    return pa.table(table.to_pyarrow_table(filters=_partition_filter(date, contract.as_of)))
+    return lake.delta_to_arrow(table, path, filters=_partition_filter(date, contract.as_of))
 
 
-def read_scores(lake_root: str | Path, date: dt.date, contract: Contract) -> pd.DataFrame:
+def read_scores(lake_root: Location, date: dt.date, contract: Contract) -> pd.DataFrame:
     """The stored scores of ``date`` (empty, with the table's columns, if the day was never scored)."""
     frame = read_scores_table(lake_root, date, contract).to_pandas()
     if not frame.empty:
@@ -387,7 +389,7 @@ def top_risk(scores: pd.DataFrame, features: pd.DataFrame, size: int, contract: 
     ]
 
 
-def write_top_risk(lake_root: str | Path, date: dt.date, top: pd.DataFrame) -> Path:
+def write_top_risk(lake_root: Location, date: dt.date, top: pd.DataFrame) -> Location:
     """Write the day's top-risk list as CSV, replacing the previous one atomically (temporary file, rename)."""
     return lake.write_atomically(
         lake.top_risk_path(lake_root, date), lambda tmp: top.to_csv(tmp, index=False, float_format="%.6f")

@@ -23,16 +23,15 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from dagster_project import lake
+from spark_jobs.object_store import Location, join
 
 logger = logging.getLogger(__name__)
 
@@ -113,13 +112,13 @@ class PredictionLogWriter:
 
     def __init__(
         self,
-        lake_root: str | Path,
+        lake_root: Location,
         *,
         flush_rows: int = 5_000,
         flush_seconds: float = 5.0,
         max_buffered_rows: int | None = None,
     ) -> None:
-        self.lake_root = Path(lake_root)
+        self.lake_root = lake_root
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
         self.max_buffered_rows = max_buffered_rows or max(20 * flush_rows, 100_000)
@@ -234,20 +233,19 @@ class PredictionLogWriter:
             )
 
 
-def write_log_file(lake_root: str | Path, day: dt.date, rows: pa.Table | Sequence[dict[str, Any]]) -> Path:
+def write_log_file(lake_root: Location, day: dt.date, rows: pa.Table | Sequence[dict[str, Any]]) -> Location:
     """One new Parquet file of ``rows`` (all of feature day ``day``) in the day's folder, written atomically."""
     table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows), schema=SCHEMA)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
-    path = lake.prediction_log_dir(lake_root, day) / f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+    path = join(lake.prediction_log_dir(lake_root, day), f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet")
     return lake.write_partition_atomically(table, path)
 
 
-def read_prediction_log(lake_root: str | Path, day: dt.date) -> pd.DataFrame:
+def read_prediction_log(lake_root: Location, day: dt.date) -> pd.DataFrame:
     """Every logged prediction made on ``day``'s features, oldest first (empty, with the columns, if none)."""
-    folder = lake.prediction_log_dir(lake_root, day)
-    files = sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []  # temporary files start with a dot
+    files = lake.list_files(lake.prediction_log_dir(lake_root, day))
     if not files:
         return SCHEMA.empty_table().to_pandas()
-    table = pa.concat_tables([pq.read_table(f, schema=SCHEMA) for f in files])
+    table = pa.concat_tables([lake.read_parquet(f, schema=SCHEMA) for f in files])
     frame = table.to_pandas()
     return frame.sort_values("requested_at", kind="mergesort").reset_index(drop=True)

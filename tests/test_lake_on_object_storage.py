@@ -1,0 +1,131 @@
+"""The lake's own readers and writers on an S3 API server (moto's, on loopback: ``tests/s3_server.py``), reached
+only as AWS's clients reach it, through AWS's variables: the raw layer and its quarantine, DuckDB's read of the
+raw layer (what dbt's sources do), the Delta table of scores (delta-rs), the top-risk list and a drift report, and
+the prediction log. Each is compared with the same write to a local lake; nothing lands on the local disk.
+"""
+
+import datetime as dt
+import io
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pytest
+from churn_world import CATEGORICAL, CONTRACT, NUMERIC, START, ChurnWorld, days
+from s3_server import S3Server
+
+from dagster_project import lake
+from dagster_project.defs.ingestion import volume
+from dagster_project.defs.ml.training import FeatureColumns, ModelKind, TrainingParams, build_pipeline
+from dagster_project.defs.scoring import scores as scoring
+from dagster_project.defs.serving.prediction_log import read_prediction_log, write_log_file
+from dagster_project.settings import Settings
+from spark_jobs.contract import FEATURE_SNAPSHOT_DATE
+
+TABLE = "activity_events"
+DAY = START + dt.timedelta(days=70)
+
+
+@pytest.fixture
+def s3_lake(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> str:
+    """A fresh prefix of the bucket, and the environment that reaches it: AWS's variables, nothing else."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint_url)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    for key, value in s3_server.aws_env().items():
+        monkeypatch.setenv(key, value)
+    return s3_server.uri(f"lake-{request.node.name}")
+
+
+def _log_row(i: int) -> dict[str, object]:
+    return {"request_id": f"r{i}", "entity_key": f"C{i}", "features": "{}", "overrides": "{}", "model_name": "m",
+            "model_version": "1", "variant": "champion", "probability": 0.5, "risk_band": "medium",
+            "latency_ms": 1.0, "requested_at": dt.datetime(2025, 3, 1, 0, 0, i, tzinfo=dt.UTC),
+            FEATURE_SNAPSHOT_DATE: DAY}  # fmt: skip
+
+
+def _day(rows: int, amount: float) -> pa.Table:
+    return pa.table({"customer_id": [f"C{i}" for i in range(rows)], "amount": [amount] * rows})
+
+
+def test_settings_keep_an_object_store_root_as_its_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLATFORM_LAKE_ROOT", "s3://bucket/some//prefix")
+    assert Settings().lake_root == "s3://bucket/some//prefix"  # a Path would fold the scheme's slashes
+    monkeypatch.setenv("PLATFORM_LAKE_ROOT", "relative/lake")
+    assert Settings().lake_root == Path("relative/lake")
+
+
+def test_a_raw_day_and_its_quarantine_commit_together_on_the_object_store(
+    s3_lake: str, s3_server: S3Server, tmp_path: Path
+) -> None:
+    prefix = s3_lake.removeprefix(f"s3://{s3_server.bucket}/")
+    for earlier in range(1, 4):  # the trailing days the volume check reads
+        lake.write_raw_day(s3_lake, TABLE, DAY - dt.timedelta(days=earlier), _day(10 + earlier, 1.0), _day(0, 0.0))
+    first_raw, first_quarantine = lake.write_raw_day(s3_lake, TABLE, DAY, _day(5, 1.0), _day(2, -1.0))
+    # The day is corrected at the source and ingested again: the new pair replaces the old one whole.
+    raw, quarantine = lake.write_raw_day(s3_lake, TABLE, DAY, _day(6, 2.0), _day(1, -2.0))
+    assert raw == first_raw == lake.partition_path(s3_lake, lake.RAW, TABLE, DAY) and isinstance(raw, str)
+    assert quarantine != first_quarantine
+    assert lake.committed_quarantine_path(s3_lake, TABLE, DAY) == quarantine
+    assert lake.read_quarantine(s3_lake, TABLE, DAY).equals(_day(1, -2.0))
+    assert lake.read_parquet(raw).select(["customer_id", "amount"]).equals(_day(6, 2.0))
+    day_keys = [k for k in s3_server.keys(prefix) if f"date={DAY}" in k]
+    assert sorted(day_keys) == sorted([
+        f"{prefix}/raw/{TABLE}/date={DAY}/part-0.parquet",
+        f"{prefix}/quarantine/{TABLE}/date={DAY}/{lake.name(quarantine)}",
+    ])  # fmt: skip  (the first quarantine, which no raw file names any more, is gone)
+    assert volume.trailing_row_counts(s3_lake, lake.RAW, TABLE, DAY + dt.timedelta(days=1)) == (13, 12, 11, 6)
+    assert lake.read_quarantine(s3_lake, TABLE, DAY + dt.timedelta(days=1)) is None
+
+    # DuckDB reads the layer as dbt's sources do (dbt_project/macros/lake.sql), through the platform's S3 client.
+    connection = duckdb.connect()
+    connection.register_filesystem(lake.duckdb_filesystem(s3_lake))
+    glob = f"{s3_lake}/{lake.RAW}/{TABLE}/date=*/*.parquet"
+    counted = connection.execute(
+        f"select date, count(*), sum(amount) from read_parquet('{glob}', hive_partitioning=true) group by all order by 1"
+    ).fetchall()
+    assert counted == [(DAY - dt.timedelta(days=3), 13, 13.0), (DAY - dt.timedelta(days=2), 12, 12.0),
+                       (DAY - dt.timedelta(days=1), 11, 11.0), (DAY, 6, 12.0)]  # fmt: skip
+    assert lake.duckdb_filesystem(tmp_path) is None  # a local lake: DuckDB's own files
+
+
+def test_scores_reports_and_the_prediction_log_on_the_object_store_match_a_local_lake(
+    s3_lake: str, s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = ChurnWorld(customers=30)
+    features = world.features(DAY)
+    history = world.training_frame(days(START, 3))
+    columns = FeatureColumns(numeric=NUMERIC, categorical=CATEGORICAL)
+    pipeline = build_pipeline(TrainingParams(model_kind=ModelKind.logistic_regression), columns)
+    model = pipeline.fit(history[columns.all].astype(dict.fromkeys(NUMERIC, "float64")), history["churned"])
+    local = tmp_path / "lake"
+    monkeypatch.chdir(tmp_path)  # anything written to a relative path would land here
+    stored = {}
+    for root in (local, s3_lake):
+        day_scores = scoring.score_snapshot(model, features, CONTRACT, model_name="m", model_version="1",
+                                            scored_at=dt.datetime(2025, 3, 1))  # fmt: skip
+        scoring.write_scores(root, DAY, day_scores, CONTRACT)
+        scoring.write_scores(root, DAY + dt.timedelta(days=1),
+                             day_scores.assign(snapshot_date=DAY + dt.timedelta(days=1)), CONTRACT)  # fmt: skip
+        bad = scoring.write_scores(root, DAY, day_scores.head(3), CONTRACT)
+        assert bad.replaced_rows == 30 and bad.table_version == 2
+        scoring.restore_day(root, DAY, bad, CONTRACT)  # what the asset does when the stored day fails its check
+        stored[str(root)] = scoring.read_scores_table(root, DAY, CONTRACT)
+        top = scoring.write_top_risk(root, DAY, scoring.top_risk(day_scores, features, 5, CONTRACT))
+        report = lake.write_text_atomically(lake.drift_report_path(root, DAY), "<html>drift</html>")
+        assert lake.read_text(report) == "<html>drift</html>"
+        assert len(pd.read_csv(io.StringIO(lake.read_text(top)))) == 5
+        log_rows = [_log_row(i) for i in range(3)]
+        write_log_file(root, DAY, log_rows[1:])
+        write_log_file(root, DAY, log_rows[:1])
+        assert read_prediction_log(root, DAY)["request_id"].tolist() == ["r0", "r1", "r2"]
+
+    on_s3, on_disk = stored[s3_lake], stored[str(local)]
+    assert on_s3.num_rows == 30 and on_s3.equals(on_disk)
+    prefix = s3_lake.removeprefix(f"s3://{s3_server.bucket}/")
+    keys = s3_server.keys(prefix)
+    assert f"{prefix}/scoring/batch_scores/_delta_log/00000000000000000003.json" in keys
+    assert f"{prefix}/scoring/top_risk/date={DAY}/top_risk.csv" in keys
+    assert f"{prefix}/monitoring/drift_reports/date={DAY}/report.html" in keys
+    assert len([k for k in keys if "/prediction_log/" in k]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lake"]  # nothing of the S3 lake on the local disk
