@@ -194,6 +194,28 @@ def duckdb_filesystem(root: Location) -> Any | None:
     return S3(filesystem(root)[0])
 
 
+# How long a link to a file on the object store opens it: the longest a signed link may live (S3's limit).
+LINK_SECONDS = 7 * 24 * 3600
+
+
+def link(location: Location) -> str:
+    """A URL that opens the file in a browser, what the UI links to: ``file://`` for a local file; for one on the
+    object store, a link signed with the store's keys (over its endpoint), valid for ``LINK_SECONDS``."""
+    if not is_uri(location):
+        return Path(location).resolve().as_uri()
+    import boto3
+    from botocore.config import Config
+
+    store = object_store()
+    bucket, _, key = str(location).split("://", 1)[1].partition("/")
+    client = boto3.client(
+        "s3", endpoint_url=store.endpoint_url, region_name=store.region,
+        aws_access_key_id=store.access_key_id, aws_secret_access_key=store.secret_access_key,
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path" if store.path_style else "auto"}),
+    )  # fmt: skip
+    return client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=LINK_SECONDS)
+
+
 def delta_options(location: Location) -> dict[str, str] | None:
     """delta-rs's storage options for a table at ``location``: the object store's, or none for a local table."""
     return object_store().delta_options() if is_uri(location) else None

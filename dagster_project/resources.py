@@ -236,6 +236,9 @@ class WarehouseResource(dg.ConfigurableResource):
     """The DuckDB warehouse dbt builds the feature tables in (``settings.warehouse_path``)."""
 
     path: str
+    # Its staging views read the lake's raw layer: a lake on an object store needs the platform's client to
+    # follow them (what dbt's connections get from its plugin, ``dbt_project/plugins/lake_on_object_store.py``).
+    lake_root: str = ""
 
     @contextmanager
     def connect(self, read_only: bool = True, attempts: int = 6) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -250,6 +253,9 @@ class WarehouseResource(dg.ConfigurableResource):
                 if "lock" not in str(error).lower() or attempt == attempts - 1:
                     raise
                 time.sleep(2**attempt)
+        filesystem = lake.duckdb_filesystem(self.lake_root)
+        if filesystem is not None:
+            connection.register_filesystem(filesystem)
         try:
             yield connection
         finally:
@@ -420,5 +426,5 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
         ),
         "spark": SparkResource.from_settings(s),
         "thresholds": ThresholdsResource(**s.thresholds.model_dump()),
-        "warehouse": WarehouseResource(path=str(s.warehouse_path)),
+        "warehouse": WarehouseResource(path=str(s.warehouse_path), lake_root=str(s.lake_root)),
     }

@@ -6,6 +6,7 @@ the prediction log. Each is compared with the same write to a local lake; nothin
 
 import datetime as dt
 import io
+import urllib.request
 from pathlib import Path
 
 import duckdb
@@ -20,6 +21,7 @@ from dagster_project.defs.ingestion import volume
 from dagster_project.defs.ml.training import FeatureColumns, ModelKind, TrainingParams, build_pipeline
 from dagster_project.defs.scoring import scores as scoring
 from dagster_project.defs.serving.prediction_log import read_prediction_log, write_log_file
+from dagster_project.resources import WarehouseResource
 from dagster_project.settings import Settings
 from spark_jobs.contract import FEATURE_SNAPSHOT_DATE
 
@@ -70,10 +72,12 @@ def test_a_raw_day_and_its_quarantine_commit_together_on_the_object_store(
     assert lake.read_quarantine(s3_lake, TABLE, DAY).equals(_day(1, -2.0))
     assert lake.read_parquet(raw).select(["customer_id", "amount"]).equals(_day(6, 2.0))
     day_keys = [k for k in s3_server.keys(prefix) if f"date={DAY}" in k]
-    assert sorted(day_keys) == sorted([
-        f"{prefix}/raw/{TABLE}/date={DAY}/part-0.parquet",
-        f"{prefix}/quarantine/{TABLE}/date={DAY}/{lake.name(quarantine)}",
-    ])  # fmt: skip  (the first quarantine, which no raw file names any more, is gone)
+    assert sorted(day_keys) == sorted(
+        [
+            f"{prefix}/raw/{TABLE}/date={DAY}/part-0.parquet",
+            f"{prefix}/quarantine/{TABLE}/date={DAY}/{lake.name(quarantine)}",
+        ]
+    )  # fmt: skip  (the first quarantine, which no raw file names any more, is gone)
     assert volume.trailing_row_counts(s3_lake, lake.RAW, TABLE, DAY + dt.timedelta(days=1)) == (13, 12, 11, 6)
     assert lake.read_quarantine(s3_lake, TABLE, DAY + dt.timedelta(days=1)) is None
 
@@ -81,12 +85,17 @@ def test_a_raw_day_and_its_quarantine_commit_together_on_the_object_store(
     connection = duckdb.connect()
     connection.register_filesystem(lake.duckdb_filesystem(s3_lake))
     glob = f"{s3_lake}/{lake.RAW}/{TABLE}/date=*/*.parquet"
-    counted = connection.execute(
-        f"select date, count(*), sum(amount) from read_parquet('{glob}', hive_partitioning=true) group by all order by 1"
-    ).fetchall()
+    read = f"read_parquet('{glob}', hive_partitioning=true)"
+    counted = connection.execute(f"select date, count(*), sum(amount) from {read} group by all order by 1").fetchall()
     assert counted == [(DAY - dt.timedelta(days=3), 13, 13.0), (DAY - dt.timedelta(days=2), 12, 12.0),
                        (DAY - dt.timedelta(days=1), 11, 11.0), (DAY, 6, 12.0)]  # fmt: skip
     assert lake.duckdb_filesystem(tmp_path) is None  # a local lake: DuckDB's own files
+    # dbt's staging views over the layer, in the warehouse file, as the platform's own connections follow them.
+    warehouse = WarehouseResource(path=str(tmp_path / "features.duckdb"), lake_root=s3_lake)
+    with warehouse.connect(read_only=False) as writer:
+        writer.execute(f"create view stg as select * from {read}")
+    with warehouse.connect() as reader:
+        assert reader.execute("select count(*) from stg").fetchone() == (42,)
 
 
 def test_scores_reports_and_the_prediction_log_on_the_object_store_match_a_local_lake(
@@ -114,6 +123,8 @@ def test_scores_reports_and_the_prediction_log_on_the_object_store_match_a_local
         top = scoring.write_top_risk(root, DAY, scoring.top_risk(day_scores, features, 5, CONTRACT))
         report = lake.write_text_atomically(lake.drift_report_path(root, DAY), "<html>drift</html>")
         assert lake.read_text(report) == "<html>drift</html>"
+        with urllib.request.urlopen(lake.link(report), timeout=10) as page:  # what the UI's link opens
+            assert page.read() == b"<html>drift</html>"
         assert len(pd.read_csv(io.StringIO(lake.read_text(top)))) == 5
         log_rows = [_log_row(i) for i in range(3)]
         write_log_file(root, DAY, log_rows[1:])

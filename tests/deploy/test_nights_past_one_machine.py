@@ -3,6 +3,10 @@
 * the night again, with ``PLATFORM_SPARK_MASTER`` pointing at a real standalone cluster (``spark_cluster``): the
   offline store's snapshot of the night is written by the cluster's executors, and every table the night writes
   comes out as the local night (``local[*]``, the ``deployed_platform`` fixture) wrote it;
+* the night again with the lake on an S3 API server (``PLATFORM_LAKE_ROOT=s3://…`` and AWS's variables, moto's
+  server on loopback): every layer reads and writes the bucket (raw, quarantine, dbt's sources, exports, the Delta
+  snapshots through s3a, the scores through delta-rs, the reports), and the night's tables come out as the local
+  night's;
 * two nights of different partitions at once on the Postgres-backed instance, each step in its own process (the
   default multiprocess executor, as the deployment's runs execute): both succeed, no two steps of the DuckDB
   warehouse's pool ever run at the same time across the runs (DuckDB allows one writer), and the night that ran
@@ -17,6 +21,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +29,8 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from deltalake import DeltaTable
 from deployed_platform import STEP_TIMEOUT_S, DeployedPlatform
+from s3_server import S3Server
 from spark_cluster import SparkCluster
 
 from dagster_project import lake
@@ -43,13 +48,14 @@ class NightTables:
     scores: pa.Table
 
     @classmethod
-    def read(cls, lake_root: Path, night: dt.date) -> "NightTables":
+    def read(cls, lake_root: lake.Location, night: dt.date) -> "NightTables":
         from dagster_project.defs.scoring.scores import read_scores_table
         from dagster_project.problem import load_problem
         from dagster_project.settings import Settings
 
         contract = load_problem(Settings()).contract  # the deployed definitions' problem: the default one
-        snapshots = DeltaTable(str(lake.offline_store(lake_root).feature_snapshots)).to_pyarrow_table()
+        path = lake.offline_store(lake_root).feature_snapshots
+        snapshots = lake.delta_to_arrow(lake.delta_table(path), path)
         snapshot = snapshots.filter(pc.equal(snapshots[contract.as_of], pa.scalar(night, pa.date32())))
         scores = read_scores_table(lake_root, night, contract).drop_columns(["scored_at"])  # the time it ran
         return cls(_sorted(snapshot), _sorted(scores))
@@ -145,6 +151,55 @@ def test_a_whole_night_on_a_standalone_cluster_writes_what_the_local_night_wrote
     assert after.snapshot.equals(night_before.snapshot)  # the same rows, values and types
     assert after.scores.num_rows == night_before.scores.num_rows > 0
     assert after.scores.equals(night_before.scores)
+
+
+def test_a_whole_night_with_the_lake_on_object_storage_writes_what_the_local_night_wrote(
+    deployed_platform: DeployedPlatform,
+    s3_server: S3Server,
+    night_before: NightTables,
+    instance: dg.DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What an operator sets: the lake's root in the bucket, and how to reach the store, as AWS's clients read it.
+    store = {"AWS_ENDPOINT_URL": s3_server.endpoint_url, "AWS_REGION": "us-east-1", **s3_server.aws_env()}
+    root = s3_server.uri("night-lake")
+    env = {**deployed_platform.env, "PLATFORM_LAKE_ROOT": root, **store}
+    local_lake = deployed_platform.lake_root
+    local_files = {p: p.stat().st_mtime_ns for p in local_lake.rglob("*") if p.is_file()}
+    started = time.monotonic()
+    execute_night(deployed_platform, deployed_platform.night, env, in_process=True).wait()
+    local = deployed_platform.logs["night"].split("]")[0][1:]
+    print(f"\nthe night with the lake on object storage: {time.monotonic() - started:.1f} s; on the local disk {local}")
+
+    assert _latest_run(instance, deployed_platform.night).status == dg.DagsterRunStatus.SUCCESS
+    from dagster_project.problem import load_problem
+    from dagster_project.settings import Settings
+
+    problem = load_problem(Settings())
+    night = deployed_platform.night.isoformat()
+    keys = s3_server.keys("night-lake")
+    raw = [f"{layer}/{t['name']}" for t in problem.raw_tables for layer in (lake.RAW, lake.QUARANTINE)]
+    features = f"{lake.FEATURES}/{problem.contract.features_model}"
+    tables = [*raw, features, f"{lake.SCORING}/{lake.TOP_RISK_TABLE}", f"{lake.MONITORING}/{lake.DRIFT_REPORTS_TABLE}"]
+    for table in tables:
+        assert any(k.startswith(f"night-lake/{table}/date={night}/") for k in keys), (table, keys[:40])
+    for delta in ("offline_store/feature_snapshots", "scoring/batch_scores"):
+        assert f"night-lake/{delta}/_delta_log/00000000000000000000.json" in keys, (delta, keys[:40])
+    # The drift report is still linked from the UI: its link opens the report over HTTP.
+    drift = instance.get_latest_materialization_event(dg.AssetKey(["monitoring", "drift_report"]))
+    link = drift.asset_materialization.metadata["report"].value
+    with urllib.request.urlopen(link, timeout=30) as page:
+        assert f"Data drift on {night}" in page.read().decode()
+    # The local lake was neither read into nor written: the same files, untouched.
+    assert {p: p.stat().st_mtime_ns for p in local_lake.rglob("*") if p.is_file()} == local_files
+
+    for key, value in store.items():
+        monkeypatch.setenv(key, value)
+    on_s3 = NightTables.read(root, deployed_platform.night)
+    assert on_s3.snapshot.num_rows == night_before.snapshot.num_rows > 0
+    assert on_s3.snapshot.equals(night_before.snapshot)  # the same rows, values and types
+    assert on_s3.scores.num_rows == night_before.scores.num_rows > 0
+    assert on_s3.scores.equals(night_before.scores)
 
 
 def test_two_nights_at_once_each_step_in_its_own_process_share_the_warehouse_one_step_at_a_time(

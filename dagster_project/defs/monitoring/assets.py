@@ -162,7 +162,7 @@ def build_drift_report(partitions: dg.PartitionsDefinition) -> dg.AssetsDefiniti
                 "prediction_drifted": result.prediction.drifted,
                 "drift_scores": _drift_table(result),
                 **{f"drift_score/{name}": round(score, 6) for name, score in result.drift_scores.items()},
-                "report": dg.MetadataValue.url(path.resolve().as_uri()),
+                "report": dg.MetadataValue.url(lake_layout.link(path)),
                 "report_path": dg.MetadataValue.path(str(path)),
                 "model_version": version,
                 "current_rows": result.current_rows,

@@ -278,7 +278,7 @@ def build_online_predictions(
         )
         metadata: dict[str, object] = {**summary.metadata(), "path": dg.MetadataValue.path(str(path))}
         if report_path is not None:
-            metadata["report"] = dg.MetadataValue.url(report_path.resolve().as_uri())
+            metadata["report"] = dg.MetadataValue.url(lake_layout.link(report_path))
         if drift_result is not None:
             metadata["drifted_features"] = ", ".join(drift_result.drifted_features) or "none"
         if not summary.predictions:
