@@ -24,16 +24,21 @@ The names inside ``offline_store/`` belong to ``spark_jobs.paths``: the Spark jo
 
 The root is a local folder or an object-store prefix (``s3://bucket/prefix``); every location below it is then a
 ``Path`` or a URI string (``spark_jobs.object_store.Location``), and every read and write here goes through the
-file system of its location. The store is reached as AWS's own clients reach it (``settings.object_store``). An
-object store has no rename, but a PUT is atomic: the new object replaces the old whole, for every later request.
-A Parquet reader makes several requests of one file (footer, then column chunks), so one that reads a day while
-the same day is rewritten can fail; it never reads two versions as one (the footer's offsets do not fit the
-other file's chunks), and a rerun reads the new file whole.
+file system of its location. The store is reached as AWS's own clients reach it (``settings.object_store``).
+
+An object store has no rename, but it replaces an object whole: an upload becomes visible at its end, all at
+once, and one GET returns one version of an object. So every file of the layout is one object, put in one
+upload (``write_atomically``), and the platform's readers take a file in one version: pyarrow's in one GET
+(``read_parquet``), DuckDB's (dbt's sources) pinned to the version first seen, or failing by the file's name
+(``pinned_files``). A Parquet reader's usual ranged requests (footer, then column chunks) could otherwise take the
+footer of one version and the chunks of the next while a day is rewritten. Spark reads the exports through s3a,
+whose change detection (on by default) fails a stream that meets a new version rather than read on.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import shutil
 import tempfile
@@ -48,7 +53,7 @@ import pyarrow.parquet as pq
 
 from dagster_project import faults
 from dagster_project.settings import object_store
-from spark_jobs.object_store import Location, filesystem_and_path, is_uri, join
+from spark_jobs.object_store import Location, ObjectStore, bucket_key, filesystem_and_path, is_uri, join
 from spark_jobs.paths import OfflineStorePaths
 
 if TYPE_CHECKING:
@@ -163,8 +168,32 @@ def delete(location: Location) -> None:
 
 
 def read_parquet(location: Location, **options: Any) -> pa.Table:
-    fs, path = filesystem(location)
-    return pq.read_table(path, filesystem=fs, **options)
+    """A Parquet file, read from the object store in one GET (one version of it, see the module's doc)."""
+    if not is_uri(location):
+        return pq.read_table(location, **options)
+    return pq.read_table(pa.BufferReader(_read_whole(bucket_key(location))), **options)
+
+
+def _read_whole(path: str) -> pa.Buffer:
+    """The object at ``bucket/key``, in one plain GET: one version of it, whole. (pyarrow's client asks for the
+    size first, then for that range: a version replaced in between by a longer one would come back cut.)"""
+    bucket, _, key = path.partition("/")
+    response = _s3_client(object_store()).get_object(Bucket=bucket, Key=key)
+    with response["Body"] as body:
+        return pa.py_buffer(body.read())
+
+
+@functools.lru_cache(maxsize=4)
+def _s3_client(store: ObjectStore) -> Any:
+    """boto3's client of the store, one per store and process (a client is thread-safe)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3", endpoint_url=store.endpoint_url, region_name=store.region,
+        aws_access_key_id=store.access_key_id, aws_secret_access_key=store.secret_access_key,
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path" if store.path_style else "auto"}),
+    )  # fmt: skip
 
 
 def read_parquet_metadata(location: Location) -> pq.FileMetaData:
@@ -182,16 +211,14 @@ def read_text(location: Location) -> str:
 
 def duckdb_filesystem(root: Location) -> Any | None:
     """The file system DuckDB reads an object-store lake through (``connection.register_filesystem``), or None
-    for a local one: pyarrow's S3 client as an fsspec file system for ``s3://`` (DuckDB's own, httpfs, would be
-    downloaded at run time)."""
+    for a local one: the platform's S3 clients as an fsspec file system for ``s3://`` that reads each file in one
+    version (``pinned_files``; DuckDB's own httpfs would be downloaded at run time). One per connection."""
     if not is_uri(root):
         return None
-    from fsspec.implementations.arrow import ArrowFSWrapper
+    from dagster_project.pinned_files import PinnedS3Files
 
-    class S3(ArrowFSWrapper):
-        protocol = "s3"
-
-    return S3(filesystem(root)[0])
+    store = object_store()
+    return PinnedS3Files(filesystem(root)[0], _s3_client(store))
 
 
 # How long a link to a file on the object store opens it: the longest a signed link may live (S3's limit).
@@ -203,16 +230,8 @@ def link(location: Location) -> str:
     object store, a link signed with the store's keys (over its endpoint), valid for ``LINK_SECONDS``."""
     if not is_uri(location):
         return Path(location).resolve().as_uri()
-    import boto3
-    from botocore.config import Config
-
-    store = object_store()
-    bucket, _, key = str(location).split("://", 1)[1].partition("/")
-    client = boto3.client(
-        "s3", endpoint_url=store.endpoint_url, region_name=store.region,
-        aws_access_key_id=store.access_key_id, aws_secret_access_key=store.secret_access_key,
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path" if store.path_style else "auto"}),
-    )  # fmt: skip
+    bucket, _, key = bucket_key(location).partition("/")
+    client = _s3_client(object_store())
     return client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=LINK_SECONDS)
 
 

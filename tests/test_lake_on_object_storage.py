@@ -6,12 +6,14 @@ the prediction log. Each is compared with the same write to a local lake; nothin
 
 import datetime as dt
 import io
+import threading
 import urllib.request
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from churn_world import CATEGORICAL, CONTRACT, NUMERIC, START, ChurnWorld, days
 from s3_server import S3Server
@@ -140,3 +142,45 @@ def test_scores_reports_and_the_prediction_log_on_the_object_store_match_a_local
     assert f"{prefix}/monitoring/drift_reports/date={DAY}/report.html" in keys
     assert len([k for k in keys if "/prediction_log/" in k]) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lake"]  # nothing of the S3 lake on the local disk
+
+
+def test_a_day_read_while_it_is_rewritten_comes_back_whole_in_one_version(s3_lake: str) -> None:
+    """The store has no rename: a day is replaced by one upload, and the platform's readers (pyarrow's and
+    DuckDB's, as dbt reads the raw layer) take a file in one GET, so a reader racing a rewrite gets the old day or
+    the new one, never the footer of one and the pages of the other (what ranged reads of a Parquet file risk)."""
+    path = lake.partition_path(s3_lake, lake.RAW, TABLE, DAY)
+    versions = {rows: _day(rows, float(rows % 7)) for rows in (30_000, 45_000)}  # two sizes, two contents
+    whole = {(rows, float(rows % 7) * rows) for rows in versions}
+    lake.write_partition_atomically(versions[30_000], path)
+    stop, rewrites = threading.Event(), []
+
+    def rewrite() -> None:
+        while not stop.is_set():
+            for table in versions.values():
+                lake.write_partition_atomically(table, path)
+                rewrites.append(table.num_rows)
+
+    writer = threading.Thread(target=rewrite, daemon=True)
+    seen: list[tuple[int, float]] = []
+    changed: list[str] = []
+    writer.start()
+    try:
+        for _ in range(25):
+            table = lake.read_parquet(path)
+            seen.append((table.num_rows, pc.sum(table["amount"]).as_py()))
+            # DuckDB asks about a file several times (a glob's listing, its size, the reads), each a request: a
+            # connection pins the version it first saw, and a file replaced in between fails by its name.
+            connection = duckdb.connect()
+            connection.register_filesystem(lake.duckdb_filesystem(s3_lake))
+            try:
+                seen.append(connection.execute(f"select count(*), sum(amount) from read_parquet('{path}')").fetchone())
+            except duckdb.Error as error:
+                assert "was replaced while it was being read" in str(error) and path in str(error), error
+                changed.append(str(error))
+            connection.close()
+    finally:
+        stop.set()
+        writer.join(timeout=60)
+    assert set(seen) <= whole, set(seen) - whole  # never a footer of one version over the pages of another
+    assert len(rewrites) >= 10 and len(set(seen)) == 2  # the day was rewritten while read, and both were read
+    assert len(changed) < 25, changed  # DuckDB read some versions whole too

@@ -69,11 +69,8 @@ def read_matured_labels(
     empty = pd.DataFrame({**{c: pd.Series(dtype=object) for c in entity}, label: pd.Series(dtype="int64")})
     if not files:
         return empty
-    filesystem = lake.filesystem(files[0])[0]
-    dataset = ds.dataset([lake.filesystem(f)[1] for f in files], filesystem=filesystem, format="parquet")
-    table = dataset.to_table(
-        columns=[*entity, day, label], filter=ds.field(day) == pa.scalar(snapshot_date, pa.date32())
-    )
+    dataset = ds.dataset([lake.read_parquet(f, columns=[*entity, day, label]) for f in files])
+    table = dataset.to_table(filter=ds.field(day) == pa.scalar(snapshot_date, pa.date32()))
     frame = table.to_pandas()
     if frame.empty:
         return empty

@@ -1,0 +1,93 @@
+"""DuckDB's view of a lake on an object store: each file read in the one version first seen, or not at all.
+
+DuckDB reads ``s3://`` here through an fsspec file system (``lake.duckdb_filesystem``; its own httpfs extension would
+be downloaded at run time). It asks that file system for a file's size and time when it lists a glob, then opens
+the file and reads the footer and the pages by ranges: while a day is rewritten, those requests could each meet
+another version, and a footer of one version would be read against the pages of the next. So the first request
+about a file pins its version (its ETag), every later request of the same connection asks for exactly that
+version (``If-Match``), and the file is read whole in one GET: DuckDB reads one version of each file, whole, or
+fails with ``FileChangedWhileRead`` naming the file, never a mix of two. A connection registers its own file
+system, so pins last as long as it does (a dbt invocation, one ``WarehouseResource.connect``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+from fsspec.implementations.arrow import ArrowFile, ArrowFSWrapper
+
+
+class FileChangedWhileRead(OSError):
+    """A file of the lake was replaced while a connection was reading it: run the read again."""
+
+
+@dataclass(frozen=True)
+class Version:
+    etag: str
+    size: int
+    modified: dt.datetime
+
+
+class PinnedS3Files(ArrowFSWrapper):
+    """pyarrow's S3 client as an fsspec file system (``s3://``) whose files each keep their first-seen version."""
+
+    protocol = "s3"
+    cachable = False  # fsspec would hand every connection the same instance, and so the same pins
+
+    def __init__(self, filesystem: Any, client: Any) -> None:
+        super().__init__(filesystem)
+        self.client = client  # boto3's: pyarrow's client tells no ETag and sends no If-Match
+        self.pins: dict[str, Version] = {}
+
+    def _version(self, path: str) -> Version | None:
+        """The pinned version of ``bucket/key``, pinning the current one (a HEAD) if there is none yet; None if it
+        is no file."""
+        if path in self.pins:
+            return self.pins[path]
+        from botocore.exceptions import ClientError
+
+        bucket, _, key = path.partition("/")
+        try:
+            head = self.client.head_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None  # a folder (a prefix), or nothing
+            raise
+        return self.pins.setdefault(path, Version(head["ETag"], head["ContentLength"], head["LastModified"]))
+
+    def info(self, path: str, **options: Any) -> dict[str, Any]:
+        entry = super().info(path, **options)
+        if entry.get("type") == "file":
+            version = self._version(self._strip_protocol(path))
+            if version is not None:
+                entry = {**entry, "size": version.size, "mtime": version.modified}
+        return entry
+
+    def size(self, path: str) -> int:
+        version = self._version(self._strip_protocol(path))
+        return version.size if version is not None else super().size(path)
+
+    def modified(self, path: str) -> dt.datetime:
+        version = self._version(self._strip_protocol(path))
+        return version.modified if version is not None else super().modified(path)
+
+    def _open(self, path: str, mode: str = "rb", block_size: int | None = None, **options: Any) -> Any:
+        if mode != "rb":
+            return super()._open(path, mode, block_size, **options)
+        from botocore.exceptions import ClientError
+
+        version = self._version(path)
+        bucket, _, key = path.partition("/")
+        try:
+            response = self.client.get_object(Bucket=bucket, Key=key, **({"IfMatch": version.etag} if version else {}))
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("412", "PreconditionFailed"):
+                changed = f"s3://{path} was replaced while it was being read: run the read again"
+                raise FileChangedWhileRead(changed) from None
+            raise
+        with response["Body"] as body:
+            whole = pa.py_buffer(body.read())
+        return ArrowFile(self, pa.BufferReader(whole), path, mode, block_size, **options)
