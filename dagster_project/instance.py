@@ -9,6 +9,7 @@ from dagster_project.settings import Settings, get_settings
 
 # Telemetry off: the embedded default makes no outside connection; storage defaults to SQLite in this folder.
 # Every pool admits one step at a time: `duckdb_warehouse` because DuckDB allows one writer per file,
+# `offline_store_writer` because Delta on an object store takes one writing Spark driver per table at a time,
 # `model_registry` so that two runs never move the champion alias at once. Run monitoring (in `make ui`'s daemon) fails
 # a run whose worker never started and frees the slots a finished run still holds; a worker that died mid-run is
 # found by the `fail_abandoned_runs` sensor (defs/automation/abandoned_runs.py).

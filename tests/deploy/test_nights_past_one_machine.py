@@ -9,8 +9,8 @@
   night's;
 * two nights of different partitions at once on the Postgres-backed instance, each step in its own process (the
   default multiprocess executor, as the deployment's runs execute): both succeed, no two steps of the DuckDB
-  warehouse's pool ever run at the same time across the runs (DuckDB allows one writer), and the night that ran
-  before comes out the same.
+  warehouse's pool ever run at the same time across the runs (DuckDB allows one writer), nor two of the offline
+  store's (one writing Spark driver per Delta table), and the night that ran before comes out the same.
 
 Both run the real ``dagster job execute`` of an operator, with the deployment's environment and nothing else.
 """
@@ -35,6 +35,7 @@ from spark_cluster import SparkCluster
 
 from dagster_project import lake
 from dagster_project.defs.features.assets import WAREHOUSE_POOL
+from dagster_project.defs.offline_store.assets import OFFLINE_STORE_POOL
 from dagster_project.settings import REPO_ROOT
 
 pytestmark = [pytest.mark.spark, pytest.mark.scale_out]
@@ -220,9 +221,10 @@ def test_two_nights_at_once_each_step_in_its_own_process_share_the_warehouse_one
     from dagster_project.definitions import defs as load_definitions
 
     job = load_definitions().resolve_job_def("nightly_pipeline")
-    pooled = {node.name for node in job.nodes if getattr(node.definition, "pool", None) == WAREHOUSE_POOL}
-    assert pooled, "no step of the nightly job is in the warehouse's pool"
-    spans: list[tuple[float, float, str]] = []
+    pools = {pool: {node.name for node in job.nodes if getattr(node.definition, "pool", None) == pool}
+             for pool in (WAREHOUSE_POOL, OFFLINE_STORE_POOL)}  # fmt: skip
+    assert all(pools.values()), f"a pool has no step of the nightly job: {pools}"
+    spans: dict[str, list[tuple[float, float, str]]] = {pool: [] for pool in pools}
     for run in runs:
         steps: dict[str, dict[str, float | int]] = {}
         for record in instance.get_records_for_run(run.run_id).records:
@@ -237,11 +239,13 @@ def test_two_nights_at_once_each_step_in_its_own_process_share_the_warehouse_one
         # Each step in its own process: as many processes as steps, none of them the run's.
         pids = [step["pid"] for step in steps.values()]
         assert len(steps) == len(job.nodes) and len(set(pids)) == len(pids), steps
-        spans += [(steps[key]["start"], steps[key]["end"], f"{run.tags['dagster/partition']} {key}")
-                  for key in pooled]  # fmt: skip
-    spans.sort()
-    overlapping = [(a[2], b[2]) for a, b in itertools.pairwise(spans) if b[0] < a[1]]
-    assert not overlapping, f"warehouse steps ran at the same time: {overlapping}"
+        for pool, pooled in pools.items():
+            spans[pool] += [(steps[key]["start"], steps[key]["end"], f"{run.tags['dagster/partition']} {key}")
+                            for key in pooled]  # fmt: skip
+    for pool, pooled_spans in spans.items():
+        pooled_spans.sort()
+        overlapping = [(a[2], b[2]) for a, b in itertools.pairwise(pooled_spans) if b[0] < a[1]]
+        assert not overlapping, f"steps of the {pool} pool ran at the same time: {overlapping}"
     # Steps of the two runs did run at the same time (else this would test nothing about concurrency).
     windows = {run.run_id: instance.get_run_stats(run.run_id) for run in runs}
     (a_start, a_end), (b_start, b_end) = ((s.start_time, s.end_time) for s in windows.values())

@@ -25,6 +25,10 @@ from spark_jobs.contract import DBT_MODEL_CHECKSUM, DBT_MODEL_CHECKSUMS
 NO_FUTURE_FEATURES = "no_feature_from_the_future"
 EVERY_LABEL_HAS_A_SNAPSHOT = "every_label_has_a_snapshot"
 PROTECTED_VERSIONS_READABLE = "protected_versions_readable"
+# The offline store's Delta tables take one writing Spark driver at a time: on an object store, Delta's log store
+# checks that a version is absent and then writes it, atomically within one driver only (spark_jobs.object_store).
+# Every step that commits to them takes this pool, whose limit is one step (the instance's pools' default_limit).
+OFFLINE_STORE_POOL = "offline_store_writer"
 
 
 def _column_schema(columns: list[tuple[str, str]]) -> dg.TableSchema:
@@ -49,6 +53,7 @@ def build_feature_snapshots(partitions: dg.PartitionsDefinition, problem: Proble
         partitions_def=partitions,
         group_name=asset_keys.OFFLINE_STORE_GROUP,
         kinds={"spark", "delta"},
+        pool=OFFLINE_STORE_POOL,
     )
     def feature_snapshots(
         context: dg.AssetExecutionContext,
@@ -131,6 +136,7 @@ def build_training_set(problem: Problem) -> dg.AssetsDefinition:
         deps=[asset_keys.FEATURE_SNAPSHOTS, asset_keys.lake_export(labels_model)],
         group_name=asset_keys.OFFLINE_STORE_GROUP,
         kinds={"spark", "delta"},
+        pool=OFFLINE_STORE_POOL,
         check_specs=[
             dg.AssetCheckSpec(
                 NO_FUTURE_FEATURES,
@@ -243,6 +249,7 @@ class TableMaintenanceConfig(dg.Config):
     # Its own group: jobs that select the offline store's group by name (the nightly one) must not vacuum.
     group_name=f"{asset_keys.OFFLINE_STORE_GROUP}_maintenance",
     kinds={"spark", "delta"},
+    pool=OFFLINE_STORE_POOL,
     check_specs=[
         dg.AssetCheckSpec(
             PROTECTED_VERSIONS_READABLE,
