@@ -20,6 +20,14 @@ and Spark start-up under 20% of it, the drift report for 100,000 rows under 15 s
 here (local[2], 2 GB): the first night finds the server's JVM cold, the second warm, as a long-lived server of a
 deployment serves every night but its first. The server's JVM counts in the peak memory.
 
+``--lake-on-s3``: the night on the local disk, then the same night with ``PLATFORM_LAKE_ROOT`` in the bucket of an
+S3 API server started here (moto's, on 127.0.0.1, as ``tests/s3_server.py`` starts it), reached through AWS's
+variables. Before it, untimed, the lake's history that the night reads is uploaded there (the raw and quarantine
+layers, the label exports, the Delta tables of snapshots and scores; not the feature exports of other days nor the
+training sets, which the night does not read). moto keeps the objects in memory, in Python: the figure shows the
+cost of the platform's S3 code paths against a server on loopback, not the speed of a production store. Its
+process does not count in the peak memory.
+
 ``--spark-cluster``: the same night with ``PLATFORM_SPARK_MASTER`` pointing at a standalone cluster started here
 on 127.0.0.1 (a master and two workers of one core each, as ``tests/spark_cluster.py`` starts them): the same two
 cores, so the figure shows what the cluster's driver, executors and the network between them cost. Its daemons and
@@ -139,7 +147,7 @@ def night(root: Path, customers: int, day: dt.date, process_start: float) -> Non
     from dagster_project import replay
     from dagster_project.definitions import defs as load_definitions
     from dagster_project.instance import local_instance
-    from dagster_project.resources import SparkResource
+    from dagster_project.resources import SparkResource, build_resources
     from dagster_project.settings import get_settings
 
     defs = load_definitions()
@@ -148,7 +156,7 @@ def night(root: Path, customers: int, day: dt.date, process_start: float) -> Non
     instance = local_instance(settings)
     defs.resolve_job_def("nightly_pipeline")
     definitions_loaded = time.time()
-    SparkResource.from_settings(settings).get_session()
+    SparkResource.from_settings(settings).get_session(build_resources(settings)["lake"].object_store)
     spark_started = time.time()
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     request, result = replay.run_nightly(defs, instance, day, run_config=quiet)
@@ -217,6 +225,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run the night twice against a Spark Connect server started here (local[2]): cold, then warm",
     )
+    parser.add_argument(
+        "--lake-on-s3",
+        action="store_true",
+        help="the night on the local disk, then with the lake on an S3 API server started here (moto's)",
+    )
     parser.add_argument("--night", action="store_true", help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args(argv)
     root = args.data_root or Path(tempfile.mkdtemp(prefix="bench_nightly_"))
@@ -234,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with contextlib.ExitStack() as stack:
         extra_env, extra_pids = {}, []
-        if args.spark_cluster or args.spark_connect:  # started as the tests start them
+        if args.spark_cluster or args.spark_connect or args.lake_on_s3:  # started as the tests start them
             sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
         if args.spark_cluster:
             from spark_cluster import standalone_cluster
@@ -251,7 +264,42 @@ def main(argv: list[str] | None = None) -> int:
             print(f"the night's Spark: a Spark Connect server on 127.0.0.1:{server.port}; first night (cold server):")
             measure_night(root, args, day, setup_figures, extra_env, extra_pids)
             print("\nthe same night again, the server warm:")
+        if args.lake_on_s3:
+            print("the night with the lake on the local disk:")
+            measure_night(root, args, day, setup_figures, extra_env, extra_pids)
+            extra_env = {**extra_env, **lake_on_s3(stack, root)}
+            print("\nthe same night with the lake on the S3 API server:")
         return measure_night(root, args, day, setup_figures, extra_env, extra_pids)
+
+
+def night_reads() -> list[str]:
+    """What the night reads of the lake's history (see the module's doc): the rest is left on the local disk."""
+    from dagster_project import lake
+    from dagster_project.problem import load_problem
+    from dagster_project.settings import Settings
+    from spark_jobs.paths import FEATURE_SNAPSHOTS, PROTECTED_VERSIONS_FILE
+
+    labels = load_problem(Settings()).contract.labels_model
+    return [lake.RAW, lake.QUARANTINE, f"{lake.FEATURES}/{labels}", f"{lake.OFFLINE_STORE}/{FEATURE_SNAPSHOTS}",
+            f"{lake.OFFLINE_STORE}/{PROTECTED_VERSIONS_FILE}", f"{lake.SCORING}/{lake.BATCH_SCORES_TABLE}"]  # fmt: skip
+
+
+def lake_on_s3(stack: contextlib.ExitStack, root: Path) -> dict[str, str]:
+    """Start moto's S3 server, upload what the night reads of the lake under ``root``; the night's environment."""
+    import pyarrow.fs as pafs
+    from s3_server import running_s3_server
+
+    server = stack.enter_context(running_s3_server())
+    started = time.perf_counter()
+    filesystem, local = server.object_store().filesystem(), pafs.LocalFileSystem()
+    for part in night_reads():
+        source = root / "lake" / part
+        if source.exists():
+            pafs.copy_files(str(source), f"{server.bucket}/lake/{part}", source_filesystem=local,
+                            destination_filesystem=filesystem, use_threads=True)  # fmt: skip
+    print(f"  {len(server.keys('lake'))} objects uploaded in {time.perf_counter() - started:.0f} s (untimed)")
+    return {"PLATFORM_LAKE_ROOT": server.uri("lake"), "AWS_ENDPOINT_URL": server.endpoint_url,
+            "AWS_REGION": "us-east-1", **server.aws_env()}  # fmt: skip
 
 
 def measure_night(
