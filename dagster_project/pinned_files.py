@@ -8,16 +8,23 @@ about a file pins its version (its ETag), every later request of the same connec
 version (``If-Match``), and the file is read whole in one GET: DuckDB reads one version of each file, whole, or
 fails with ``FileChangedWhileRead`` naming the file, never a mix of two. A connection registers its own file
 system, so pins last as long as it does (a dbt invocation, one ``WarehouseResource.connect``).
+
+A pinned version never changes, so what was learned of it is kept for the connection: its size and time (DuckDB
+asks for them on every query, and dbt's run queries the same staging views for each model and test), and its
+bytes, up to ``CACHED_BYTES`` (a day's raw files are small; a glob over a year of them is read once per run).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 from fsspec.implementations.arrow import ArrowFile, ArrowFSWrapper
+
+CACHED_BYTES = 512 * 1024**2  # of pinned files' contents, per connection
 
 
 class FileChangedWhileRead(OSError):
@@ -41,6 +48,7 @@ class PinnedS3Files(ArrowFSWrapper):
         super().__init__(filesystem)
         self.client = client  # boto3's: pyarrow's client tells no ETag and sends no If-Match
         self.pins: dict[str, Version] = {}
+        self.contents: OrderedDict[str, pa.Buffer] = OrderedDict()  # of pinned versions, least recently read first
 
     def _version(self, path: str) -> Version | None:
         """The pinned version of ``bucket/key``, pinning the current one (a HEAD) if there is none yet; None if it
@@ -59,6 +67,9 @@ class PinnedS3Files(ArrowFSWrapper):
         return self.pins.setdefault(path, Version(head["ETag"], head["ContentLength"], head["LastModified"]))
 
     def info(self, path: str, **options: Any) -> dict[str, Any]:
+        pinned = self.pins.get(self._strip_protocol(path))
+        if pinned is not None:
+            return {"name": self._strip_protocol(path), "size": pinned.size, "type": "file", "mtime": pinned.modified}
         entry = super().info(path, **options)
         if entry.get("type") == "file":
             version = self._version(self._strip_protocol(path))
@@ -80,6 +91,9 @@ class PinnedS3Files(ArrowFSWrapper):
         from botocore.exceptions import ClientError
 
         version = self._version(path)
+        if path in self.contents:
+            self.contents.move_to_end(path)
+            return ArrowFile(self, pa.BufferReader(self.contents[path]), path, mode, block_size, **options)
         bucket, _, key = path.partition("/")
         try:
             response = self.client.get_object(Bucket=bucket, Key=key, **({"IfMatch": version.etag} if version else {}))
@@ -90,4 +104,10 @@ class PinnedS3Files(ArrowFSWrapper):
             raise
         with response["Body"] as body:
             whole = pa.py_buffer(body.read())
+        self._keep(path, whole)
         return ArrowFile(self, pa.BufferReader(whole), path, mode, block_size, **options)
+
+    def _keep(self, path: str, contents: pa.Buffer) -> None:
+        self.contents[path] = contents
+        while sum(b.size for b in self.contents.values()) > CACHED_BYTES and len(self.contents) > 1:
+            self.contents.popitem(last=False)
