@@ -9,6 +9,8 @@ version (``If-Match``), and the file is read whole in one GET: DuckDB reads one 
 fails with ``FileChangedWhileRead`` naming the file, never a mix of two. A connection registers its own file
 system, so pins last as long as it does (a dbt invocation, one ``WarehouseResource.connect``).
 
+The same holds for listings: a connection sees the files of a folder as it first listed them, in one listing of
+everything below it (a glob such as ``date=*/*.parquet`` would otherwise list every day's folder, on every query).
 A pinned version never changes, so what was learned of it is kept for the connection: its size and time (DuckDB
 asks for them on every query, and dbt's run queries the same staging views for each model and test), and its
 bytes, up to ``CACHED_BYTES`` (a day's raw files are small; a glob over a year of them is read once per run).
@@ -49,6 +51,44 @@ class PinnedS3Files(ArrowFSWrapper):
         self.client = client  # boto3's: pyarrow's client tells no ETag and sends no If-Match
         self.pins: dict[str, Version] = {}
         self.contents: OrderedDict[str, pa.Buffer] = OrderedDict()  # of pinned versions, least recently read first
+        self.listings: dict[str, dict[str, dict[str, Any]]] = {}  # folder -> every entry below it, as first listed
+
+    def find(
+        self, path: str, maxdepth: int | None = None, withdirs: bool = False, detail: bool = False, **options: Any
+    ) -> Any:
+        """What is below ``path`` (fsspec's ``find``, which ``glob`` calls), from one listing of everything below it,
+        which also pins each file found to the version listed."""
+        path = self._strip_protocol(path).rstrip("/")
+        if path not in self.listings:
+            self.listings[path] = self._list_below(path)
+        below = self.listings[path]
+
+        def depth(name: str) -> int:
+            return name[len(path) :].strip("/").count("/") + 1
+
+        out = {name: entry for name, entry in below.items()
+               if (withdirs or entry["type"] == "file") and (maxdepth is None or depth(name) <= maxdepth)}  # fmt: skip
+        if withdirs and below:
+            out[path] = _folder(path)
+        if not below and self.isfile(path):
+            out[path] = self.info(path)
+        return {name: out[name] for name in sorted(out)} if detail else sorted(out)
+
+    def _list_below(self, path: str) -> dict[str, dict[str, Any]]:
+        bucket, _, prefix = path.partition("/")
+        entries: dict[str, dict[str, Any]] = {}
+        listing = self.client.get_paginator("list_objects_v2")
+        pages = listing.paginate(Bucket=bucket, Prefix=f"{prefix}/" if prefix else "")
+        for page in pages:
+            for listed in page.get("Contents", []):
+                name = f"{bucket}/{listed['Key']}"
+                version = self.pins.setdefault(name, Version(listed["ETag"], listed["Size"], listed["LastModified"]))
+                entries[name] = {"name": name, "size": version.size, "type": "file", "mtime": version.modified}
+                folder = name.rsplit("/", 1)[0]
+                while len(folder) > len(path) and folder not in entries:  # the folders between, as S3 has none
+                    entries[folder] = _folder(folder)
+                    folder = folder.rsplit("/", 1)[0]
+        return entries
 
     def _version(self, path: str) -> Version | None:
         """The pinned version of ``bucket/key``, pinning the current one (a HEAD) if there is none yet; None if it
@@ -111,3 +151,7 @@ class PinnedS3Files(ArrowFSWrapper):
         self.contents[path] = contents
         while sum(b.size for b in self.contents.values()) > CACHED_BYTES and len(self.contents) > 1:
             self.contents.popitem(last=False)
+
+
+def _folder(name: str) -> dict[str, Any]:
+    return {"name": name, "size": 0, "type": "directory", "mtime": None}

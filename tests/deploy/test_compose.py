@@ -192,11 +192,9 @@ def test_health_checks_probe_the_ports_the_services_listen_on(services: dict[str
     assert probe("dagster-daemon") == "CMD dagster-daemon liveness-check"
     assert probe("redis") == "CMD redis-cli ping"
     assert probe("object-store") == "CMD mc ready local"  # MinIO's own readiness probe of its server
-    mlflow_env = environment(services["mlflow"])
-    assert (
-        mlflow_env["AWS_ENDPOINT_URL"]
-        == f"http://object-store:{flag(services['object-store']['command'], '--address').lstrip(':')}"
-    )
+    store = f"http://object-store:{flag(services['object-store']['command'], '--address').lstrip(':')}"
+    for name in ("mlflow", "user-code", "serving"):  # every client of the object store, by AWS's own variables
+        assert environment(services[name])["AWS_ENDPOINT_URL"] == store, name
     assert f":{environment(services['serving'])['PLATFORM_SERVING__PORT']}/healthz" in probe("serving")
 
 
@@ -221,9 +219,18 @@ def test_state_lives_in_named_volumes(compose: dict[str, Any], services: dict[st
     assert services["mlflow"]["entrypoint"] == ["python", "-m", "dagster_project.cli", "bucket", artifacts, "--"]
     assert mounts["object-store"]["/data"] == "object-store-data"
     assert flag(services["object-store"]["command"], "server") == "/data"
-    # The Spark executors write the Delta tables the driver (in user-code) reads: the same volume, the same path.
+    # The lake is in the object store's bucket, which user-code (the runs) and serving (the prediction log) create
+    # before they start, under tini: the Spark executors need no volume to reach what the driver writes.
+    lake_root = environment(services["user-code"])["PLATFORM_LAKE_ROOT"]
+    bucket = "/".join(lake_root.split("/")[:3])
+    assert lake_root.startswith("s3://") and "spark-worker" not in mounts
+    for name in ("user-code", "serving"):
+        assert environment(services[name])["PLATFORM_LAKE_ROOT"] == lake_root, name
+        assert services[name]["entrypoint"] == ["/usr/bin/tini", "--", *services["mlflow"]["entrypoint"][:4],
+                                                bucket, "--"], name  # fmt: skip
+    # The warehouse and the landing folder stay on the data volume, where the runs keep them.
     data_root = environment(services["user-code"])["PLATFORM_DATA_ROOT"]
-    assert mounts["user-code"][data_root] == mounts["spark-worker"][data_root] == "platform-data"
+    assert mounts["user-code"][data_root] == "platform-data"
     # Step logs written by runs in user-code are read by the webserver.
     storage = environment(services["user-code"])["DAGSTER_HOME"] + "/storage"
     for name in DAGSTER_SERVICES:
@@ -270,8 +277,9 @@ def test_the_settings_in_the_containers_are_valid_and_put_the_data_on_the_volume
             monkeypatch.setenv(key, INTERPOLATION.sub(lambda m: m["arg"] or "", value))
     settings = Settings()
     assert settings.data_root == Path("/data")
-    for path in (settings.lake_root, settings.warehouse_path, settings.landing_root):
+    for path in (settings.warehouse_path, settings.landing_root):
         assert Path(path).is_relative_to("/data"), path
+    assert settings.lake_root == "s3://lake/lake"  # kept as the URI it is
     assert settings.mlflow_tracking_uri == "http://mlflow:5000"
     assert settings.spark_master == "spark://spark-master:7077"
     assert settings.jars_cache == Path("/cache/jars")
