@@ -37,6 +37,7 @@ whose change detection (on by default) fails a stream that meets a new version r
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import os
@@ -52,7 +53,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from dagster_project import faults
-from dagster_project.settings import object_store
+from dagster_project.settings import get_settings, object_store
 from spark_jobs.object_store import Location, ObjectStore, bucket_key, filesystem_and_path, is_uri, join
 from spark_jobs.paths import OfflineStorePaths
 
@@ -227,11 +228,13 @@ LINK_SECONDS = 7 * 24 * 3600
 
 def link(location: Location) -> str:
     """A URL that opens the file in a browser, what the UI links to: ``file://`` for a local file; for one on the
-    object store, a link signed with the store's keys (over its endpoint), valid for ``LINK_SECONDS``."""
+    object store, a link signed with the store's keys, valid for ``LINK_SECONDS``, over the address a browser
+    reaches the store at (``settings.lake_link_endpoint_url``; the store's own endpoint when unset)."""
     if not is_uri(location):
         return Path(location).resolve().as_uri()
     bucket, _, key = bucket_key(location).partition("/")
-    client = _s3_client(object_store())
+    store, public = object_store(), get_settings().lake_link_endpoint_url
+    client = _s3_client(dataclasses.replace(store, endpoint_url=public) if public else store)
     return client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=LINK_SECONDS)
 
 

@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     # A folder, or an object-store prefix (s3://bucket/lake), kept as the URI it is: the store is reached as AWS's
     # own clients reach it (``object_store``).
     lake_root: Path | str | None = None
+    # The object store's address as a browser reaches it, which the UI's links to files there (a drift report) are
+    # signed for; unset, the address the platform reaches it at (AWS_ENDPOINT_URL), which may be a private one.
+    lake_link_endpoint_url: str | None = None
     landing_root: Path | None = None
     warehouse_path: Path | None = None
     dagster_home: Path | None = None

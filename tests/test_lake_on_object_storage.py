@@ -24,7 +24,7 @@ from dagster_project.defs.ml.training import FeatureColumns, ModelKind, Training
 from dagster_project.defs.scoring import scores as scoring
 from dagster_project.defs.serving.prediction_log import read_prediction_log, write_log_file
 from dagster_project.resources import WarehouseResource
-from dagster_project.settings import Settings
+from dagster_project.settings import Settings, get_settings
 from spark_jobs.contract import FEATURE_SNAPSHOT_DATE
 
 TABLE = "activity_events"
@@ -132,6 +132,15 @@ def test_scores_reports_and_the_prediction_log_on_the_object_store_match_a_local
         write_log_file(root, DAY, log_rows[1:])
         write_log_file(root, DAY, log_rows[:1])
         assert read_prediction_log(root, DAY)["request_id"].tolist() == ["r0", "r1", "r2"]
+
+    # Where the platform's address of the store is not the browser's (a private network), links are signed for the
+    # browser's: here the same server by another name.
+    monkeypatch.setenv("PLATFORM_LAKE_LINK_ENDPOINT_URL", f"http://localhost:{s3_server.port}")
+    get_settings.cache_clear()
+    public = lake.link(lake.drift_report_path(s3_lake, DAY))
+    assert public.startswith(f"http://localhost:{s3_server.port}/{s3_server.bucket}/")
+    with urllib.request.urlopen(public, timeout=10) as page:
+        assert page.read() == b"<html>drift</html>"
 
     on_s3, on_disk = stored[s3_lake], stored[str(local)]
     assert on_s3.num_rows == 30 and on_s3.equals(on_disk)

@@ -153,8 +153,11 @@ def test_published_ports_bind_to_loopback_only(services: dict[str, Any]) -> None
             assert isinstance(port, str), f"{name}: write ports as 'HOST_IP:HOST:CONTAINER' strings"
             assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond the loopback interface"
             published[name] = port
-    # The UIs people open, the prediction API, and the database for an operator's psql: nothing else is published.
-    assert set(published) == {"postgres", "mlflow", "dagster-webserver", "spark-master", "serving"}
+    # The UIs people open, the prediction API, the database for an operator's psql, and the object store for the
+    # UI's signed links to reports: nothing else is published.
+    assert set(published) == {"postgres", "mlflow", "dagster-webserver", "spark-master", "serving", "object-store"}
+    links = environment(services["user-code"])["PLATFORM_LAKE_LINK_ENDPOINT_URL"]
+    assert published["object-store"] == f"{links.removeprefix('http://')}:9000"
 
 
 def test_every_service_has_a_health_check_and_waits_for_healthy_dependencies(services: dict[str, Any]) -> None:
