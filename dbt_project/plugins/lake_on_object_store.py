@@ -18,8 +18,11 @@ class Plugin(BasePlugin):
         self.lake_root = creds.external_root
 
     def configure_connection(self, conn: DuckDBPyConnection) -> None:
-        from dagster_project.lake import duckdb_filesystem
+        from spark_jobs.object_store import is_uri  # the standard library only: no cost to a local lake
 
-        filesystem = duckdb_filesystem(getattr(self, "lake_root", ""))
-        if filesystem is not None:
-            conn.register_filesystem(filesystem)
+        lake_root = getattr(self, "lake_root", None) or ""
+        if not is_uri(lake_root):
+            return  # a local lake: DuckDB reads its own files
+        from dagster_project.lake import duckdb_filesystem  # pyarrow, boto3 and the settings: only when needed
+
+        conn.register_filesystem(duckdb_filesystem(lake_root))
