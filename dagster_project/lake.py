@@ -1,4 +1,4 @@
-"""The data lake's layout and its one write primitive: the only module that knows where a table lives.
+"""The data lake's layout, and how its files are read and written: the only module that knows where a table lives.
 
 Layout, under the lake root (``settings.lake_root``)::
 
