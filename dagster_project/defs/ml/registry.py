@@ -48,6 +48,7 @@ from dagster_project.defs.ml.training import (
 from dagster_project.lake import offline_store, write_text_atomically
 from dagster_project.resources import MlflowResource
 from spark_jobs.contract import Contract
+from spark_jobs.object_store import Location
 
 TAG_PASSED = "promotion.passed"  # "true" once a version has passed the gate: it may be rolled back to
 
@@ -497,7 +498,7 @@ def protected_versions(store: MlflowResource) -> dict[str, list[int]]:
     return {"feature_snapshots": sorted(feature_snapshots), "training_set": sorted(training_set)}
 
 
-def write_protected_versions(store: MlflowResource, lake_root: str | Path) -> str | Path:
+def write_protected_versions(store: MlflowResource, lake_root: Location) -> Location:
     """Write ``<lake_root>/offline_store/_protected_versions.json`` atomically (the maintenance job reads it)."""
     payload = json.dumps(protected_versions(store), indent=2, sort_keys=True)
     return write_text_atomically(offline_store(lake_root).protected_versions_file, payload + "\n")
