@@ -7,6 +7,7 @@ the prediction log. Each is compared with the same write to a local lake; nothin
 import datetime as dt
 import io
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from dagster_project.settings import Settings, get_settings
 from spark_jobs.contract import FEATURE_SNAPSHOT_DATE
 
 TABLE = "activity_events"
+RACE_SECONDS = 120  # the race's bound, never reached on an idle machine (about 2 s)
 DAY = START + dt.timedelta(days=70)
 
 
@@ -172,9 +174,13 @@ def test_a_day_read_while_it_is_rewritten_comes_back_whole_in_one_version(s3_lak
     writer = threading.Thread(target=rewrite, daemon=True)
     seen: list[tuple[int, float]] = []
     changed: list[str] = []
+    duckdb_reads = 0
     writer.start()
+    deadline = time.monotonic() + RACE_SECONDS
     try:
-        for _ in range(25):
+        # At least 25 reads of each reader, and on until the day was rewritten 10 times meanwhile and both versions
+        # were read (however the load on the machine paces the two threads).
+        while (duckdb_reads < 25 or len(rewrites) < 10 or len(set(seen)) < 2) and time.monotonic() < deadline:
             table = lake.read_parquet(path)
             seen.append((table.num_rows, pc.sum(table["amount"]).as_py()))
             # DuckDB asks about a file several times (a glob's listing, its size, the reads), each a request: a
@@ -183,6 +189,7 @@ def test_a_day_read_while_it_is_rewritten_comes_back_whole_in_one_version(s3_lak
             connection.register_filesystem(lake.duckdb_filesystem(s3_lake))
             try:
                 seen.append(connection.execute(f"select count(*), sum(amount) from read_parquet('{path}')").fetchone())
+                duckdb_reads += 1
             except duckdb.Error as error:
                 assert "was replaced while it was being read" in str(error) and path in str(error), error
                 changed.append(str(error))
@@ -192,4 +199,4 @@ def test_a_day_read_while_it_is_rewritten_comes_back_whole_in_one_version(s3_lak
         writer.join(timeout=60)
     assert set(seen) <= whole, set(seen) - whole  # never a footer of one version over the pages of another
     assert len(rewrites) >= 10 and len(set(seen)) == 2  # the day was rewritten while read, and both were read
-    assert len(changed) < 25, changed  # DuckDB read some versions whole too
+    assert duckdb_reads >= 25, (duckdb_reads, changed)  # DuckDB read whole versions too, not only refusals
