@@ -85,7 +85,8 @@ def run(days: int, start: dt.date | None, scenario: str | None = None, drift_day
 
     settings = get_settings()
     first = start or settings.history_start
-    instance = local_instance(settings)
+    # The story's runs are in process and quick: nobody follows them live, so their events take the fast path.
+    instance = local_instance(settings, fast_event_log=True)
     calendar = _days(first, days)
     print(f"data root: {settings.data_root}")
     print(
