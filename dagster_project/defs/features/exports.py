@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
+import duckdb
 import pyarrow as pa
 from dagster_dbt import get_asset_key_for_model
 
@@ -28,15 +29,14 @@ def _model_node(manifest: Mapping[str, Any], model: str) -> Mapping[str, Any]:
 
 
 def read_day(
-    warehouse: WarehouseResource, relation: str, day_column: str, day: dt.date, order_by: Sequence[str]
+    connection: duckdb.DuckDBPyConnection, relation: str, day_column: str, day: dt.date, order_by: Sequence[str]
 ) -> pa.Table:
     """One day of a warehouse table, in a stable order (its key), so that exporting a day twice gives the same
     file."""
     order = ", ".join(f'"{c}"' for c in order_by)
-    with warehouse.connect() as connection:
-        return connection.sql(
-            f"select * from {relation} where {day_column} = $day order by {order}", params={"day": day}
-        ).to_arrow_table()
+    return connection.sql(
+        f"select * from {relation} where {day_column} = $day order by {order}", params={"day": day}
+    ).to_arrow_table()
 
 
 def _export_asset(
@@ -76,20 +76,22 @@ def _export_asset(
         first, last = run_days(context)
         rows_by_day: dict[str, int] = {}
         day, path, columns = first, None, 0
-        while day <= last:
-            table = read_day(warehouse, spec["relation"], spec["day_column"], day, order_by)
-            if table.num_rows == 0 and not allow_empty_day:
-                raise dg.Failure(
-                    f"{spec['relation']} holds no row for {day}: materialize {upstream.to_user_string()} "
-                    "for that day first."
-                )
-            table = table.replace_schema_metadata({**(table.schema.metadata or {}), **provenance})
-            path = lake.partition_path(FEATURES, model, day)
-            write_partition_atomically(table, path)
-            faults.write_point(faults.EXPORT)
-            rows_by_day[day.isoformat()] = table.num_rows
-            columns = len(table.schema)
-            day += dt.timedelta(days=1)
+        # One connection for the range, a query per day: a range's days are never held in memory together.
+        with warehouse.connect() as connection:
+            while day <= last:
+                table = read_day(connection, spec["relation"], spec["day_column"], day, order_by)
+                if table.num_rows == 0 and not allow_empty_day:
+                    raise dg.Failure(
+                        f"{spec['relation']} holds no row for {day}: materialize {upstream.to_user_string()} "
+                        "for that day first."
+                    )
+                table = table.replace_schema_metadata({**(table.schema.metadata or {}), **provenance})
+                path = lake.partition_path(FEATURES, model, day)
+                write_partition_atomically(table, path)
+                faults.write_point(faults.EXPORT)
+                rows_by_day[day.isoformat()] = table.num_rows
+                columns = len(table.schema)
+                day += dt.timedelta(days=1)
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": sum(rows_by_day.values()),
