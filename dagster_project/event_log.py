@@ -77,9 +77,17 @@ class SqliteEventLogStorage(DagsterSqliteEventLogStorage):
             with engine.connect() as conn, conn.begin():
                 yield conn
 
-    def dispose(self) -> None:
-        super().dispose()
+    def _close_connections(self) -> None:
         with self._db_lock:
             for engine in self._engines.values():
                 engine.dispose()
             self._engines.clear()
+
+    def wipe(self) -> None:
+        # Dagster's deletes the runs' files: a connection kept open would go on writing to a deleted file.
+        self._close_connections()
+        super().wipe()
+
+    def dispose(self) -> None:
+        super().dispose()
+        self._close_connections()

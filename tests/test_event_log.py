@@ -100,3 +100,16 @@ def test_a_killed_writer_loses_no_committed_event(settings: Settings, tmp_path: 
     stock = local_instance(settings)
     records = stock.fetch_materializations(dg.AssetKey("killed"), limit=1000).records
     assert sorted(int(r.partition_key) for r in records) == list(range(40))
+
+
+def test_after_a_wipe_a_runs_new_events_land_in_its_new_file(settings: Settings) -> None:
+    """Dagster's wipe deletes the runs' files: an event logged for a run afterwards is in its new file."""
+    fast = local_instance(settings, fast_event_log=True)
+    run = fast.get_run_by_id(_run(fast).run_id)
+    assert run is not None
+    fast.event_log_storage.wipe()
+    fast.report_engine_event("after the wipe", run)
+    stock = local_instance(settings)
+    records = stock.get_records_for_run(run.run_id).records
+    messages = [r.event_log_entry.dagster_event.message for r in records if r.event_log_entry.dagster_event]
+    assert messages == ["after the wipe"]
