@@ -3,8 +3,8 @@
 Every event a run logs is one or two SQLite transactions: the run's own database file, and the index of asset
 events. Dagster's ``SqliteEventLogStorage`` builds a new SQLAlchemy engine and opens a new connection for each, and
 closing the last connection to a WAL database checkpoints it; so each event pays an engine, a checkpoint and a
-commit that waits for the disk. A story's history run logs thousands of events (a planned event and a materialization
-per asset and day, the steps' own), and they were a third of its time.
+commit that waits for the disk. A story logs thousands of events (a planned event and a materialization per asset
+and day of its history, the steps' own): a profile of a 665 s story found about 95 s in writing them.
 
 This subclass keeps one engine and one open connection per database file, used under the storage's lock as
 Dagster's are, and sets ``synchronous=NORMAL`` on it. Dagster puts these files in WAL mode, where NORMAL keeps the
