@@ -5,6 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 from dagster._core.instance.ref import InstanceRef
+from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 from dagster._serdes import ConfigurableClassData
 
 from dagster_project import event_log
@@ -42,7 +43,7 @@ def local_instance(settings: Settings | None = None, fast_event_log: bool = Fals
         config.write_text(INSTANCE_CONFIG)
     os.environ["DAGSTER_HOME"] = str(home)
     ref = InstanceRef.from_dir(str(home))
-    embedded = ref.storage_data is not None and ref.storage_data.class_name == "DagsterSqliteStorage"
+    embedded = ref.storage_data is not None and ref.storage_data.class_name == DagsterSqliteStorage.__name__
     if fast_event_log and embedded and ref.event_storage_data is not None:
         # The storages one by one (Dagster's legacy form of the same SQLite layout), the event log replaced.
         ref = ref._replace(

@@ -273,7 +273,7 @@ def delta_to_arrow(
         files = pafs.SubTreeFileSystem(path, fs)
     dataset = table.to_pyarrow_dataset(file_pruning_predicate=filters, filesystem=files)
     rows = None if filters is None else filters_to_expression(filters)
-    return pa.table(dataset.to_table(columns=columns, filter=rows))
+    return dataset.to_table(columns=columns, filter=rows)
 
 
 def write_atomically(path: Location, write: Callable[[Path], None]) -> Location:
