@@ -356,7 +356,9 @@ def test_no_secret_is_written_into_the_compose_file(compose: dict[str, Any], ser
 
 def test_dagster_instance_reads_every_connection_value_from_the_environment(services: dict[str, Any]) -> None:
     instance = yaml.safe_load(INSTANCE_FILE.read_text())
-    db = instance["storage"]["postgres"]["postgres_db"]
+    storage = instance["storage"]["custom"]
+    assert (storage["module"], storage["class"]) == ("dagster_project.pool_claims", "DagsterPostgresStorage")
+    db = storage["config"]["postgres_db"]
     for key in ("hostname", "port", "username", "password", "db_name"):
         assert set(db[key]) == {"env"}, f"deploy/dagster.yaml writes {key} in clear"
     needed = instance_env_vars(instance)
@@ -381,7 +383,7 @@ def test_dagster_instance_file_is_valid_dagster_config(tmp_path: Path, monkeypat
     for key, value in {"HOST": "db", "PORT": "5432", "USER": "u", "PASSWORD": "p", "DB": "d"}.items():
         monkeypatch.setenv(f"DAGSTER_POSTGRES_{key}", value)
     config, _ = dagster_instance_config(str(tmp_path))  # raises on any key or type Dagster does not accept
-    assert config["storage"]["postgres"]["postgres_db"]["port"] == {"env": "DAGSTER_POSTGRES_PORT"}
+    assert config["storage"]["custom"]["config"]["postgres_db"]["port"] == {"env": "DAGSTER_POSTGRES_PORT"}
 
 
 def test_one_code_location_served_by_user_code_and_loaded_by_webserver_and_daemon(services: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from dagster import DagsterEventType
 from dagster._core.storage.dagster_run import DagsterRunStatus
 from deployed_platform import DAGSTER_DB, MLFLOW_DB, DeployedPlatform
 
+from dagster_project import pool_claims
 from dagster_project.settings import get_settings
 
 
@@ -43,6 +44,8 @@ def test_the_deployed_instance_is_postgres(instance: dg.DagsterInstance) -> None
 
     assert isinstance(instance.run_storage, PostgresRunStorage)
     assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+    # Dagster's, with the pools' slots claimed one run at a time (tests/deploy/test_pool_claims.py).
+    assert type(instance.event_log_storage) is pool_claims.PostgresEventLogStorage
     assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
     assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
 

@@ -1,0 +1,77 @@
+"""The deployment's pool slots (``dagster_project.pool_claims``) on a real PostgreSQL server: many runs asking for a
+pool of one slot in the same instant, as two nights' first warehouse steps do, and exactly one of them gets it.
+
+Each run is a thread with a storage of its own (its own connections, as each run's process has): the claims
+interleave on the server as processes' do. With Dagster's own ``PostgresEventLogStorage`` in place of this one,
+several runs take the one slot in most rounds.
+"""
+
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from deployed_platform import PostgresServer
+
+from dagster_project.pool_claims import PostgresEventLogStorage
+
+POOL = "duckdb_warehouse"
+RUNS = 8
+ROUNDS = 6
+
+
+@pytest.fixture
+def database_url(postgres_server: PostgresServer) -> Iterator[str]:
+    name = f"pool_claims_{uuid.uuid4().hex[:8]}"
+    postgres_server.psql("postgres", f"create database {name}")
+    yield postgres_server.url(name, driver="postgresql+psycopg2")
+    postgres_server.psql("postgres", f"drop database {name} with (force)")
+
+
+def _claim_at_once(storages: list[PostgresEventLogStorage], run_ids: list[str]) -> list[bool]:
+    """Every run claims the pool's slot for its step at the same instant; which of them got it."""
+    start = threading.Barrier(len(storages))
+    claimed = [False] * len(storages)
+    errors: list[BaseException] = []
+
+    def claim(i: int) -> None:
+        try:
+            start.wait()
+            claimed[i] = storages[i].claim_concurrency_slot(POOL, run_ids[i], "feature_tables").is_claimed
+        except BaseException as error:  # reported below, not lost in the thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(len(storages))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    return claimed
+
+
+def test_runs_asking_for_a_pool_of_one_at_the_same_instant_get_one_slot_between_them(database_url: str) -> None:
+    storages = [PostgresEventLogStorage(database_url) for _ in range(RUNS)]
+    storages[0].set_concurrency_slots(POOL, 1)
+    try:
+        for round_ in range(ROUNDS):
+            run_ids = [f"round{round_}-run{i}" for i in range(RUNS)]
+            claimed = _claim_at_once(storages, run_ids)
+            assert sum(claimed) == 1, f"round {round_}: {sum(claimed)} runs took the pool's one slot"
+            holder = storages[0].get_concurrency_info(POOL)
+            assert holder.claimed_slots[0].run_id == run_ids[claimed.index(True)]
+            assert len(holder.pending_steps) == RUNS  # the winner's step and the seven queued behind it
+
+            # The winner's step ends: its slot goes to one queued step, which claims it on its next try.
+            winner = claimed.index(True)
+            storages[winner].free_concurrency_slot_for_step(run_ids[winner], "feature_tables")
+            retried = [s.claim_concurrency_slot(POOL, r, "feature_tables").is_claimed
+                       for i, (s, r) in enumerate(zip(storages, run_ids, strict=True)) if i != winner]  # fmt: skip
+            assert sum(retried) == 1, f"round {round_}: {sum(retried)} queued steps took the freed slot"
+
+            for storage, run_id in zip(storages, run_ids, strict=True):
+                storage.free_concurrency_slots_for_run(run_id)
+            assert storages[0].get_concurrency_info(POOL).claimed_slots == []
+    finally:
+        for storage in storages:
+            storage.dispose()
