@@ -4,22 +4,34 @@ import os
 from pathlib import Path
 
 import dagster as dg
+import yaml
 from dagster._core.instance.ref import InstanceRef
-from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
+from dagster._core.storage import sqlite_storage
+from dagster._core.storage.runs import SqliteRunStorage
+from dagster._core.storage.schedules import SqliteScheduleStorage
 from dagster._serdes import ConfigurableClassData
 
-from dagster_project import event_log
+from dagster_project import event_log, pool_claims
 from dagster_project.settings import Settings, get_settings
 
-# Telemetry off: the embedded default makes no outside connection; storage defaults to SQLite in this folder.
+# Telemetry off: the embedded default makes no outside connection.
 # Every pool admits one step at a time: `duckdb_warehouse` because DuckDB allows one writer per file,
 # `offline_store_writer` because Delta on an object store takes one writing Spark driver per table at a time,
 # `model_registry` so that two runs never move the champion alias at once. Run monitoring (in `make ui`'s daemon) fails
 # a run whose worker never started and frees the slots a finished run still holds; a worker that died mid-run is
 # found by the `fail_abandoned_runs` sensor (defs/automation/abandoned_runs.py).
+# The storage is Dagster's SQLite storage (its default, under the home) with a pool's slots claimed one run at a time
+# (pool_claims.py).
 INSTANCE_CONFIG = """\
 telemetry:
   enabled: false
+storage:
+  custom:
+    module: dagster_project.pool_claims
+    class: DagsterSqliteStorage
+    config:
+      base_dir:
+        env: DAGSTER_HOME
 concurrency:
   pools:
     default_limit: 1
@@ -43,13 +55,22 @@ def local_instance(settings: Settings | None = None, fast_event_log: bool = Fals
         config.write_text(INSTANCE_CONFIG)
     os.environ["DAGSTER_HOME"] = str(home)
     ref = InstanceRef.from_dir(str(home))
-    embedded = ref.storage_data is not None and ref.storage_data.class_name == DagsterSqliteStorage.__name__
-    if fast_event_log and embedded and ref.event_storage_data is not None:
-        # The storages one by one (Dagster's legacy form of the same SQLite layout), the event log replaced.
+    storage = ref.storage_data
+    embedded = storage is not None and (storage.module_name, storage.class_name) in {
+        (sqlite_storage.__name__, sqlite_storage.DagsterSqliteStorage.__name__),  # a home made before pool_claims
+        (pool_claims.__name__, pool_claims.DagsterSqliteStorage.__name__),
+    }
+    if fast_event_log and embedded:
+        # The storages one by one in the same SQLite layout under the home (Dagster's legacy form of it), the event
+        # log replaced.
+        def part(cls: type, folder: str) -> ConfigurableClassData:
+            return ConfigurableClassData(cls.__module__, cls.__name__, yaml.dump({"base_dir": folder}))
+
+        base = str(home)
         ref = ref._replace(
             storage_data=None,
-            event_storage_data=ConfigurableClassData(
-                event_log.__name__, event_log.SqliteEventLogStorage.__name__, ref.event_storage_data.config_yaml
-            ),
+            run_storage_data=part(SqliteRunStorage, sqlite_storage._runs_directory(base)),
+            event_storage_data=part(event_log.SqliteEventLogStorage, sqlite_storage._event_logs_directory(base)),
+            schedule_storage_data=part(SqliteScheduleStorage, sqlite_storage._schedule_directory(base)),
         )
     return dg.DagsterInstance.from_ref(ref)

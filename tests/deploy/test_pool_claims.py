@@ -1,34 +1,43 @@
-"""The deployment's pool slots (``dagster_project.pool_claims``) on a real PostgreSQL server: many runs asking for a
-pool of one slot in the same instant, as two nights' first warehouse steps do, and exactly one of them gets it.
+"""The pool slots of both storages (``dagster_project.pool_claims``): the deployment's on a real PostgreSQL server
+and the embedded default's SQLite. Many runs ask for a pool of one slot in the same instant, as two nights' first
+warehouse steps do, and exactly one of them gets it.
 
 Each run is a thread with a storage of its own (its own connections, as each run's process has): the claims
-interleave on the server as processes' do. With Dagster's own ``PostgresEventLogStorage`` in place of this one,
-several runs take the one slot in most rounds.
+interleave on the database as processes' do. With Dagster's own ``PostgresEventLogStorage`` or
+``SqliteEventLogStorage`` in place of these, several runs take the one slot in most rounds.
 """
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 from deployed_platform import PostgresServer
 
-from dagster_project.pool_claims import PostgresEventLogStorage
+from dagster_project import pool_claims
 
 POOL = "duckdb_warehouse"
 RUNS = 8
 ROUNDS = 6
 
 
-@pytest.fixture
-def database_url(postgres_server: PostgresServer) -> Iterator[str]:
+@pytest.fixture(params=["postgres", "sqlite"])
+def new_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], SqlEventLogStorage]]:
+    """A factory of storages of one instance's event log: each call is another run's (own connections)."""
+    if request.param == "sqlite":
+        yield lambda: pool_claims.SqliteEventLogStorage(str(tmp_path / "history" / "runs"))
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
     name = f"pool_claims_{uuid.uuid4().hex[:8]}"
-    postgres_server.psql("postgres", f"create database {name}")
-    yield postgres_server.url(name, driver="postgresql+psycopg2")
-    postgres_server.psql("postgres", f"drop database {name} with (force)")
+    server.psql("postgres", f"create database {name}")
+    url = server.url(name, driver="postgresql+psycopg2")
+    yield lambda: pool_claims.PostgresEventLogStorage(url)
+    server.psql("postgres", f"drop database {name} with (force)")
 
 
-def _claim_at_once(storages: list[PostgresEventLogStorage], run_ids: list[str]) -> list[bool]:
+def _claim_at_once(storages: list[SqlEventLogStorage], run_ids: list[str]) -> list[bool]:
     """Every run claims the pool's slot for its step at the same instant; which of them got it."""
     start = threading.Barrier(len(storages))
     claimed = [False] * len(storages)
@@ -50,8 +59,10 @@ def _claim_at_once(storages: list[PostgresEventLogStorage], run_ids: list[str]) 
     return claimed
 
 
-def test_runs_asking_for_a_pool_of_one_at_the_same_instant_get_one_slot_between_them(database_url: str) -> None:
-    storages = [PostgresEventLogStorage(database_url) for _ in range(RUNS)]
+def test_runs_asking_for_a_pool_of_one_at_the_same_instant_get_one_slot_between_them(
+    new_storage: Callable[[], SqlEventLogStorage],
+) -> None:
+    storages = [new_storage() for _ in range(RUNS)]
     storages[0].set_concurrency_slots(POOL, 1)
     try:
         for round_ in range(ROUNDS):
