@@ -17,6 +17,7 @@ from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 from deployed_platform import PostgresServer
 
 from dagster_project import pool_claims
+from dagster_project.settings import Settings
 
 POOL = "duckdb_warehouse"
 RUNS = 8
@@ -86,3 +87,26 @@ def test_runs_asking_for_a_pool_of_one_at_the_same_instant_get_one_slot_between_
     finally:
         for storage in storages:
             storage.dispose()
+
+
+def test_the_embedded_instance_claims_through_this_storage_and_a_home_of_the_former_file_is_brought_up_to_it(
+    settings: Settings,
+) -> None:
+    from dagster_project.instance import FORMER_INSTANCE_CONFIG, INSTANCE_CONFIG, local_instance
+
+    with local_instance(settings) as instance:  # a new home: the project's file
+        assert type(instance.event_log_storage) is pool_claims.SqliteEventLogStorage
+    with local_instance(settings, fast_event_log=True) as instance:  # the story's writer claims the same way
+        assert isinstance(instance.event_log_storage, pool_claims.SqliteEventLogStorage)
+
+    config = Path(settings.dagster_home) / "dagster.yaml"
+    config.write_text(FORMER_INSTANCE_CONFIG)  # as the project wrote it before
+    with local_instance(settings) as instance:
+        assert type(instance.event_log_storage) is pool_claims.SqliteEventLogStorage
+    assert config.read_text() == INSTANCE_CONFIG
+
+    edited = FORMER_INSTANCE_CONFIG + "retention:\n  schedule:\n    purge_after_days: 30\n"  # a team's own edit
+    config.write_text(edited)
+    with local_instance(settings) as instance:
+        assert not isinstance(instance.event_log_storage, pool_claims.SqliteEventLogStorage)
+    assert config.read_text() == edited
