@@ -5,6 +5,9 @@ warehouse steps do, and exactly one of them gets it.
 Each run is a thread with a storage of its own (its own connections, as each run's process has): the claims
 interleave on the database as processes' do. With Dagster's own ``PostgresEventLogStorage`` or
 ``SqliteEventLogStorage`` in place of these, several runs take the one slot in most rounds.
+
+The embedded instance (``instance.local_instance``) claims through the SQLite one, and a home holding the file the
+project wrote before is brought up to it; a file a team edited is left as it is.
 """
 
 import threading
