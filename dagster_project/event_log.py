@@ -47,10 +47,6 @@ class SqliteEventLogStorage(pool_claims.SqliteEventLogStorage):
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         super().__init__(base_dir, inst_data=inst_data)
 
-    @classmethod
-    def from_config_value(cls, inst_data: Any, config_value: Any) -> "SqliteEventLogStorage":  # type: ignore[override]
-        return cls(inst_data=inst_data, **config_value)
-
     def _engine(self, shard: str) -> Engine:
         engine = self._engines.get(shard)
         if engine is None:
