@@ -360,12 +360,33 @@ class SparkResource(dg.ConfigurableResource):
     driver_memory: str
     jars_cache: str
     driver_java_options: str = ""
+    # The lake the runs read and write: with it, a run starts the session as it begins (see setup_for_execution).
+    lake_root: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "SparkResource":
         return cls(master=settings.spark_master, driver_memory=settings.spark_driver_memory,
-                   jars_cache=str(settings.jars_cache),
-                   driver_java_options=settings.spark_driver_java_options)  # fmt: skip
+                   jars_cache=str(settings.jars_cache), driver_java_options=settings.spark_driver_java_options,
+                   lake_root=str(settings.lake_root))  # fmt: skip
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """A run that needs Spark starts the session at once, on a thread, and warms it on the offline store's
+        tables: a run executed in one process (the story, ``cli run``) reaches its first Spark step only after the
+        raw tables and dbt, and then finds the JVM ready. A step process of its own asks for the session at once
+        and waits for the same start (``spark_jobs.session.start_in_background``)."""
+        if not self.lake_root:
+            return
+        from spark_jobs.session import start_in_background
+
+        the_lake = LakeResource(root=self.lake_root)
+        store, paths = the_lake.object_store, lake.offline_store(the_lake.location)
+
+        def warm_up(session: "SparkSession") -> None:
+            from spark_jobs.tables import warm_up as warm_up_tables
+
+            warm_up_tables(session, [paths.feature_snapshots])
+
+        start_in_background(lambda: self.get_session(store), warm_up)
 
     def get_session(self, object_store: ObjectStore | None = None) -> "SparkSession":
         """The process's session; ``object_store``: the lake's, when it is on one (``LakeResource.object_store``),

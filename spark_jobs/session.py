@@ -340,6 +340,7 @@ def build_session(
 
 _lock = threading.Lock()
 _session: SparkSession | None = None
+_starting = False  # a thread of start_in_background is starting the session and warming it
 
 
 def get_spark(
@@ -366,6 +367,39 @@ def get_spark(
             _session = build_session(master, driver_memory, jars_cache, extra_conf=extra_conf,
                                      driver_java_options=driver_java_options, object_store=object_store)  # fmt: skip
         return _session
+
+
+def start_in_background(start: Callable[[], SparkSession], warm_up: Callable[[SparkSession], None]) -> bool:
+    """Start this process's session on a thread of its own, then ``warm_up`` it, unless a session is already up
+    or being started. Returns whether a thread was started.
+
+    A run executed in one process (the main command's story, ``cli run``, a night of ``bench/nightly.py``) reaches
+    its first Spark step only after the raw tables and dbt; a JVM started and warmed meanwhile is ready by then.
+    ``start`` must be a ``get_spark`` call naming the session's settings: a step that asks for the session while
+    the thread builds it waits on the same lock, so there is still one session. A failure here is only logged: the
+    step's own call then raises it.
+    """
+    global _starting
+    if not _lock.acquire(blocking=False):
+        return False  # a session is being built right now
+    try:
+        if _starting or (_session is not None and not _is_stopped(_session)):
+            return False
+        _starting = True
+    finally:
+        _lock.release()
+
+    def run() -> None:
+        global _starting
+        try:
+            warm_up(start())
+        except Exception:  # noqa: BLE001 - the step that needs the session raises it
+            log.warning("starting the Spark session in the background failed", exc_info=True)
+        finally:
+            _starting = False
+
+    threading.Thread(target=run, name="spark-session-start", daemon=True).start()
+    return True
 
 
 def _is_stopped(session: SparkSession) -> bool:

@@ -51,6 +51,14 @@ def is_delta_table(spark: SparkSession, path: str | Path) -> bool:
         return False
 
 
+def warm_up(spark: SparkSession, paths: list[str | Path]) -> None:
+    """Read the history and a row of each table that exists: what a JVM's first job over a table pays for once
+    (Delta's and Parquet's classes loaded and compiled, the table's log replayed and cached)."""
+    for path in paths:
+        if is_delta_table(spark, path):
+            spark.read.format("delta").load(str(path)).limit(1).collect()
+
+
 def history(spark: SparkSession, path: str | Path, limit: int | None = None) -> list[Commit]:
     """The table's commits, newest first."""
     query = f"DESCRIBE HISTORY {sql_path(path)}" + (f" LIMIT {int(limit)}" if limit else "")

@@ -97,3 +97,61 @@ def test_the_jobs_command_line_takes_the_cache_as_a_flag_and_the_platform_one_ta
     finally:
         get_settings.cache_clear()
     assert f"1 Delta jars cached in {jars.folder}" in capsys.readouterr().out
+
+
+# Run in a process of its own: the suite's processes already hold their session, and this is about the first one.
+BACKGROUND_START = """
+import json, sys, threading
+import dagster as dg
+from dagster_project.resources import SparkResource
+from spark_jobs import session
+
+jars_cache, lake_root, java_options = sys.argv[1:4]
+resource = SparkResource(master="local[1]", driver_memory="1g", jars_cache=jars_cache, lake_root=lake_root,
+                         driver_java_options=java_options)
+none_before = session._session is None
+resource.setup_for_execution(dg.build_init_resource_context())  # what every run that needs Spark does first
+starter = next(t for t in threading.enumerate() if t.name == "spark-session-start")
+# A second run of the same process while the first start is under way starts nothing.
+second = session.start_in_background(lambda: 1 / 0, lambda spark: None)
+starter.join(180)
+live = session._session
+print(json.dumps({
+    "none_before": none_before,
+    "second": second,
+    "finished": not starter.is_alive(),
+    "one_session": live is not None and resource.get_session() is live,
+    "warm_up_jobs": len(live.sparkContext.statusTracker().getJobIdsForGroup()),
+    "after_start": session.start_in_background(lambda: 1 / 0, lambda spark: None),
+}))
+"""
+
+
+@pytest.mark.spark
+def test_a_run_starts_the_session_on_a_thread_and_warms_it_on_the_offline_store(tmp_path: Path):
+    """The run's resource starts the one session as the run begins, without waiting for it, and reads the offline
+    store's snapshot table once: the first Spark step (after the raw tables and dbt) finds it ready."""
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from dagster_project import lake
+
+    lake_root = tmp_path / "lake"
+    snapshots = lake.offline_store(lake_root).feature_snapshots
+    write_deltalake(str(snapshots), pa.table({"customer_id": ["c1", "c2"], "f0": [1.0, 2.0]}))
+    settings = Settings()
+    done = subprocess.run(
+        [sys.executable, "-c", BACKGROUND_START, str(settings.jars_cache), str(lake_root),
+         settings.spark_driver_java_options],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["none_before"] and figures["finished"] and figures["one_session"]
+    assert figures["second"] is False and figures["after_start"] is False  # one start, one session
+    assert figures["warm_up_jobs"] >= 1  # the warm-up read the table (a table-less lake runs no job)
