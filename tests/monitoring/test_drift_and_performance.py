@@ -166,6 +166,9 @@ def test_the_report_draws_the_prediction_the_drifted_and_the_key_features(tmp_pa
         assert f"Drift in column '{feature}'" in text
     quiet = sorted(set(FEATURES) - SHIFTED - {calm_key})
     assert quiet and all(f"Drift in column '{feature}'" not in text for feature in quiet)
+    # Each card plots the distributions, not the day's values against their row index (which orders nothing).
+    assert text.count('"title": "DATA DISTRIBUTION"') == len(drifts.report_columns(result))
+    assert '"title": "DATA DRIFT"' not in text
 
 
 def test_drift_refuses_inputs_without_the_columns() -> None:
