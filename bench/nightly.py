@@ -13,9 +13,9 @@ Steps already done under ``--data-root`` are kept; ``--reuse`` skips the setup a
 Timed: the measured night runs in a fresh process, as a scheduled run would: Python start and imports, the
 definitions, then the run the nightly schedule requests for that day, through the whole graph (raw, features,
 snapshot, scores, drift report, performance). The run starts the Spark session as it begins, on a thread, while
-the raw tables and dbt run (``--spark-before-run``: first, apart, as the project did before). The parent samples the memory of the whole process
-tree (Python and the Spark JVM) every 100 ms. Targets: the night under 3 minutes and 4 GB on 2 cores, Dagster
-and Spark start-up under 20% of it, the drift report for 100,000 rows under 15 s.
+the raw tables and dbt run (``--spark-before-run``: first, apart, as the project did before). The parent samples
+the memory of the whole process tree (Python and the Spark JVM) every 100 ms. Targets: the night under 3 minutes
+and 4 GB on 2 cores, Dagster and Spark start-up under 20% of it, the drift report for 100,000 rows under 15 s.
 
 ``--spark-connect``: the night twice, with ``PLATFORM_SPARK_MASTER`` pointing at a Spark Connect server started
 here (local[2], 2 GB): the first night finds the server's JVM cold, the second warm, as a long-lived server of a

@@ -393,7 +393,7 @@ def start_in_background(start: Callable[[], SparkSession], warm_up: Callable[[Sp
         global _starting
         try:
             warm_up(start())
-        except Exception:  # noqa: BLE001 - the step that needs the session raises it
+        except Exception:  # reported here; the step that needs the session raises it itself
             log.warning("starting the Spark session in the background failed", exc_info=True)
         finally:
             _starting = False

@@ -143,9 +143,9 @@ def test_a_run_starts_the_session_on_a_thread_and_warms_it_on_the_offline_store(
     snapshots = lake.offline_store(lake_root).feature_snapshots
     write_deltalake(str(snapshots), pa.table({"customer_id": ["c1", "c2"], "f0": [1.0, 2.0]}))
     settings = Settings()
+    arguments = [str(settings.jars_cache), str(lake_root), settings.spark_driver_java_options]
     done = subprocess.run(
-        [sys.executable, "-c", BACKGROUND_START, str(settings.jars_cache), str(lake_root),
-         settings.spark_driver_java_options],  # fmt: skip
+        [sys.executable, "-c", BACKGROUND_START, *arguments],
         capture_output=True,
         text=True,
         timeout=300,

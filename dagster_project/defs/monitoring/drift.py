@@ -7,10 +7,10 @@ training run logged to MLflow.
 Every column's score and verdict come from the statistical test that Evidently's ``ValueDrift`` metric runs
 (``evidently.legacy.calculations.stattests``), on the same cleaned columns (infinities and missing values left
 out), so the figures are Evidently's own. The HTML report (``save_report``) then holds a ``ValueDrift`` card, with
-its distribution plot (``_distribution_drift``), for the prediction, every drifted feature and the model's key features, under a table of
-every feature's score. Why not a ``ValueDrift`` per feature: each renders its plotly figures as it computes, and
-sixty of them took 2.4 to 2.8 s a night, most of the main command's story; the ``DataDriftPreset`` before them
-took 4.5 s, as it computed every column's drift three times.
+its distribution plot (``_distribution_drift``), for the prediction, every drifted feature and the model's key
+features, under a table of every feature's score. Why not a ``ValueDrift`` per feature: each renders its plotly
+figures as it computes, and sixty of them took 2.4 to 2.8 s a night, most of the main command's story; the
+``DataDriftPreset`` before them took 4.5 s, as it computed every column's drift three times.
 
 Methods are fixed rather than left to Evidently's size-dependent default (which switches from p-value tests to
 distances at 1,000 rows): a normed Wasserstein distance for numbers, a Jensen-Shannon distance for categories,
