@@ -352,8 +352,8 @@ class DbtResource(DbtCliResource):
 
 
 class SparkResource(dg.ConfigurableResource):
-    """Spark with Delta Lake (``spark_jobs.session``): one session per process, started on first use and shared
-    by every asset of the run. ``master`` is ``local[*]``, ``spark://``, ``k8s://`` or ``sc://`` (Spark Connect).
+    """Spark with Delta Lake (``spark_jobs.session``): one session per process, started as a run that needs it
+    begins (``setup_for_execution``) and shared by every asset of the run. ``master`` is ``local[*]``, ``spark://``, ``k8s://`` or ``sc://`` (Spark Connect).
     ``spark_jobs`` reads no settings: this resource is where the settings' values are handed to it."""
 
     master: str
