@@ -353,8 +353,9 @@ class DbtResource(DbtCliResource):
 
 class SparkResource(dg.ConfigurableResource):
     """Spark with Delta Lake (``spark_jobs.session``): one session per process, started as a run that needs it
-    begins (``setup_for_execution``) and shared by every asset of the run. ``master`` is ``local[*]``, ``spark://``, ``k8s://`` or ``sc://`` (Spark Connect).
-    ``spark_jobs`` reads no settings: this resource is where the settings' values are handed to it."""
+    begins (``setup_for_execution``) and shared by every asset of the run. ``master`` is ``local[*]``,
+    ``spark://``, ``k8s://`` or ``sc://`` (Spark Connect). ``spark_jobs`` reads no settings: this resource is where
+    the settings' values are handed to it."""
 
     master: str
     driver_memory: str
