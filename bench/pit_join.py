@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from dagster_project.lake import offline_store, partition_path, table_dir
 from dagster_project.settings import get_settings
-from spark_jobs import training_set
+from spark_jobs import point_in_time, training_set
 from spark_jobs.contract import NUMERIC, Contract, Feature
 
 START = dt.date(2025, 1, 1)
@@ -227,9 +227,9 @@ def main() -> int:
             from pyspark.sql import functions as F
 
             def naive() -> None:
-                lab = training_set.prepare_labels(training_set.read_labels(spark, labels_dir), contract)
+                lab = point_in_time.prepare_labels(training_set.read_labels(spark, labels_dir), contract)
                 lab = lab.withColumn("_id", F.monotonically_increasing_id()).withColumn(
-                    "_cutoff", training_set.snapshot_cutoff(F.col("prediction_time"))
+                    "_cutoff", point_in_time.snapshot_cutoff(F.col("prediction_time"))
                 )
                 snaps = (
                     spark.read.format("delta").load(str(paths.feature_snapshots)).withColumnRenamed("customer_id", "_c")

@@ -1,33 +1,9 @@
 """Point-in-time-correct training sets: every label row joined to the features that were known when it was made.
 
-When is a snapshot known?
--------------------------
-A label row carries its prediction time (the contract's ``prediction_time`` column), the moment the prediction
-would have been made (any timestamp, not only a day boundary). The snapshot of day ``D`` describes the entity as of
-the *end* of ``D``: it is complete
-at ``D + 1 day, 00:00:00``, and only from then on may a prediction use it. So a row may use snapshot ``D`` iff::
-
-    D + 1 day (at 00:00:00) <= prediction_time   <=>   D <= date(prediction_time) - 1 day
-
-for every timestamp, midnight included: a prediction at ``2025-03-02 00:00:00`` may use the snapshot of
-``2025-03-01`` (complete at that very instant); one at ``2025-03-01 23:59:59.999999`` may only use ``2025-02-28``
-or earlier. The row gets the *latest* snapshot on or before that cutoff date, never a later one. Timestamps are
-zone-less UTC wall-clock times, like everywhere in the lake (the session's time zone is UTC).
-
-How the join is done (fast, and still exact)
---------------------------------------------
-An as-of join written as a window over every (label, earlier snapshot) pair is quadratic in the history; this
-one is not. Snapshots are daily, so each label's *candidate* snapshot date is plain arithmetic (the cutoff
-above), and almost every label finds its snapshot by an equi-join on ``(entity, cutoff)``. Only the labels
-whose candidate snapshot is missing (a late-arriving or skipped day, a customer who signed up after the cutoff)
-fall back to an as-of search, ``max(snapshot day) <= cutoff``, over those few entities. Both searches read
-only the two key columns; the feature columns are then read once, by an equi-join on the resolved
-``(entity, feature_snapshot_date)``. Label-sized sides are broadcast, so the snapshot history is never
-shuffled.
-
-Labels with no snapshot at or before their cutoff (or none young enough, with ``max_snapshot_age_days``) cannot
-be trained on; they are left out of the table but counted and sampled in the result, the commit metadata and
-the Dagster asset's metadata, never dropped silently.
+Which snapshot a label may use (the latest one complete at its prediction time), and how the join finds it in
+two scans of the history, is ``spark_jobs.point_in_time``. Labels with no usable snapshot are left out of the
+table but counted and sampled in the result, the commit metadata and the Dagster asset's metadata, never dropped
+silently.
 
 Reproducibility
 ---------------
@@ -57,40 +33,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs import tables
-from spark_jobs.contract import (
-    DBT_MODEL_CHECKSUM,
-    DBT_MODEL_CHECKSUMS,
-    FEATURE_SNAPSHOT_DATE,
-    LABEL_SNAPSHOT_DATE,
-    Contract,
-)
-from spark_jobs.feature_snapshots import commit_days, feature_columns
+from spark_jobs.contract import DBT_MODEL_CHECKSUM, DBT_MODEL_CHECKSUMS, FEATURE_SNAPSHOT_DATE, Contract
+from spark_jobs.feature_snapshots import commit_days
 from spark_jobs.object_store import is_uri, location_argument
 from spark_jobs.paths import OfflineStorePaths
+from spark_jobs.point_in_time import PitJoin, PitStats, point_in_time_join, prepare_labels, snapshot_cutoff
 from spark_jobs.session import add_session_arguments, object_store_from_arguments, session_from_arguments
 
 JOB = "training_set"
-CUTOFF = "_cutoff"  # the latest snapshot date a label may use
 PARTITION = "date"  # the lake's partition folder of the label files
-# Up to this many label rows, the label side of each join is broadcast and the snapshot history streams past it
-# without a shuffle. Beyond it Spark plans ordinary shuffle joins (still correct, just not the fast path).
-BROADCAST_LABEL_LIMIT = 2_000_000
-SAMPLE_SIZE = 10
-
-
-def snapshot_cutoff(prediction_time: Column) -> Column:
-    """The latest snapshot date a prediction made at ``prediction_time`` may use: ``date(prediction_time) - 1``."""
-    return F.date_sub(F.to_date(prediction_time), 1)
-
-
-def latest_usable_snapshot_date(prediction_time: dt.datetime) -> dt.date:
-    """The same rule in plain Python (the documentation and the tests' oracle)."""
-    return prediction_time.date() - dt.timedelta(days=1)
 
 
 def _row_hash_sum(columns: list[str]) -> Column:
@@ -111,178 +66,6 @@ def content_fingerprint(frame: DataFrame) -> str:
 
 class LabelsChangedError(RuntimeError):
     """The label partitions a training set was built from no longer hold the same rows."""
-
-
-@dataclass(frozen=True)
-class PitStats:
-    """How every label row fared in the point-in-time join."""
-
-    labels: int
-    exact: int  # joined to the snapshot of its cutoff day
-    earlier: int  # that day's snapshot is missing: joined to the latest earlier one
-    without_snapshot: int  # no usable snapshot at or before the cutoff: left out, reported
-    max_snapshot_age_days: int | None  # the oldest snapshot used, in days before its cutoff
-    without_snapshot_sample: list[dict[str, str]] = field(default_factory=list)
-
-    @property
-    def rows(self) -> int:
-        return self.exact + self.earlier
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "labels": self.labels,
-            "rows": self.rows,
-            "labels_exact_snapshot": self.exact,
-            "labels_earlier_snapshot": self.earlier,
-            "labels_without_snapshot": self.without_snapshot,
-            "max_snapshot_age_days": self.max_snapshot_age_days,
-        }
-
-
-@dataclass
-class PitJoin:
-    """The joined rows (lazy), their statistics, and the label-sized frames cached to compute them."""
-
-    frame: DataFrame
-    stats: PitStats
-    feature_columns: list[str]
-    cached: list[DataFrame] = field(default_factory=list, repr=False)
-
-    def release(self) -> None:
-        for frame in self.cached:
-            frame.unpersist()
-        self.cached.clear()
-
-
-def prepare_labels(labels: DataFrame, contract: Contract) -> DataFrame:
-    """The label contract's columns, typed: zone-less prediction times, integer labels."""
-    missing = [c for c in contract.label_input_columns if c not in labels.columns]
-    if missing:
-        raise ValueError(f"the labels lack the columns {missing} (have {labels.columns})")
-    return labels.select(
-        *contract.entity,
-        # A zoned timestamp becomes its UTC wall-clock time (the session's zone is UTC).
-        F.col(contract.prediction_time).cast("timestamp_ntz").alias(contract.prediction_time),
-        F.col(contract.label_as_of).cast("date").alias(LABEL_SNAPSHOT_DATE),
-        F.col(contract.label).cast("int").alias(contract.label),
-    )
-
-
-def point_in_time_join(
-    labels: DataFrame,
-    snapshots: DataFrame,
-    contract: Contract,
-    max_snapshot_age_days: int | None = None,
-    broadcast_label_limit: int = BROADCAST_LABEL_LIMIT,
-) -> PitJoin:
-    """Join each label row to the latest snapshot complete at its prediction time (see the module docstring).
-
-    ``labels``: the entity, prediction time, ``label_snapshot_date`` and label (``prepare_labels``);
-    ``snapshots``: the entity, the day column and the feature columns, one row per entity and day.
-    ``max_snapshot_age_days``: if set, a snapshot older than this many days before the cutoff counts as none.
-    Call ``release()`` on the result once its frame has been written.
-    """
-    key_columns = list(contract.training_set_keys)
-    entity, day, when = list(contract.entity), contract.as_of, contract.prediction_time
-    features = feature_columns(snapshots.schema, contract.snapshot_keys)
-    clash = sorted(set(features) & {*key_columns, CUTOFF})
-    if clash:
-        raise ValueError(f"feature columns {clash} collide with the training set's key columns")
-    labels = labels.withColumn(CUTOFF, snapshot_cutoff(F.col(when))).persist(StorageLevel.MEMORY_AND_DISK)
-    cached = [labels]
-    no_id = F.greatest(*[F.col(c).isNull() for c in entity]) if len(entity) > 1 else F.col(entity[0]).isNull()
-    bounds = labels.agg(
-        F.count(F.lit(1)).alias("n"),
-        F.sum(F.col(when).isNull().cast("int")).alias("no_time"),
-        F.sum(no_id.cast("int")).alias("no_id"),
-        F.min(CUTOFF).alias("first"),
-        F.max(CUTOFF).alias("last"),
-    ).first()
-    assert bounds is not None
-    if not bounds["n"]:
-        labels.unpersist()
-        raise ValueError("no label rows: nothing to build a training set from")
-    if bounds["no_time"] or bounds["no_id"]:
-        labels.unpersist()
-        raise ValueError(f"{bounds['no_time']} label rows lack {when}, {bounds['no_id']} lack {'/'.join(entity)}")
-    small = int(bounds["n"]) <= broadcast_label_limit
-
-    def label_sized(frame: DataFrame) -> DataFrame:
-        return F.broadcast(frame) if small else frame
-
-    # No label may use a snapshot after the latest cutoff: those partitions are never read.
-    history = snapshots.where(F.col(day) <= F.lit(bounds["last"]))
-    if max_snapshot_age_days is not None:
-        oldest = bounds["first"] - dt.timedelta(days=max_snapshot_age_days)
-        history = history.where(F.col(day) >= F.lit(oldest))
-    available = history.select(*entity, F.col(day).alias(CUTOFF))  # key columns: a narrow scan
-    keys = labels.select(*entity, CUTOFF).distinct()
-    # 1. The common case, an equi-join: the snapshot of the cutoff day itself exists.
-    exact = (
-        available.join(label_sized(keys), [*entity, CUTOFF], "left_semi")
-        .withColumn(FEATURE_SNAPSHOT_DATE, F.col(CUTOFF))
-        .persist(StorageLevel.MEMORY_AND_DISK)
-    )
-    missing = keys.join(exact.select(*entity, CUTOFF), [*entity, CUTOFF], "left_anti").persist(
-        StorageLevel.MEMORY_AND_DISK
-    )
-    cached += [exact, missing]
-    resolved = exact
-    if missing.count():
-        # 2. The few labels whose cutoff day is missing (a late or skipped day, a customer who signed up after the
-        #    cutoff): an as-of search, the latest snapshot before the cutoff, over their entities only.
-        date, cutoff = F.col(day), F.col(CUTOFF)
-        candidates = history.select(*entity, day).join(label_sized(missing), entity).where(date < cutoff)
-        if max_snapshot_age_days is not None:
-            candidates = candidates.where(date >= F.date_sub(cutoff, max_snapshot_age_days))
-        earlier = candidates.groupBy(*entity, CUTOFF).agg(F.max(day).alias(FEATURE_SNAPSHOT_DATE))
-        resolved = exact.unionByName(earlier)
-
-    labelled = labels.join(resolved, [*entity, CUTOFF], "left").persist(StorageLevel.MEMORY_AND_DISK)
-    cached.append(labelled)
-    fsd, cutoff = F.col(FEATURE_SNAPSHOT_DATE), F.col(CUTOFF)
-    counts = labelled.agg(
-        F.count(F.lit(1)).alias("labels"),
-        F.sum((fsd == cutoff).cast("int")).alias("exact"),
-        F.sum((fsd < cutoff).cast("int")).alias("earlier"),
-        F.sum(fsd.isNull().cast("int")).alias("without"),
-        F.max(F.datediff(cutoff, fsd)).alias("max_age"),
-        F.min(fsd).alias("first_used"),
-    ).first()
-    assert counts is not None
-    sample = (
-        labelled.where(fsd.isNull())
-        .orderBy(when, *entity)
-        .select(*entity, when, LABEL_SNAPSHOT_DATE, CUTOFF)
-        .limit(SAMPLE_SIZE)
-        .collect()
-        if counts["without"]
-        else []
-    )
-    stats = PitStats(
-        labels=int(counts["labels"]),
-        exact=int(counts["exact"] or 0),
-        earlier=int(counts["earlier"] or 0),
-        without_snapshot=int(counts["without"] or 0),
-        max_snapshot_age_days=None if counts["max_age"] is None else int(counts["max_age"]),
-        without_snapshot_sample=[
-            {
-                **{c: str(r[c]) for c in entity},
-                when: r[when].isoformat(),
-                LABEL_SNAPSHOT_DATE: str(r[LABEL_SNAPSHOT_DATE]),
-                "latest_usable_snapshot_date": str(r[CUTOFF]),
-            }
-            for r in sample
-        ],
-    )
-    # 3. The features, read once: an equi-join of the snapshot history on the resolved (entity, day).
-    usable = labelled.where(fsd.isNotNull()).drop(CUTOFF)
-    if counts["first_used"] is not None:
-        history = history.where(F.col(day) >= F.lit(counts["first_used"]))
-    rows = history.withColumnRenamed(day, FEATURE_SNAPSHOT_DATE).join(
-        label_sized(usable), [*entity, FEATURE_SNAPSHOT_DATE], "inner"
-    )
-    return PitJoin(frame=rows.select(*key_columns, *features), stats=stats, feature_columns=features, cached=cached)
 
 
 # --- reading the inputs ------------------------------------------------------------------------------------------

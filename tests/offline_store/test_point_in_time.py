@@ -2,14 +2,23 @@
 
 import datetime as dt
 import random
+from collections.abc import Callable
+from typing import Any
 
 import pyarrow as pa
 import pytest
 from offline_lake import CONTRACT, feature_table, label_table
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
-from spark_jobs.training_set import latest_usable_snapshot_date, point_in_time_join, prepare_labels, snapshot_cutoff
+from spark_jobs.point_in_time import (
+    BROADCAST_LABEL_LIMIT,
+    PitStats,
+    latest_usable_snapshot_date,
+    point_in_time_join,
+    prepare_labels,
+    snapshot_cutoff,
+)
 
 pytestmark = pytest.mark.spark
 
@@ -31,11 +40,22 @@ def labels_frame(spark: SparkSession, rows: list[tuple[str, dt.datetime]]) -> Da
     return prepare_labels(spark.createDataFrame(table.to_pandas()), CONTRACT)
 
 
-def joined(spark: SparkSession, snapshots: dict[str, list[dt.date]], labels: list[tuple[str, dt.datetime]], **kw):
-    join = point_in_time_join(labels_frame(spark, labels), snapshots_frame(spark, snapshots), CONTRACT, **kw)
-    rows = {(r["customer_id"], r["prediction_time"]): r for r in join.frame.collect()}
-    join.release()
-    return rows, join.stats
+Joined = Callable[..., tuple[dict[tuple[str, dt.datetime], Row], PitStats]]
+
+
+@pytest.fixture(params=["labels_here", "labels_in_spark"])
+def joined(request: pytest.FixtureRequest, spark: SparkSession) -> Joined:
+    """The join, either way: label-sized steps in this process (few labels), or all of it in Spark (many)."""
+    limit = BROADCAST_LABEL_LIMIT if request.param == "labels_here" else 0
+
+    def join_them(snapshots: dict[str, list[dt.date]], labels: list[tuple[str, dt.datetime]], **kw: Any):
+        labels_df, snapshots_df = labels_frame(spark, labels), snapshots_frame(spark, snapshots)
+        join = point_in_time_join(labels_df, snapshots_df, CONTRACT, broadcast_label_limit=limit, **kw)
+        rows = {(r["customer_id"], r["prediction_time"]): r for r in join.frame.collect()}
+        join.release()
+        return rows, join.stats
+
+    return join_them
 
 
 @pytest.mark.parametrize(
@@ -56,7 +76,7 @@ def test_cutoff_rule_in_python_and_spark_agree(spark: SparkSession, prediction_t
     assert frame.select(snapshot_cutoff(F.col("t")).alias("c")).first()["c"] == expected
 
 
-def test_a_label_uses_the_snapshot_completed_by_its_prediction_time_never_a_later_one(spark: SparkSession):
+def test_a_label_uses_the_snapshot_completed_by_its_prediction_time_never_a_later_one(joined: Joined):
     # c1 has a snapshot every day around the cutoff, so an off-by-one either way picks a different day.
     snaps = {"c-1": [day(-2), day(-1), day(0), day(1), day(2)]}
     labels = [
@@ -66,7 +86,7 @@ def test_a_label_uses_the_snapshot_completed_by_its_prediction_time_never_a_late
         ("c-1", T(2025, 3, 2, 13, 30, 0)),  # 1 March; the 2 March snapshot is still being made
         ("c-1", T(2025, 3, 3, 0, 0, 0)),  # 2 March
     ]
-    rows, stats = joined(spark, snaps, labels)
+    rows, stats = joined(snaps, labels)
     expected = [day(0), day(-1), day(-1), day(0), day(1)]
     for (customer, time), want in zip(labels, expected, strict=True):
         row = rows[(customer, time)]
@@ -76,11 +96,11 @@ def test_a_label_uses_the_snapshot_completed_by_its_prediction_time_never_a_late
     assert (stats.labels, stats.exact, stats.earlier, stats.without_snapshot) == (5, 5, 0, 0)
 
 
-def test_a_missing_or_late_snapshot_falls_back_to_the_latest_earlier_one(spark: SparkSession):
+def test_a_missing_or_late_snapshot_falls_back_to_the_latest_earlier_one(joined: Joined):
     # c2's snapshot of 1 March has not arrived; 2 March's has. A nearest-day join would take 2 March (the future).
     snaps = {"c-2": [day(-3), day(-1), day(1)]}
     labels = [("c-2", T(2025, 3, 2, 6, 0, 0)), ("c-2", T(2025, 2, 28, 6, 0, 0)), ("c-2", T(2025, 3, 3, 0, 0, 0))]
-    rows, stats = joined(spark, snaps, labels)
+    rows, stats = joined(snaps, labels)
     assert rows[labels[0]]["feature_snapshot_date"] == day(-1)
     assert rows[labels[0]]["day_marker"] == day(-1).toordinal()
     assert rows[labels[1]]["feature_snapshot_date"] == day(-3)  # 26 Feb: its cutoff, 27 Feb, is missing
@@ -88,34 +108,35 @@ def test_a_missing_or_late_snapshot_falls_back_to_the_latest_earlier_one(spark: 
     assert (stats.exact, stats.earlier, stats.max_snapshot_age_days) == (1, 2, 1)
 
 
-def test_a_customer_without_a_snapshot_before_the_cutoff_is_reported_not_silently_dropped(spark: SparkSession):
+def test_a_customer_without_a_snapshot_before_the_cutoff_is_reported_not_silently_dropped(joined: Joined):
     # c3 signed up on 1 March: its first snapshot is the cutoff day's *successor* for this label.
     snaps = {"c-3": [day(0), day(1)], "c-4": [day(-1)]}
     labels = [("c-3", T(2025, 3, 1, 18, 0, 0)), ("c-4", T(2025, 3, 1, 18, 0, 0)), ("c-5", T(2025, 3, 2, 0, 0, 0))]
-    rows, stats = joined(spark, snaps, labels)
+    rows, stats = joined(snaps, labels)
     assert set(rows) == {labels[1]}  # c-4 only; c-5 has no snapshot at all
     assert stats.without_snapshot == 2 and stats.labels == 3 and stats.rows == 1
     assert [s["customer_id"] for s in stats.without_snapshot_sample] == ["c-3", "c-5"]
     assert stats.without_snapshot_sample[0]["latest_usable_snapshot_date"] == "2025-02-28"
 
 
-def test_max_snapshot_age_treats_a_stale_snapshot_as_none(spark: SparkSession):
+def test_max_snapshot_age_treats_a_stale_snapshot_as_none(joined: Joined):
     snaps = {"c-6": [day(-10)], "c-7": [day(-3)]}
     labels = [("c-6", T(2025, 3, 2, 0, 0, 0)), ("c-7", T(2025, 3, 2, 0, 0, 0))]
-    rows, stats = joined(spark, snaps, labels)
+    rows, stats = joined(snaps, labels)
     assert rows[labels[0]]["feature_snapshot_date"] == day(-10) and stats.max_snapshot_age_days == 10
-    rows, stats = joined(spark, snaps, labels, max_snapshot_age_days=7)
+    rows, stats = joined(snaps, labels, max_snapshot_age_days=7)
     assert set(rows) == {labels[1]} and stats.without_snapshot == 1
 
 
-def test_labels_sharing_a_customer_and_cutoff_each_get_a_row(spark: SparkSession):
+def test_labels_sharing_a_customer_and_cutoff_each_get_a_row(joined: Joined):
     snaps = {"c-8": [day(-1), day(0)]}
     labels = [("c-8", T(2025, 3, 2, 1, 0, 0)), ("c-8", T(2025, 3, 2, 23, 0, 0))]
-    rows, stats = joined(spark, snaps, labels)
+    rows, stats = joined(snaps, labels)
     assert {r["feature_snapshot_date"] for r in rows.values()} == {day(0)} and stats.rows == 2
 
 
-def test_random_histories_match_a_brute_force_oracle(spark: SparkSession):
+@pytest.mark.parametrize("max_age", [None, 2])
+def test_random_histories_match_a_brute_force_oracle(joined: Joined, max_age: int | None):
     """Many customers with gaps, label times on and around midnights: the join equals the definition."""
     rng = random.Random(7)
     days = [day(i) for i in range(-12, 8)]
@@ -126,16 +147,20 @@ def test_random_histories_match_a_brute_force_oracle(spark: SparkSession):
         moment += rng.choice([dt.timedelta(0), -dt.timedelta(microseconds=1), dt.timedelta(hours=rng.randint(1, 23))])
         labels.append((f"r-{rng.randrange(42)}", moment))  # r-40, r-41 have no snapshot at all
     labels = list(dict.fromkeys(labels))
-    rows, stats = joined(spark, snaps, labels)
+    rows, stats = joined(snaps, labels, max_snapshot_age_days=max_age)
 
     def oracle(customer: str, time: dt.datetime) -> dt.date | None:
         usable = [
             d for d in snaps.get(customer, []) if dt.datetime.combine(d + dt.timedelta(days=1), dt.time()) <= time
         ]
-        return max(usable, default=None)
+        latest = max(usable, default=None)
+        too_old = latest and max_age is not None and (latest_usable_snapshot_date(time) - latest).days > max_age
+        return None if too_old else latest
 
     expected = {key: oracle(*key) for key in labels}
     assert {k: r["feature_snapshot_date"] for k, r in rows.items()} == {k: v for k, v in expected.items() if v}
     assert all(r["day_marker"] == r["feature_snapshot_date"].toordinal() for r in rows.values())
     assert stats.without_snapshot == sum(v is None for v in expected.values()) > 0
     assert stats.earlier > 0 and stats.exact > 0
+    ages = [(latest_usable_snapshot_date(t) - v).days for (_, t), v in expected.items() if v]
+    assert stats.max_snapshot_age_days == max(ages) and (max_age is None or max(ages) == max_age)
