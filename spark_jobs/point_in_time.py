@@ -146,6 +146,7 @@ def point_in_time_join(
     snapshots: DataFrame,
     contract: Contract,
     max_snapshot_age_days: int | None = None,
+    label_rows: int | None = None,
     broadcast_label_limit: int = BROADCAST_LABEL_LIMIT,
 ) -> PitJoin:
     """Join each label row to the latest snapshot complete at its prediction time (see the module docstring).
@@ -153,6 +154,7 @@ def point_in_time_join(
     ``labels``: the entity, prediction time, ``label_snapshot_date`` and label (``prepare_labels``);
     ``snapshots``: the entity, the day column and the feature columns, one row per entity and day.
     ``max_snapshot_age_days``: if set, a snapshot older than this many days before the cutoff counts as none.
+    ``label_rows``: how many rows ``labels`` holds, if the caller has counted them already.
     Call ``release()`` on the result once its frame has been written.
     """
     entity, day = list(contract.entity), contract.as_of
@@ -161,7 +163,7 @@ def point_in_time_join(
     if clash:
         raise ValueError(f"feature columns {clash} collide with the training set's key columns")
     labels = labels.withColumn(CUTOFF, snapshot_cutoff(F.col(contract.prediction_time)))
-    rows = labels.count()
+    rows = labels.count() if label_rows is None else label_rows
     if not rows:
         raise ValueError("no label rows: nothing to build a training set from")
     small = rows <= broadcast_label_limit

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
@@ -86,17 +87,38 @@ def read_labels(
     return frame
 
 
+def _no_snapshots(table_path: str | Path) -> FileNotFoundError:
+    return FileNotFoundError(f"no Delta table at {table_path}: write feature snapshots into it first")
+
+
+def snapshot_history(spark: SparkSession, table_path: str | Path) -> list[tables.Commit]:
+    """The commits of ``feature_snapshots``, newest first."""
+    try:
+        return tables.history(spark, table_path)
+    except AnalysisException as error:
+        if tables.is_delta_table(spark, table_path):
+            raise
+        raise _no_snapshots(table_path) from error
+
+
 def read_snapshots(spark: SparkSession, table_path: str | Path, version: int | None = None) -> tuple[DataFrame, int]:
     """``feature_snapshots`` at ``version`` (the latest if None), and the version actually read."""
-    if not tables.is_delta_table(spark, table_path):
-        raise FileNotFoundError(f"no Delta table at {table_path}: write feature snapshots into it first")
-    version = tables.latest_version(spark, table_path) if version is None else int(version)
-    # Read by explicit version even for "latest", so the version recorded is the one read, whatever commits later.
-    return spark.read.format("delta").option("versionAsOf", version).load(str(table_path)), version
+    try:
+        version = tables.latest_version(spark, table_path) if version is None else int(version)
+        # Read by explicit version even for "latest": the version recorded is the one read, whatever commits later.
+        return spark.read.format("delta").option("versionAsOf", version).load(str(table_path)), version
+    except Exception as error:  # time travel to a missing table raises a Java error, not an AnalysisException
+        if tables.is_delta_table(spark, table_path):
+            raise  # a table, but not that version
+        raise _no_snapshots(table_path) from error
 
 
 def label_provenance(labels: DataFrame, contract: Contract) -> dict[str, Any]:
     """Which label partitions were read and a hash of their rows, so a rebuild can prove it reads the same."""
+    return _label_provenance_and_rows(labels, contract)[0]
+
+
+def _label_provenance_and_rows(labels: DataFrame, contract: Contract) -> tuple[dict[str, Any], int]:
     row = labels.agg(
         F.min(PARTITION).alias("first"),
         F.max(PARTITION).alias("last"),
@@ -105,19 +127,25 @@ def label_provenance(labels: DataFrame, contract: Contract) -> dict[str, Any]:
         _row_hash_sum(list(contract.label_input_columns)).alias("h"),
     ).first()
     assert row is not None
-    return {
+    provenance = {
         "labels_first_partition": str(row["first"]),
         "labels_last_partition": str(row["last"]),
         "label_partitions": int(row["partitions"]),
         "labels_fingerprint": _fingerprint(row["n"], row["h"]),
     }
+    return provenance, int(row["n"])
 
 
 def model_checksums_by_day(spark: SparkSession, snapshots_path: str | Path, version: int) -> dict[str, str | None]:
     """The dbt model checksum behind each day of ``feature_snapshots`` as of ``version``: the one its latest write
     recorded, in a one-day or a range commit (None: that day's file carried none)."""
+    return model_checksums_as_of(tables.history(spark, snapshots_path), version)
+
+
+def model_checksums_as_of(commits: list[tables.Commit], version: int) -> dict[str, str | None]:
+    """``model_checksums_by_day`` from the history of ``feature_snapshots``, already read."""
     latest_per_day: dict[str, str | None] = {}
-    for c in sorted(tables.history(spark, snapshots_path), key=lambda c: c.version):
+    for c in sorted(commits, key=lambda c: c.version):
         if c.version <= version:
             for day, lineage in commit_days(c.user_metadata).items():
                 latest_per_day[day] = lineage.get(DBT_MODEL_CHECKSUM) or None
@@ -170,10 +198,10 @@ def build_training_set(
     older ``feature_store_version`` rebuilds through Delta time travel exactly what was built from it then.
     """
     labels = read_labels(spark, labels_dir, last=labels_matured_by)
-    provenance = {"labels_path": str(labels_dir), **label_provenance(labels, contract)}
+    provenance, rows = _label_provenance_and_rows(labels, contract)
     snapshots, version = read_snapshots(spark, store.feature_snapshots, feature_store_version)
-    join = point_in_time_join(prepare_labels(labels, contract), snapshots, contract, max_snapshot_age_days)
-    return join, version, provenance
+    join = point_in_time_join(prepare_labels(labels, contract), snapshots, contract, max_snapshot_age_days, rows)
+    return join, version, {"labels_path": str(labels_dir), **provenance}
 
 
 def write_training_set(
@@ -258,6 +286,9 @@ def run(
 
     ``churn_horizon_days``, the horizon the labels were made with, is recorded in the commit (None: unknown).
     """
+    commits = snapshot_history(spark, store.feature_snapshots)  # read once: the version and the checksums
+    if feature_store_version is None:
+        feature_store_version = commits[0].version
     join, version, provenance = build_training_set(spark, store, labels_dir, contract, feature_store_version,
                                                    max_snapshot_age_days, labels_matured_by)  # fmt: skip
     try:
@@ -271,7 +302,7 @@ def run(
             dagster_run_id=dagster_run_id,
             max_snapshot_age_days=max_snapshot_age_days,
             churn_horizon_days=churn_horizon_days,
-            dbt_model_checksums=model_checksums_by_day(spark, store.feature_snapshots, version),
+            dbt_model_checksums=model_checksums_as_of(commits, version),
         )
     finally:
         join.release()

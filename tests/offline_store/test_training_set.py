@@ -126,3 +126,14 @@ def test_a_training_set_as_of_a_day_leaves_out_the_labels_that_matured_later(spa
     join, _ = rebuild_training_set(spark, as_of.version, lake.store, CONTRACT)
     assert content_fingerprint(join.frame) == as_of.fingerprint
     join.release()
+
+
+def test_a_store_without_snapshots_is_named_in_a_clear_error(spark: SparkSession, data_root: Path):
+    lake = OfflineLake(data_root / "lake")
+    write_labels(lake.root, D3, [("c-1", D2, end_of(D2), 1)])
+    for attempt in (
+        lambda: run(spark, lake.store, lake.labels, CONTRACT),
+        lambda: build_training_set(spark, lake.store, lake.labels, CONTRACT, feature_store_version=0),
+    ):
+        with pytest.raises(FileNotFoundError, match=f"no Delta table at {lake.store.feature_snapshots}"):
+            attempt()
