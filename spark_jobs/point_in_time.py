@@ -233,71 +233,80 @@ def _resolve_here(
     table = labels.toArrow()
     lacks_id = pc.or_(*[pc.is_null(table[c]) for c in entity]) if len(entity) > 1 else pc.is_null(table[entity[0]])
     _check_label_ids(table[when].null_count, int(pc.sum(lacks_id.cast(pa.int64())).as_py() or 0), contract)
-    # The distinct keys, sorted by entity then cutoff; each key's interval starts after its entity's previous cutoff.
+    # The distinct keys, sorted by entity then cutoff.
     keys = table.select([*entity, CUTOFF]).group_by([*entity, CUTOFF]).aggregate([])
     keys = keys.sort_by([(c, "ascending") for c in [*entity, CUTOFF]])
-    n = keys.num_rows
-    same_entity = np.zeros(n, dtype=bool)
-    if n > 1:
-        same_entity[1:] = np.logical_and.reduce(
-            [_values(keys[c])[1:] == _values(keys[c])[:-1] for c in entity]  # type: ignore[misc]
-        )
-    cutoffs = keys[CUTOFF].combine_chunks().cast(pa.int32()).to_numpy()  # days since the epoch
-    after = np.roll(cutoffs, 1)
-    intervals = keys.append_column(AFTER, pa.array(after, pa.int32(), mask=~same_entity).cast(pa.date32()))
-    intervals = intervals.append_column(KEY_ID, pa.array(np.arange(n, dtype=np.int64)))
-    entity_types = {f.name: f.dataType for f in labels.schema.fields if f.name in entity}
-    schema = T.StructType(
-        [T.StructField(c, entity_types[c]) for c in entity]
-        + [T.StructField(CUTOFF, T.DateType()), T.StructField(AFTER, T.DateType()), T.StructField(KEY_ID, T.LongType())]
-    )
+    cutoffs = _days(keys[CUTOFF])
+    first_of_entity = _first_of_entity(keys, entity)
+    # Each key's interval starts after its entity's previous cutoff (none for the entity's first key).
+    after = pa.array(np.roll(cutoffs, 1), pa.int32(), mask=first_of_entity).cast(pa.date32())
+    intervals = keys.append_column(AFTER, after).append_column(KEY_ID, pa.array(np.arange(keys.num_rows)))
+    entity_fields = [f for f in labels.schema.fields if f.name in entity]
+    interval_fields = [T.StructField(c, T.DateType()) for c in (CUTOFF, AFTER)] + [T.StructField(KEY_ID, T.LongType())]
     spark = labels.sparkSession
-    keys_frame = spark.createDataFrame(intervals, schema)
+    intervals_frame = spark.createDataFrame(intervals, T.StructType(entity_fields + interval_fields))
     first, last = (dt.date.fromordinal(int(d) + EPOCH_ORDINAL) for d in (cutoffs.min(), cutoffs.max()))
     days = _snapshot_days(snapshots, contract, first, last, max_snapshot_age_days)
-    found = _latest_in_intervals(days, F.broadcast(keys_frame), contract, [KEY_ID]).toArrow()
-    latest = np.full(n, -1, dtype=np.int64)  # -1: no snapshot day in the key's interval
-    latest[found[KEY_ID].to_numpy()] = found[LATEST].cast(pa.int32()).to_numpy()
-    # Forward fill within each entity: the latest day on or before the cutoff is in this interval or an earlier one.
-    position = np.where(latest >= 0, np.arange(n), -1)
-    filled = np.maximum.accumulate(position)
-    entity_start = np.maximum.accumulate(np.where(same_entity, 0, np.arange(n)))
-    has_day = filled >= entity_start
-    resolved = np.where(has_day, latest[np.maximum(filled, 0)], 0)
+    found = _latest_in_intervals(days, F.broadcast(intervals_frame), contract, [KEY_ID]).toArrow()
+    latest = np.full(keys.num_rows, -1, dtype=np.int64)  # -1: no snapshot day in the key's interval
+    latest[found[KEY_ID].to_numpy()] = _days(found[LATEST])
+    resolved = _fill_forward(latest, first_of_entity)
     if max_snapshot_age_days is not None:
-        has_day &= cutoffs - resolved <= max_snapshot_age_days
-    fsd = pa.array(resolved.astype(np.int32), pa.int32(), mask=~has_day).cast(pa.date32())
-    resolution = keys.append_column(FEATURE_SNAPSHOT_DATE, fsd)
-    labelled = table.join(resolution, [*entity, CUTOFF], join_type="left outer")
-    used, cut = labelled[FEATURE_SNAPSHOT_DATE], labelled[CUTOFF]
-    age = pc.days_between(used, cut)
-    without_rows = labelled.filter(pc.is_null(used))
-    sample = without_rows.sort_by([(when, "ascending"), *[(c, "ascending") for c in entity]]).slice(0, SAMPLE_SIZE)
-    stats = PitStats(
-        labels=labelled.num_rows,
-        exact=int(pc.sum(pc.equal(used, cut).cast(pa.int64())).as_py() or 0),
-        earlier=int(pc.sum(pc.less(used, cut).cast(pa.int64())).as_py() or 0),
-        without_snapshot=without_rows.num_rows,
-        max_snapshot_age_days=pc.max(age).as_py(),
-        without_snapshot_sample=[_sample_row(r, contract) for r in sample.to_pylist()],
-    )
-    usable = labelled.filter(pc.is_valid(used)).drop_columns([CUTOFF])
+        resolved[cutoffs - resolved > max_snapshot_age_days] = -1
+    fsd = pa.array(resolved.astype(np.int32), pa.int32(), mask=resolved < 0).cast(pa.date32())
+    labelled = table.join(keys.append_column(FEATURE_SNAPSHOT_DATE, fsd), [*entity, CUTOFF], join_type="left outer")
+    used = labelled[FEATURE_SNAPSHOT_DATE]
     usable_schema = T.StructType(
         [f for f in labels.schema.fields if f.name != CUTOFF] + [T.StructField(FEATURE_SNAPSHOT_DATE, T.DateType())]
     )
-    usable = usable.select(usable_schema.fieldNames())
+    usable = labelled.filter(pc.is_valid(used)).select(usable_schema.fieldNames())
     bounds = pc.min_max(used).as_py()
     return _Resolved(
         usable=spark.createDataFrame(usable, usable_schema),
-        stats=stats,
+        stats=_stats_here(labelled, contract),
         first_used=bounds["min"],
         last_used=bounds["max"],
         cached=[],
     )
 
 
-def _values(column: pa.ChunkedArray) -> np.ndarray:
-    return column.combine_chunks().to_numpy(zero_copy_only=False)
+def _days(column: pa.ChunkedArray) -> np.ndarray:
+    """A date column as days since 1970-01-01."""
+    return column.combine_chunks().cast(pa.int32()).to_numpy().astype(np.int64)
+
+
+def _first_of_entity(keys: pa.Table, entity: list[str]) -> np.ndarray:
+    """For keys sorted by entity: True where a key is its entity's first."""
+    first = np.zeros(keys.num_rows, dtype=bool)
+    first[:1] = True
+    for c in entity:
+        values = keys[c].combine_chunks().to_numpy(zero_copy_only=False)
+        first[1:] |= values[1:] != values[:-1]
+    return first
+
+
+def _fill_forward(latest: np.ndarray, first_of_entity: np.ndarray) -> np.ndarray:
+    """Each key's latest day among its own interval and its entity's earlier ones (-1: none): the latest
+    snapshot day on or before its cutoff."""
+    position = np.arange(len(latest))
+    last_with_day = np.maximum.accumulate(np.where(latest >= 0, position, -1))
+    entity_start = np.maximum.accumulate(np.where(first_of_entity, position, 0))
+    return np.where(last_with_day >= entity_start, latest[np.maximum(last_with_day, 0)], -1)
+
+
+def _stats_here(labelled: pa.Table, contract: Contract) -> PitStats:
+    used, cutoff = labelled[FEATURE_SNAPSHOT_DATE], labelled[CUTOFF]
+    without = labelled.filter(pc.is_null(used))
+    order = [(contract.prediction_time, "ascending"), *[(c, "ascending") for c in contract.entity]]
+    sample = without.sort_by(order).slice(0, SAMPLE_SIZE).to_pylist()
+    return PitStats(
+        labels=labelled.num_rows,
+        exact=int(pc.sum(pc.equal(used, cutoff).cast(pa.int64())).as_py() or 0),
+        earlier=int(pc.sum(pc.less(used, cutoff).cast(pa.int64())).as_py() or 0),
+        without_snapshot=without.num_rows,
+        max_snapshot_age_days=pc.max(pc.days_between(used, cutoff)).as_py(),
+        without_snapshot_sample=[_sample_row(r, contract) for r in sample],
+    )
 
 
 # --- more labels than a broadcast holds: the same steps in Spark -------------------------------------------------

@@ -1,5 +1,6 @@
 """Leakage tests of the point-in-time join, on hand-built frames that an off-by-one in either direction fails."""
 
+import dataclasses
 import datetime as dt
 import random
 from collections.abc import Callable
@@ -164,3 +165,34 @@ def test_random_histories_match_a_brute_force_oracle(joined: Joined, max_age: in
     assert stats.earlier > 0 and stats.exact > 0
     ages = [(latest_usable_snapshot_date(t) - v).days for (_, t), v in expected.items() if v]
     assert stats.max_snapshot_age_days == max(ages) and (max_age is None or max(ages) == max_age)
+
+
+@pytest.mark.parametrize("limit", [BROADCAST_LABEL_LIMIT, 0], ids=["labels_here", "labels_in_spark"])
+def test_an_entity_of_two_columns_is_one_entity_only_when_both_match(spark: SparkSession, limit: int):
+    # Sorted, (a, y) follows (a, x) and (c, z) follows (b, z): a key told apart by one column alone would take its
+    # neighbour's snapshot.
+    contract = dataclasses.replace(CONTRACT, entity=("store", "item"))
+    snapshots = spark.createDataFrame(
+        [("a", "x", day(-2), day(-2).toordinal()), ("b", "z", day(-1), day(-1).toordinal())],
+        "store string, item string, snapshot_date date, day_marker long",
+    )
+    at = T(2025, 3, 2, 6, 0, 0)  # cutoff: 1 March
+    labels = spark.createDataFrame(
+        [(s, i, at.date(), at, 1) for s, i in [("a", "x"), ("a", "y"), ("b", "z"), ("c", "z")]],
+        "store string, item string, snapshot_date date, prediction_time timestamp_ntz, churned int",
+    )
+    join = point_in_time_join(prepare_labels(labels, contract), snapshots, contract, broadcast_label_limit=limit)
+    rows = {(r["store"], r["item"]): (r["feature_snapshot_date"], r["day_marker"]) for r in join.frame.collect()}
+    join.release()
+    assert rows == {("a", "x"): (day(-2), day(-2).toordinal()), ("b", "z"): (day(-1), day(-1).toordinal())}
+    assert (join.stats.earlier, join.stats.without_snapshot) == (2, 2)
+    assert [(s["store"], s["item"]) for s in join.stats.without_snapshot_sample] == [("a", "y"), ("c", "z")]
+
+
+@pytest.mark.parametrize("limit", [BROADCAST_LABEL_LIMIT, 0], ids=["labels_here", "labels_in_spark"])
+def test_labels_without_an_entity_or_a_time_are_refused_with_their_counts(spark: SparkSession, limit: int):
+    labels = labels_frame(spark, [("c-1", T(2025, 3, 2)), ("c-2", T(2025, 3, 2))])
+    labels = labels.withColumn("customer_id", F.when(F.col("customer_id") == "c-1", F.col("customer_id")))
+    snapshots = snapshots_frame(spark, {"c-1": [day(0)]})
+    with pytest.raises(ValueError, match="0 label rows lack prediction_time, 1 lack customer_id"):
+        point_in_time_join(labels, snapshots, CONTRACT, broadcast_label_limit=limit)
