@@ -30,8 +30,9 @@ one is not, and it reads the snapshot history twice whatever the labels:
 2. **The features, read once,** by an equi-join of the history on the resolved (entity, snapshot day).
 
 Label-sized work (the keys, their intervals, the forward fill, the statistics) is done in this process with
-Arrow when the labels are few enough to broadcast (``BROADCAST_LABEL_LIMIT``): Spark would spend a job per
-step on it. Beyond that limit the same steps run in Spark, with windows and shuffle joins.
+Arrow up to ``LOCAL_LABEL_LIMIT`` labels: Spark would spend a job per step on it. Beyond that the same steps run
+in Spark, with windows. Up to ``BROADCAST_LABEL_LIMIT`` labels the label side of both scans is broadcast, so
+the history is never shuffled.
 
 Labels with no snapshot at or before their cutoff (or none young enough, with ``max_snapshot_age_days``) cannot
 be trained on; they are left out of the rows but counted and sampled in the result, never dropped silently.
@@ -58,8 +59,11 @@ CUTOFF = "_cutoff"  # the latest snapshot date a label may use
 AFTER = "_after"  # the entity's previous cutoff: a key's interval of snapshot days is (AFTER, CUTOFF]
 LATEST = "_latest"  # the latest snapshot day within a key's interval
 KEY_ID = "_key"  # a label key's number: an integer groups faster than the entity and the day
-# Up to this many label rows, the labels are handled in this process and broadcast, and the snapshot history
-# streams past them without a shuffle. Beyond it Spark does it all with shuffle joins (still exact, slower).
+# Up to this many label rows, the label-sized steps run in this process with Arrow: Spark would spend a job on
+# each. Beyond it they run in Spark (the driver's memory holds a few copies of the labels, not many).
+LOCAL_LABEL_LIMIT = 500_000
+# Up to this many label rows, the label side of each join is broadcast and the snapshot history streams past it
+# without a shuffle. Beyond it Spark plans shuffle joins (still exact, slower).
 BROADCAST_LABEL_LIMIT = 2_000_000
 SAMPLE_SIZE = 10
 EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()  # Arrow's date32 counts days from 1970-01-01
@@ -147,6 +151,7 @@ def point_in_time_join(
     contract: Contract,
     max_snapshot_age_days: int | None = None,
     label_rows: int | None = None,
+    local_label_limit: int = LOCAL_LABEL_LIMIT,
     broadcast_label_limit: int = BROADCAST_LABEL_LIMIT,
 ) -> PitJoin:
     """Join each label row to the latest snapshot complete at its prediction time (see the module docstring).
@@ -167,8 +172,10 @@ def point_in_time_join(
     if not rows:
         raise ValueError("no label rows: nothing to build a training set from")
     small = rows <= broadcast_label_limit
-    resolve = _resolve_here if small else _resolve_in_spark
-    resolved = resolve(labels, snapshots, contract, max_snapshot_age_days)
+    if rows <= local_label_limit:
+        resolved = _resolve_here(labels, snapshots, contract, max_snapshot_age_days)
+    else:
+        resolved = _resolve_in_spark(labels, snapshots, contract, max_snapshot_age_days, small)
     usable = F.broadcast(resolved.usable) if small else resolved.usable
     history = snapshots.withColumnRenamed(day, FEATURE_SNAPSHOT_DATE)
     if resolved.first_used is not None:  # only the days some label uses are read
@@ -215,7 +222,7 @@ def _sample_row(row: dict[str, Any], contract: Contract) -> dict[str, str]:
     }
 
 
-# --- labels few enough to broadcast: the label-sized steps here, with Arrow -------------------------------------
+# --- few labels: the label-sized steps here, with Arrow -------------------------------------
 
 
 def _check_label_ids(nulls_in_time: int, nulls_in_id: int, contract: Contract) -> None:
@@ -309,11 +316,11 @@ def _stats_here(labelled: pa.Table, contract: Contract) -> PitStats:
     )
 
 
-# --- more labels than a broadcast holds: the same steps in Spark -------------------------------------------------
+# --- many labels: the same steps in Spark -------------------------------------------------
 
 
 def _resolve_in_spark(
-    labels: DataFrame, snapshots: DataFrame, contract: Contract, max_snapshot_age_days: int | None
+    labels: DataFrame, snapshots: DataFrame, contract: Contract, max_snapshot_age_days: int | None, broadcast: bool
 ) -> _Resolved:
     entity, when = list(contract.entity), contract.prediction_time
     labels = labels.persist(StorageLevel.MEMORY_AND_DISK)
@@ -336,7 +343,7 @@ def _resolve_in_spark(
     keys = keys.persist(StorageLevel.MEMORY_AND_DISK)
     cached.append(keys)
     days = _snapshot_days(snapshots, contract, bounds["first"], bounds["last"], max_snapshot_age_days)
-    found = _latest_in_intervals(days, keys, contract, [*entity, CUTOFF])
+    found = _latest_in_intervals(days, F.broadcast(keys) if broadcast else keys, contract, [*entity, CUTOFF])
     cutoff, fsd = F.col(CUTOFF), F.col(FEATURE_SNAPSHOT_DATE)
     so_far = by_entity.rowsBetween(Window.unboundedPreceding, Window.currentRow)
     resolution = keys.join(found, [*entity, CUTOFF], "left").select(

@@ -13,7 +13,6 @@ from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs.point_in_time import (
-    BROADCAST_LABEL_LIMIT,
     PitStats,
     latest_usable_snapshot_date,
     point_in_time_join,
@@ -44,14 +43,23 @@ def labels_frame(spark: SparkSession, rows: list[tuple[str, dt.datetime]]) -> Da
 Joined = Callable[..., tuple[dict[tuple[str, dt.datetime], Row], PitStats]]
 
 
-@pytest.fixture(params=["labels_here", "labels_in_spark"])
+# The three ways the join runs, by how many labels there are: label-sized steps in this process, or in Spark
+# with the labels broadcast, or in Spark with shuffle joins.
+WAYS = {
+    "labels_here": {},
+    "labels_in_spark": {"local_label_limit": 0},
+    "labels_shuffled": {"local_label_limit": 0, "broadcast_label_limit": 0},
+}
+
+
+@pytest.fixture(params=list(WAYS))
 def joined(request: pytest.FixtureRequest, spark: SparkSession) -> Joined:
-    """The join, either way: label-sized steps in this process (few labels), or all of it in Spark (many)."""
-    limit = BROADCAST_LABEL_LIMIT if request.param == "labels_here" else 0
+    """The join, each way it can run."""
+    way = WAYS[request.param]
 
     def join_them(snapshots: dict[str, list[dt.date]], labels: list[tuple[str, dt.datetime]], **kw: Any):
         labels_df, snapshots_df = labels_frame(spark, labels), snapshots_frame(spark, snapshots)
-        join = point_in_time_join(labels_df, snapshots_df, CONTRACT, broadcast_label_limit=limit, **kw)
+        join = point_in_time_join(labels_df, snapshots_df, CONTRACT, **way, **kw)
         rows = {(r["customer_id"], r["prediction_time"]): r for r in join.frame.collect()}
         join.release()
         return rows, join.stats
@@ -167,8 +175,8 @@ def test_random_histories_match_a_brute_force_oracle(joined: Joined, max_age: in
     assert stats.max_snapshot_age_days == max(ages) and (max_age is None or max(ages) == max_age)
 
 
-@pytest.mark.parametrize("limit", [BROADCAST_LABEL_LIMIT, 0], ids=["labels_here", "labels_in_spark"])
-def test_an_entity_of_two_columns_is_one_entity_only_when_both_match(spark: SparkSession, limit: int):
+@pytest.mark.parametrize("way", list(WAYS))
+def test_an_entity_of_two_columns_is_one_entity_only_when_both_match(spark: SparkSession, way: str):
     # Sorted, (a, y) follows (a, x) and (c, z) follows (b, z): a key told apart by one column alone would take its
     # neighbour's snapshot.
     contract = dataclasses.replace(CONTRACT, entity=("store", "item"))
@@ -181,7 +189,7 @@ def test_an_entity_of_two_columns_is_one_entity_only_when_both_match(spark: Spar
         [(s, i, at.date(), at, 1) for s, i in [("a", "x"), ("a", "y"), ("b", "z"), ("c", "z")]],
         "store string, item string, snapshot_date date, prediction_time timestamp_ntz, churned int",
     )
-    join = point_in_time_join(prepare_labels(labels, contract), snapshots, contract, broadcast_label_limit=limit)
+    join = point_in_time_join(prepare_labels(labels, contract), snapshots, contract, **WAYS[way])
     rows = {(r["store"], r["item"]): (r["feature_snapshot_date"], r["day_marker"]) for r in join.frame.collect()}
     join.release()
     assert rows == {("a", "x"): (day(-2), day(-2).toordinal()), ("b", "z"): (day(-1), day(-1).toordinal())}
@@ -189,10 +197,10 @@ def test_an_entity_of_two_columns_is_one_entity_only_when_both_match(spark: Spar
     assert [(s["store"], s["item"]) for s in join.stats.without_snapshot_sample] == [("a", "y"), ("c", "z")]
 
 
-@pytest.mark.parametrize("limit", [BROADCAST_LABEL_LIMIT, 0], ids=["labels_here", "labels_in_spark"])
-def test_labels_without_an_entity_or_a_time_are_refused_with_their_counts(spark: SparkSession, limit: int):
+@pytest.mark.parametrize("way", list(WAYS))
+def test_labels_without_an_entity_or_a_time_are_refused_with_their_counts(spark: SparkSession, way: str):
     labels = labels_frame(spark, [("c-1", T(2025, 3, 2)), ("c-2", T(2025, 3, 2))])
     labels = labels.withColumn("customer_id", F.when(F.col("customer_id") == "c-1", F.col("customer_id")))
     snapshots = snapshots_frame(spark, {"c-1": [day(0)]})
     with pytest.raises(ValueError, match="0 label rows lack prediction_time, 1 lack customer_id"):
-        point_in_time_join(labels, snapshots, CONTRACT, broadcast_label_limit=limit)
+        point_in_time_join(labels, snapshots, CONTRACT, **WAYS[way])
