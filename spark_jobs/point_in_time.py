@@ -160,6 +160,7 @@ def point_in_time_join(
     ``snapshots``: the entity, the day column and the feature columns, one row per entity and day.
     ``max_snapshot_age_days``: if set, a snapshot older than this many days before the cutoff counts as none.
     ``label_rows``: how many rows ``labels`` holds, if the caller has counted them already.
+    ``local_label_limit``, ``broadcast_label_limit``: see ``LOCAL_LABEL_LIMIT`` and ``BROADCAST_LABEL_LIMIT``.
     Call ``release()`` on the result once its frame has been written.
     """
     entity, day = list(contract.entity), contract.as_of
