@@ -223,7 +223,7 @@ def _sample_row(row: dict[str, Any], contract: Contract) -> dict[str, str]:
     }
 
 
-# --- few labels: the label-sized steps here, with Arrow -------------------------------------
+# --- few labels: the label-sized steps here, with Arrow ---------------------------------------------------------------
 
 
 def _check_label_ids(nulls_in_time: int, nulls_in_id: int, contract: Contract) -> None:
@@ -317,7 +317,7 @@ def _stats_here(labelled: pa.Table, contract: Contract) -> PitStats:
     )
 
 
-# --- many labels: the same steps in Spark -------------------------------------------------
+# --- many labels: the same steps in Spark -----------------------------------------------------------------------------
 
 
 def _resolve_in_spark(
